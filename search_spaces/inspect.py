@@ -1,0 +1,139 @@
+"""``nas inspect``: what a config costs, counted three ways that must agree.
+
+    macs, params            analytic (search_spaces/counting.py), what the search scores with
+    counted_macs            torch.utils.flop_counter.FlopCounterMode total / 2 on the built model
+    counted_params          sum(p.numel()) of the built model
+    fvcore_macs             fvcore's FlopCountAnalysis, with its BatchNorm and pooling handles switched off
+                            (fvcore counts one fused multiply-add as one flop, so its flops are MACs)
+
+Batch of one, eval mode (BatchNorm then needs no batch statistics, so a 1x1 map is fine).
+"""
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from nas.errors import ConfigError
+from search_spaces.builder import build_model
+from search_spaces.counting import _shape, count
+
+__all__ = ["inspect_config", "inspect_main", "parse_input_shape"]
+
+_DEFAULT_CLASSES = 10  # what inspect assumes when neither the caller nor the config says
+
+
+def inspect_config(config: dict, *, input_shape: tuple, num_classes: int | None = None,
+                   max_depth: int = 3) -> dict:
+    """Analytic params / MACs, the same counted on the built model, and fvcore's per-module table."""
+    shape = _shape(tuple(input_shape))
+    analytic = count(config, input_shape=shape, num_classes=num_classes)
+    torch.manual_seed(0)  # the counts do not depend on the weights; fix them anyway for repeatable tables
+    model = build_model(config, num_classes=num_classes, in_chans=shape[0]).eval()
+    x = torch.zeros(1, *shape)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = model(x)
+    fv_total, table = _fvcore(model, x, max_depth)
+    result = {
+        "params": analytic["params"],
+        "macs": analytic["macs"],
+        "counted_params": sum(p.numel() for p in model.parameters()),
+        "counted_macs": counter.get_total_flops() // 2,
+        "fvcore_macs": fv_total,
+        "input_shape": list(shape),
+        "num_classes": model.arch.num_classes,
+        "output_shape": list(out.shape),
+        "table": table,
+    }
+    result["agree"] = (result["params"] == result["counted_params"]
+                       and result["macs"] == result["counted_macs"] == result["fvcore_macs"])
+    return result
+
+
+def _fvcore(model: torch.nn.Module, x: torch.Tensor, max_depth: int) -> tuple[int, str]:
+    with warnings.catch_warnings():  # fvcore uses torch.jit, which newer torch marks deprecated
+        warnings.simplefilter("ignore", FutureWarning)
+        from fvcore.nn import FlopCountAnalysis, flop_count_table
+
+    # Count BatchNorm (folded into the conv at inference) and pooling as zero, as FlopCounterMode does.
+    # A handle of None does not do it here: fvcore consults its default handles before its ignore list.
+    free = {op: _zero for op in ("aten::batch_norm", "aten::adaptive_avg_pool2d")}
+    analysis = (FlopCountAnalysis(model, (x,)).set_op_handle(**free)
+                .unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        total = int(analysis.total())
+    return total, flop_count_table(analysis, max_depth=max_depth)
+
+
+def _zero(inputs, outputs) -> Counter:
+    return Counter()
+
+
+def parse_input_shape(text) -> tuple[int, int, int]:
+    """``"3x32x32"``, ``"3,32,32"`` or a sequence of three ints -> (channels, height, width)."""
+    if isinstance(text, str):
+        parts = [p for p in re.split(r"[x,\s]+", text.strip().lower()) if p]
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            raise ConfigError(f"input shape {text!r}: expected CxHxW, e.g. 3x32x32")
+        text = tuple(int(p) for p in parts)
+    return _shape(tuple(text) if isinstance(text, (list, tuple)) else text)
+
+
+def _load(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e.__class__.__name__})") from None
+    except ValueError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    # A trial record or an exported result holds the config under "config".
+    if isinstance(data, dict) and "stem" not in data and isinstance(data.get("config"), dict):
+        data = data["config"]
+    return data
+
+
+def inspect_main(path, input_shape, as_json: bool, *, num_classes: int | None = None) -> str:
+    """The text ``nas inspect PATH --input-shape CxHxW [--json]`` prints.
+
+    ``num_classes`` defaults to the config's ``classifier.num_classes``, else 10 (said in the output).
+    Bad JSON or a bad config raises a one-line ConfigError naming the file.
+    """
+    path = Path(path)
+    shape = parse_input_shape(input_shape)
+    config = _load(path)
+    assumed = (num_classes is None and not (isinstance(config, dict) and isinstance(config.get("classifier"), dict)
+                                            and config["classifier"].get("num_classes") is not None))
+    try:
+        r = inspect_config(config, input_shape=shape, num_classes=_DEFAULT_CLASSES if assumed else num_classes)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    if as_json:
+        return json.dumps({k: v for k, v in r.items() if k != "table"} | {"path": str(path)})
+    note = " (assumed: the config has no classifier.num_classes; pass --num-classes)" if assumed else ""
+    check = "ok" if r["agree"] else "MISMATCH (please report: the analytic counts are wrong)"
+    return "\n".join([
+        f"config        {path}",
+        f"input         {'x'.join(map(str, shape))}, {r['num_classes']} classes{note}",
+        f"params        {r['params']:,} ({_si(r['params'])})",
+        f"MACs          {r['macs']:,} ({_si(r['macs'])})",
+        f"check         FlopCounterMode/2 {r['counted_macs']:,}, fvcore {r['fvcore_macs']:,}, "
+        f"numel {r['counted_params']:,}: {check}",
+        "",
+        "per module (fvcore; its #flops column counts one multiply-add as one flop, i.e. MACs):",
+        r["table"],
+    ])
+
+
+def _si(n: int) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
