@@ -38,7 +38,7 @@ def inspect_config(config: dict, *, input_shape: tuple, num_classes: int | None 
     x = torch.zeros(1, *shape)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         out = model(x)
-    fv_total, table = _fvcore(model, x, max_depth)
+    fv_total, table = fvcore_table(model, x, max_depth)
     result = {
         "params": analytic["params"],
         "macs": analytic["macs"],
@@ -55,7 +55,8 @@ def inspect_config(config: dict, *, input_shape: tuple, num_classes: int | None 
     return result
 
 
-def _fvcore(model: torch.nn.Module, x: torch.Tensor, max_depth: int) -> tuple[int, str]:
+def fvcore_table(model: torch.nn.Module, x: torch.Tensor, max_depth: int) -> tuple[int, str]:
+    """fvcore's total (MACs, as FlopCounterMode counts them) and its per-module table."""
     with warnings.catch_warnings():  # fvcore uses torch.jit, which newer torch marks deprecated
         warnings.simplefilter("ignore", FutureWarning)
         from fvcore.nn import FlopCountAnalysis, flop_count_table

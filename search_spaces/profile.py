@@ -5,7 +5,8 @@ The caller builds the model (this module does not import the builder), e.g. for 
 >>> prof = profile_model(model, (3, 32, 32))      # doctest: +SKIP
 >>> html = model_section_html(prof)               # doctest: +SKIP
 
-fvcore counts one fused multiply-add as one flop, so its total is directly comparable with our MACs.
+fvcore counts one fused multiply-add as one flop; with BatchNorm and pooling counted as free (as in
+``search_spaces.inspect``) its total equals our analytic MACs.
 """
 from __future__ import annotations
 
@@ -38,19 +39,13 @@ def _latency(model: nn.Module, x: torch.Tensor, *, repeats: int, warmup: int) ->
 
 
 def _fvcore(model: nn.Module, x: torch.Tensor, max_depth: int) -> dict:
+    from search_spaces.inspect import fvcore_table
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # fvcore traces with torch.jit, which warns on every call
-            from fvcore.nn import FlopCountAnalysis, flop_count_table
-            flops = FlopCountAnalysis(model, (x,))
-            flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            total = int(flops.total())
-            table = flop_count_table(flops, max_depth=max_depth, show_param_shapes=False)
-            unsupported = dict(flops.unsupported_ops())
+        total, table = fvcore_table(model, x, max_depth)
     except Exception as e:  # a model fvcore cannot trace still gets its latency measured
-        return {"fvcore_macs": None, "flop_table": f"fvcore could not analyse the model: {type(e).__name__}: {e}",
-                "unsupported_ops": {}}
-    return {"fvcore_macs": total, "flop_table": table, "unsupported_ops": unsupported}
+        return {"fvcore_macs": None, "flop_table": f"fvcore could not analyse the model: {type(e).__name__}: {e}"}
+    return {"fvcore_macs": total, "flop_table": table}
 
 
 def profile_model(model: nn.Module, input_shape: Sequence[int], *, batches: Sequence[int] = (1, 64),
@@ -95,8 +90,6 @@ def format_profile(profile: dict) -> str:
              f"{'batch':>6} {'median ms':>10} {'per image ms':>13} {'images/s':>10}"]
     for r in profile["latency"]:
         lines.append(f"{r['batch']:>6} {r['median_ms']:>10.3f} {r['per_image_ms']:>13.4f} {r['images_per_s']:>10.1f}")
-    if profile["unsupported_ops"]:
-        lines.append("not counted by fvcore: " + ", ".join(f"{k} x{v}" for k, v in profile["unsupported_ops"].items()))
     lines.append(profile["flop_table"])
     return "\n".join(lines)
 
@@ -107,9 +100,6 @@ def model_section_html(profile: dict) -> str:
         f"<tr><td>{r['batch']}</td><td>{r['median_ms']:.3f}</td><td>{r['min_ms']:.3f}</td>"
         f"<td>{r['per_image_ms']:.4f}</td><td>{r['images_per_s']:.1f}</td></tr>" for r in profile["latency"])
     unsupported = ""
-    if profile["unsupported_ops"]:
-        ops = ", ".join(f"{k} ×{v}" for k, v in profile["unsupported_ops"].items())
-        unsupported = f"<p>Not counted by fvcore (element-wise ops): {html.escape(ops)}</p>"
     return (f"<p>Input {html.escape(str(tuple(profile['input_shape'])))}; params {_si(profile['params'])}; "
             f"fvcore MACs at batch 1: {_si(profile['fvcore_macs'])}; measured on CPU with "
             f"{profile['threads']} thread(s), torch {html.escape(profile['torch'])}.</p>"
