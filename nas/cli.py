@@ -1,0 +1,203 @@
+"""``nas``: search, report, export, inspect, space. Wires the engine to search_spaces and trainers.
+
+Every user error ends in one line on stderr and exit code 2; Ctrl-C in 130.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from nas.errors import NasError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints usage over two lines otherwise)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _amount(text: str) -> float:
+    """A positive finite number; accepts suffixes k, M, G (``200k``)."""
+    mult = {"k": 1e3, "m": 1e6, "g": 1e9}
+    t = text.strip().lower()
+    try:
+        v = float(t[:-1]) * mult[t[-1]] if t and t[-1] in mult else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 2e5 or 200k, got {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return v
+
+
+def _seconds(text: str) -> float:
+    t = text.strip().lower()
+    mult = {"s": 1, "m": 60, "h": 3600}
+    try:
+        v = float(t[:-1]) * mult[t[-1]] if t and t[-1] in mult else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds such as 300, 5m or 1h, got {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive duration, got {text!r}")
+    return v
+
+
+def _shape(text: str) -> tuple:
+    try:
+        dims = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W such as 3,224,224, got {text!r}") from None
+    if len(dims) != 3 or min(dims) < 1 or max(dims) > 16384:
+        raise argparse.ArgumentTypeError(f"expected three positive sizes C,H,W, got {text!r}")
+    return dims
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nas", description="lightnas: find small, accurate CNNs.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("search", help="search architecture and training hyper-parameters on a data set")
+    s.add_argument("--dataset", default="digits",
+                   help="digits (bundled), mnist, fashion-mnist, cifar10, cifar100, or imagefolder")
+    s.add_argument("--data-dir", help="where the data set lives (an ImageFolder root for imagefolder)")
+    s.add_argument("--download", action="store_true", help="download torchvision data sets if missing")
+    s.add_argument("--out", help="study folder (default results/DATASET)")
+    s.add_argument("--trials", type=_positive_int, help="number of trials (default: the data set's preset)")
+    s.add_argument("--time-budget", type=_seconds, help="stop starting trials after this long (300, 5m, 1h)")
+    s.add_argument("--max-macs", type=_amount, help="hard limit: configs above are never trained")
+    s.add_argument("--max-params", type=_amount, help="hard limit on parameters")
+    s.add_argument("--score", default="mnas", help="acc | mnas[:macs=T,params=P,alpha=A,beta=B] | weighted:macs=W,params=W")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--resume", action="store_true", help="continue the study in --out (or start it)")
+    s.add_argument("--space", help="a search space YAML/JSON file (default: the built-in space for the data set)")
+    s.add_argument("--workers", type=_positive_int, default=1, help="trials in parallel")
+    s.add_argument("--executor", choices=["inprocess", "process", "ray"],
+                   help="where trials run (default: inprocess for 1 worker, process for more)")
+    s.add_argument("--ray-address", help="address of an existing Ray cluster (e.g. ray://head:10001 or auto)")
+    s.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs each trial asks Ray for")
+    s.add_argument("--warmup", type=_positive_int, help="random space-filling trials before the GP (default 8)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("report", help="tables, Pareto front, plots and report.html of a study")
+    r.add_argument("study")
+    r.add_argument("--top", type=_positive_int, default=10)
+    r.add_argument("--no-files", action="store_true", help="print only; write no files")
+    r.add_argument("--no-profile", action="store_true", help="skip the latency / FLOPs table of the best model")
+
+    e = sub.add_parser("export", help="the best (or a chosen) network as a standalone PyTorch module")
+    e.add_argument("study")
+    e.add_argument("--trial", type=int, help="trial id (default: the best by score)")
+    e.add_argument("--out", required=True, help="folder to write model.py, weights.pt, config.json, model.ts")
+    e.add_argument("--no-retrain", action="store_true", help="use the trial's own weights instead of retraining")
+
+    i = sub.add_parser("inspect", help="params, MACs and the per-module table of an architecture config")
+    i.add_argument("config")
+    i.add_argument("--input-shape", type=_shape, default=(3, 224, 224))
+    i.add_argument("--num-classes", type=_positive_int)
+    i.add_argument("--json", action="store_true")
+
+    sp = sub.add_parser("space", help="summarise a search space (default: the built-in one)")
+    sp.add_argument("file", nargs="?")
+    sp.add_argument("--dataset", default="digits", help="preset whose default space to show")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"search": cmd_search, "report": cmd_report, "export": cmd_export,
+                "inspect": cmd_inspect, "space": cmd_space}[args.command](args) or 0
+    except NasError as e:
+        print(f"nas {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\nnas {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split()) or e.__class__.__name__
+
+
+# ---------------------------------------------------------------------------------------- search
+def cmd_search(args) -> int:
+    from nas import cli_wiring as wiring
+
+    study, total = wiring.make_study(args)
+    if not args.quiet:
+        print(f"nas search: {args.dataset} -> {study.folder} ({wiring.describe(study)})", file=sys.stderr)
+    study.run()
+    if not args.quiet:
+        print(file=sys.stderr)
+    from nas.report import format_summary, load_study
+
+    print(format_summary(load_study(study.folder), top=5))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- report
+def cmd_report(args) -> int:
+    from nas.report import format_summary, load_study, write_report
+
+    view = load_study(args.study)
+    print(format_summary(view, top=args.top))
+    if not args.no_files:
+        section = None
+        if not args.no_profile:
+            from nas import cli_wiring as wiring
+
+            section = wiring.model_section(view)
+        files = write_report(args.study, model_section=section)
+        print("\nwrote: " + ", ".join(str(Path(f).name) for f in files.values()))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- export
+def cmd_export(args) -> int:
+    from nas.export import export_study
+
+    written = export_study(args.study, out=args.out, trial_id=args.trial, retrain=not args.no_retrain)
+    for name in written:
+        print(name)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- inspect
+def cmd_inspect(args) -> int:
+    from search_spaces.inspect import inspect_main
+
+    print(inspect_main(args.config, args.input_shape, args.json, num_classes=args.num_classes))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- space
+def cmd_space(args) -> int:
+    from nas.space import Space
+
+    if args.file:
+        space = Space.load(args.file)
+    else:
+        from nas import cli_wiring as wiring
+
+        space = wiring.default_space_for(args.dataset)
+    print(space.summary())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

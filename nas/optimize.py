@@ -1,0 +1,102 @@
+"""Maximise an acquisition function over a conditional mixed space.
+
+The space has categorical, integer, float and conditional dimensions, so gradient methods do not apply
+directly. We do what works on such spaces (SMAC's local search, Optuna's ``optim_mixed``):
+
+1. score many seeded random candidates that satisfy the hard constraints, plus the neighbours of the
+   best configs seen so far;
+2. from the best few, hill-climb through ``space.neighbours`` (one-parameter moves: a numeric nudge, a
+   category switched, a stage added or removed) while the acquisition improves; float values are refined
+   by the small moves that neighbours include;
+3. return the best config that is not excluded (already evaluated or pending).
+
+Every candidate that breaks a hard constraint is dropped before it is scored, so none is ever proposed.
+"""
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+import numpy as np
+
+from nas.errors import NasError
+from nas.space import Space
+
+
+def config_key(config: dict) -> str:
+    """A canonical string for a config: equal configs give equal keys."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+
+
+def sample_feasible(space: Space, n: int, rng: np.random.Generator, feasible: Callable[[dict], bool],
+                    *, max_tries: int | None = None) -> list[dict]:
+    """Up to ``n`` random configs that pass ``feasible``. Raises NasError when none is found at all."""
+    max_tries = max_tries if max_tries is not None else max(50 * n, 2000)
+    out, tries = [], 0
+    while len(out) < n and tries < max_tries:
+        c = space.sample(rng)
+        tries += 1
+        if feasible(c):
+            out.append(c)
+    if not out:
+        raise NasError(f"no config satisfies the constraints: {tries} random configs from the space all broke "
+                       "them; loosen --max-macs / --max-params or shrink the space")
+    return out
+
+
+def maximize(space: Space, acquisition: Callable[[list], np.ndarray], *, rng: np.random.Generator,
+             feasible: Callable[[dict], bool], exclude: set, seeds: list | None = None,
+             n_random: int = 256, n_starts: int = 4, n_rounds: int = 6) -> tuple[dict, float]:
+    """The config with the highest acquisition found, and its value.
+
+    ``acquisition(configs) -> (len(configs),)`` is vectorised; ``exclude`` holds ``config_key``s that
+    may not be returned; ``seeds`` are configs whose neighbourhoods are searched too (the incumbents).
+    """
+    cands = sample_feasible(space, n_random, rng, feasible)
+    for s in seeds or []:
+        cands.append(s)
+        cands.extend(c for c in space.neighbours(s, rng) if feasible(c))
+    cands = _unique(cands)
+    values = np.asarray(acquisition(cands), dtype=float)
+    best_c, best_v = None, -np.inf
+    allowed = [config_key(c) not in exclude for c in cands]
+    for i in np.argsort(-values):
+        if allowed[i]:
+            best_c, best_v = cands[i], values[i]
+            break
+    # Hill-climb from the top starts (excluded ones too: their neighbours are new).
+    seen = {config_key(c) for c in cands}
+    for i in np.argsort(-values)[:n_starts]:
+        cur, cur_v = cands[i], values[i]
+        for _ in range(n_rounds):
+            nbrs = [c for c in space.neighbours(cur, rng) if config_key(c) not in seen and feasible(c)]
+            if not nbrs:
+                break
+            seen.update(config_key(c) for c in nbrs)
+            nv = np.asarray(acquisition(nbrs), dtype=float)
+            for j in np.argsort(-nv):
+                if nv[j] <= best_v:
+                    break
+                if config_key(nbrs[j]) not in exclude:
+                    best_c, best_v = nbrs[j], nv[j]
+                    break
+            j = int(np.argmax(nv))
+            if nv[j] <= cur_v:
+                break
+            cur, cur_v = nbrs[j], nv[j]
+    if best_c is None:  # everything seen was excluded: fall back to fresh random configs
+        for c in sample_feasible(space, n_random, rng, feasible):
+            if config_key(c) not in exclude:
+                return c, float(np.asarray(acquisition([c]))[0])
+        raise NasError("the space seems exhausted: every candidate found was already evaluated")
+    return best_c, float(best_v)
+
+
+def _unique(configs: list) -> list:
+    seen, out = set(), []
+    for c in configs:
+        k = config_key(c)
+        if k not in seen:
+            seen.add(k)
+            out.append(c)
+    return out

@@ -1,0 +1,242 @@
+"""``Optimizer``: ask / tell GP-UCB over a conditional space, for any black-box function.
+
+    >>> from nas import Optimizer, Space, Float, Categorical
+    >>> space = Space([Float("x", -2.0, 2.0), Categorical("kind", ["a", "b"])])
+    >>> opt = Optimizer(space, direction="minimize", seed=0, n_warmup=4)
+    >>> for _ in range(8):
+    ...     for cfg in opt.ask(2):
+    ...         opt.tell(cfg, (cfg["x"] - 0.5) ** 2 + (cfg["kind"] == "b"))
+    >>> round(opt.best[1], 1) <= 0.2
+    True
+
+The GP models the objective only. Known objectives (``known(config) -> {"macs": ..., "params": ...}``,
+exact and free) enter through ``score`` and hard ``constraints`` (``Limit`` or any predicate on a
+config), both applied exactly: the acquisition is ``score(UCB(value), known(config))``, and a config
+that breaks a constraint is never proposed. Asked configs that are not told yet are *pending*: the next
+``ask`` treats them as observed for the variance only (GP-BUCB), so parallel workers get spread-out
+proposals.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from nas import acquisition as acq
+from nas.errors import NasError, SpaceError
+from nas.gp import GP
+from nas.optimize import config_key, maximize, sample_feasible
+from nas.score import Identity, Score
+from nas.space import Space
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A hard limit on a known objective: ``Limit("macs", 2e5)`` keeps configs with MACs <= 2e5."""
+
+    name: str
+    max: float
+
+    def __call__(self, known: dict) -> bool:
+        return known[self.name] <= self.max
+
+
+class Optimizer:
+    def __init__(self, space: Space, *, direction: str = "maximize", seed: int = 0,
+                 constraints: Sequence = (), known: Callable[[dict], dict] | None = None,
+                 score: Score | None = None, n_warmup: int = 10, beta_scale: float = 0.2,
+                 kernel: str = "arc", n_candidates: int = 256, max_fit_points: int = 300):
+        if direction not in ("maximize", "minimize"):
+            raise NasError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+        self.space, self.direction, self.seed = space, direction, seed
+        self.score = score or Identity()
+        if self.score.needs and known is None:
+            raise NasError(f"score {self.score.spec()} needs known objectives {self.score.needs}: pass known=")
+        if direction == "minimize" and not isinstance(self.score, Identity):
+            raise NasError("a score combines accuracy-like objectives: use direction='maximize' with it")
+        self.known_fn = known
+        self.constraints = list(constraints)
+        if any(isinstance(c, Limit) for c in self.constraints) and known is None:
+            raise NasError("a Limit on a known objective needs known=")
+        self.n_warmup = max(1, int(n_warmup))
+        self.beta_scale = beta_scale  # 1.0 is Srinivas' theory; much smaller works better in practice
+        self.kernel, self.n_candidates, self.max_fit_points = kernel, n_candidates, max_fit_points
+        self.rng = np.random.default_rng(seed)
+        self._obs: list[tuple[dict, float]] = []  # (config, value as told), finite values only
+        self._failed: list[tuple[dict, str]] = []
+        self._pending: dict[str, dict] = {}
+        self._seen: set[str] = set()  # keys of every config told or pending: never proposed again
+        self._known_cache: dict[str, dict] = {}
+        self._gp: GP | None = None
+        self._gp_n = -1
+
+    # ------------------------------------------------------------------ known objectives
+    def known(self, config: dict) -> dict:
+        if self.known_fn is None:
+            return {}
+        k = config_key(config)
+        if k not in self._known_cache:
+            self._known_cache[k] = self.known_fn(config)
+        return self._known_cache[k]
+
+    def feasible(self, config: dict) -> bool:
+        for c in self.constraints:
+            ok = c(self.known(config)) if isinstance(c, Limit) else c(config)
+            if not ok:
+                return False
+        return True
+
+    def score_of(self, configs: list, values) -> np.ndarray:
+        values = np.asarray(values, dtype=float)
+        if not self.score.needs:
+            return self.score(values)
+        ks = [self.known(c) for c in configs]
+        return self.score(values, {n: np.array([k[n] for k in ks], dtype=float) for n in self.score.needs})
+
+    # ------------------------------------------------------------------ ask / tell
+    def ask(self, k: int = 1) -> list[dict]:
+        """``k`` new configs; each is pending until told."""
+        if k < 1:
+            raise NasError(f"ask(k): k must be at least 1, got {k}")
+        out = []
+        for _ in range(k):
+            cfg = self._warmup_one() if len(self._obs) < self.n_warmup else self._propose_one()
+            key = config_key(cfg)
+            self._pending[key] = cfg
+            self._seen.add(key)
+            out.append(cfg)
+        return out
+
+    def tell(self, config: dict, value: float) -> None:
+        """Record the objective of ``config``. NaN or infinite values are recorded as failures and never
+        reach the GP."""
+        try:
+            self.space.validate(config)
+        except SpaceError as e:
+            raise SpaceError(f"tell: the config is not in the space: {e}") from None
+        key = config_key(config)
+        self._pending.pop(key, None)
+        self._seen.add(key)
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise NasError(f"tell: value must be a number, got {value!r}") from None
+        if not math.isfinite(value):
+            self._failed.append((config, f"non-finite value {value}"))
+            return
+        self._obs.append((config, value))
+
+    def tell_failed(self, config: dict, error: str = "") -> None:
+        """Record a config whose evaluation failed: it is not proposed again and not modelled."""
+        key = config_key(config)
+        self._pending.pop(key, None)
+        self._seen.add(key)
+        self._failed.append((config, error))
+
+    def forget(self, config: dict) -> None:
+        """Drop a pending config (its trial was interrupted and will be asked again)."""
+        key = config_key(config)
+        self._pending.pop(key, None)
+        self._seen.discard(key)
+
+    def add_pending(self, config: dict) -> None:
+        key = config_key(config)
+        self._pending[key] = config
+        self._seen.add(key)
+
+    @property
+    def n_observed(self) -> int:
+        return len(self._obs)
+
+    @property
+    def best(self) -> tuple[dict, float] | None:
+        """``(config, value)`` of the best told config by score (by value without a score)."""
+        if not self._obs:
+            return None
+        configs, values = zip(*self._obs)
+        s = self.score_of(list(configs), values)
+        i = int(np.argmax(s) if self.direction == "maximize" else np.argmin(s))
+        return configs[i], values[i]
+
+    # ------------------------------------------------------------------ internals
+    def _warmup_one(self) -> dict:
+        """Space-filling warm-up: of 64 random feasible configs, the one farthest from all seen ones."""
+        cands = [c for c in sample_feasible(self.space, 64, self.rng, self.feasible)
+                 if config_key(c) not in self._seen]
+        if not cands:
+            return self._propose_one()
+        taken = [c for c, _ in self._obs] + list(self._pending.values()) + [c for c, _ in self._failed]
+        if not taken:
+            return cands[0]
+        xc, ac = self.space.encode_many(cands)
+        xt, at = self.space.encode_many(taken)
+        d = _mixed_distance(xc, ac, xt, at, np.array([k == "cat" for k in self.space.kinds]))
+        return cands[int(np.argmax(d.min(axis=1)))]
+
+    def _fit(self) -> GP:
+        if self._gp is not None and self._gp_n == len(self._obs):
+            return self._gp
+        configs = [c for c, _ in self._obs]
+        y = np.array([v for _, v in self._obs], dtype=float)
+        if self.direction == "minimize":
+            y = -y
+        X, A = self.space.encode_many(configs)
+        gp = GP.from_space(self.space, conditional=self.kernel, seed=int(self.rng.integers(2**31)))
+        n = len(y)
+        if n > self.max_fit_points:
+            # Hyper-parameters from a subsample (the best half and the most recent), then the exact
+            # posterior on all points: O(m^3) per likelihood evaluation instead of O(n^3).
+            order = np.argsort(-y)
+            keep = np.unique(np.concatenate([order[: self.max_fit_points // 2],
+                                             np.arange(n)[-(self.max_fit_points // 2):]]))
+            gp.fit(X[keep], A[keep], y[keep])
+            full = GP.from_space(self.space, conditional=self.kernel)
+            full.set_params(length_scales=gp.length_scales, signal_var=gp.signal_var, noise_var=gp.noise_var)
+            gp = full.fit(X, A, y, optimize=False)
+        else:
+            gp.fit(X, A, y)
+        self._gp, self._gp_n = gp, n
+        return gp
+
+    def _propose_one(self) -> dict:
+        gp = self._fit()
+        pend = list(self._pending.values())
+        if pend:
+            Xp, Ap = self.space.encode_many(pend)
+            gp = gp.with_pending(Xp, Ap)
+        t = len(self._obs) + len(pend) + 1
+        size = self.space.size()
+        # |D| of Srinivas et al.'s finite-D bound; a continuous space counts the candidates scored per round.
+        size = size if size != math.inf else self.n_candidates
+        beta = acq.beta_srinivas(t, size=size, scale=self.beta_scale)
+
+        def acquisition(configs):
+            # For "minimize" the GP models -value and the score is the identity: UCB of -f is -LCB of f.
+            X, A = self.space.encode_many(configs)
+            _, _, ucb = acq.ucb_bounds(gp, X, A, beta)
+            return self.score_of(configs, ucb)
+
+        incumbents = self._top_configs(3)
+        cfg, _ = maximize(self.space, acquisition, rng=self.rng, feasible=self.feasible,
+                          exclude=self._seen, seeds=incumbents, n_random=self.n_candidates)
+        return cfg
+
+    def _top_configs(self, n: int) -> list:
+        if not self._obs:
+            return []
+        configs, values = zip(*self._obs)
+        s = self.score_of(list(configs), values)
+        order = np.argsort(-s if self.direction == "maximize" else s)
+        return [configs[i] for i in order[:n]]
+
+
+def _mixed_distance(xa, aa, xb, ab, is_cat) -> np.ndarray:
+    """(n, m) distances for the warm-up: |dx| on shared numeric dims, 1 per differing category or
+    per dimension present in only one of the two configs."""
+    both = aa[:, None, :] & ab[None, :, :]
+    one = aa[:, None, :] ^ ab[None, :, :]
+    diff = np.abs(xa[:, None, :] - xb[None, :, :])
+    diff = np.where(is_cat, diff > 0.5, diff)
+    return (diff * both).sum(-1) + one.sum(-1)
