@@ -102,7 +102,7 @@ def make_study(args) -> tuple[Study, int | None]:
     trials = args.trials if args.trials is not None else (None if args.time_budget else preset.trials)
     budget = Budget(trials=trials, seconds=args.time_budget)
     opt = Optimizer(space, direction="maximize", seed=args.seed, constraints=constraints, known=known,
-                    score=score, n_warmup=args.warmup or 8)
+                    score=score, n_warmup=args.warmup or 8, value_bounds=(0.0, 1.0))
     workers = args.workers
     name = args.executor or ("inprocess" if workers == 1 else "process")
     if name == "inprocess" and workers > 1:

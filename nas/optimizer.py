@@ -32,6 +32,10 @@ from nas.score import Identity, Score
 from nas.space import Space
 
 
+REFIT_ALWAYS_BELOW = 40  # observations: below this every tell refits the hyper-parameters
+REFIT_GROWTH = 0.1  # above it, refit once the data have grown by this fraction
+
+
 @dataclass(frozen=True)
 class Limit:
     """A hard limit on a known objective: ``Limit("macs", 2e5)`` keeps configs with MACs <= 2e5."""
@@ -47,7 +51,8 @@ class Optimizer:
     def __init__(self, space: Space, *, direction: str = "maximize", seed: int = 0,
                  constraints: Sequence = (), known: Callable[[dict], dict] | None = None,
                  score: Score | None = None, n_warmup: int = 10, beta_scale: float = 0.2,
-                 kernel: str = "arc", n_candidates: int = 256, max_fit_points: int = 300):
+                 kernel: str = "arc", n_candidates: int = 256, max_fit_points: int = 300,
+                 value_bounds: tuple | None = None):
         if direction not in ("maximize", "minimize"):
             raise NasError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
         self.space, self.direction, self.seed = space, direction, seed
@@ -63,6 +68,9 @@ class Optimizer:
         self.n_warmup = max(1, int(n_warmup))
         self.beta_scale = beta_scale  # 1.0 is Srinivas' theory; much smaller works better in practice
         self.kernel, self.n_candidates, self.max_fit_points = kernel, n_candidates, max_fit_points
+        # Where the objective is bounded (accuracy in [0, 1]), the exact score gives a ceiling for every
+        # config before it runs: one whose best possible score cannot beat the incumbent's is not proposed.
+        self.value_bounds = value_bounds
         self.rng = np.random.default_rng(seed)
         self._obs: list[tuple[dict, float]] = []  # (config, value as told), finite values only
         self._failed: list[tuple[dict, str]] = []
@@ -70,7 +78,8 @@ class Optimizer:
         self._seen: set[str] = set()  # keys of every config told or pending: never proposed again
         self._known_cache: dict[str, dict] = {}
         self._gp: GP | None = None
-        self._gp_n = -1
+        self._gp_n = -1  # observations the GP holds
+        self._gp_fit_n = 0  # observations at the last hyper-parameter fit
 
     # ------------------------------------------------------------------ known objectives
     def known(self, config: dict) -> dict:
@@ -87,6 +96,31 @@ class Optimizer:
             if not ok:
                 return False
         return True
+
+    def _ceiling(self, configs: list) -> np.ndarray:
+        """The best score each config could reach (its value at the upper bound)."""
+        return self.score_of(configs, np.full(len(configs), float(self.value_bounds[1])))
+
+    def _worth_trying(self, config: dict) -> bool:
+        if not self.feasible(config):
+            return False
+        if self.value_bounds is None or not self.score.needs or not self._obs:
+            return True
+        return bool(self._ceiling([config])[0] > self._best_score())
+
+    def _best_score(self) -> float:
+        configs, values = zip(*self._obs)
+        return float(np.max(self.score_of(list(configs), values)))
+
+    def _candidate_filter(self):
+        """``_worth_trying`` where some config passes it; plain feasibility otherwise."""
+        if self.value_bounds is None or not self.score.needs or not self._obs:
+            return self.feasible
+        try:
+            sample_feasible(self.space, 1, self.rng, self._worth_trying)
+            return self._worth_trying
+        except NasError:
+            return self.feasible
 
     def score_of(self, configs: list, values) -> np.ndarray:
         values = np.asarray(values, dtype=float)
@@ -163,10 +197,14 @@ class Optimizer:
     # ------------------------------------------------------------------ internals
     def _warmup_one(self) -> dict:
         """Space-filling warm-up: of 64 random feasible configs, the one farthest from all seen ones."""
-        cands = [c for c in sample_feasible(self.space, 64, self.rng, self.feasible)
+        cands = [c for c in sample_feasible(self.space, 64, self.rng, self._candidate_filter())
                  if config_key(c) not in self._seen]
         if not cands:
             return self._propose_one()
+        if self.value_bounds is not None and self.score.needs:
+            # Before anything is known, prefer the half of the candidates that could score best.
+            ceil = self._ceiling(cands)
+            cands = [c for c, v in zip(cands, ceil) if v >= np.median(ceil)]
         taken = [c for c, _ in self._obs] + list(self._pending.values()) + [c for c, _ in self._failed]
         if not taken:
             return cands[0]
@@ -176,29 +214,30 @@ class Optimizer:
         return cands[int(np.argmax(d.min(axis=1)))]
 
     def _fit(self) -> GP:
-        if self._gp is not None and self._gp_n == len(self._obs):
+        """The GP on every observation. Hyper-parameters are refitted while the data are few and then
+        whenever the data have grown by a tenth, warm-started from the last fit; in between, new points
+        are added with the hyper-parameters fixed (an exact posterior update, far cheaper than a fit)."""
+        n = len(self._obs)
+        if self._gp is not None and self._gp_n == n:
             return self._gp
-        configs = [c for c, _ in self._obs]
         y = np.array([v for _, v in self._obs], dtype=float)
         if self.direction == "minimize":
             y = -y
-        X, A = self.space.encode_many(configs)
-        gp = GP.from_space(self.space, conditional=self.kernel, seed=int(self.rng.integers(2**31)))
-        n = len(y)
-        if n > self.max_fit_points:
-            # Hyper-parameters from a subsample (the best half and the most recent), then the exact
-            # posterior on all points: O(m^3) per likelihood evaluation instead of O(n^3).
-            order = np.argsort(-y)
-            keep = np.unique(np.concatenate([order[: self.max_fit_points // 2],
-                                             np.arange(n)[-(self.max_fit_points // 2):]]))
-            gp.fit(X[keep], A[keep], y[keep])
-            full = GP.from_space(self.space, conditional=self.kernel)
-            full.set_params(length_scales=gp.length_scales, signal_var=gp.signal_var, noise_var=gp.noise_var)
-            gp = full.fit(X, A, y, optimize=False)
+        if self._gp is not None and n > REFIT_ALWAYS_BELOW and n < (1 + REFIT_GROWTH) * self._gp_fit_n:
+            Xn, An = self.space.encode_many([c for c, _ in self._obs[self._gp_n:]])
+            self._gp.condition_on(Xn, An, y[self._gp_n:])
         else:
-            gp.fit(X, A, y)
-        self._gp, self._gp_n = gp, n
-        return gp
+            X, A = self.space.encode_many([c for c, _ in self._obs])
+            if self._gp is None:
+                # Above max_fit_points the GP fits hyper-parameters on a subset, then conditions on all.
+                self._gp = GP.from_space(self.space, conditional=self.kernel, seed=int(self.rng.integers(2**31)),
+                                         max_fit_points=self.max_fit_points)
+            else:
+                self._gp.n_restarts = 1  # warm start from the last fit; the relevance probe still runs
+            self._gp.fit(X, A, y)
+            self._gp_fit_n = n
+        self._gp_n = n
+        return self._gp
 
     def _propose_one(self) -> dict:
         gp = self._fit()
@@ -219,7 +258,7 @@ class Optimizer:
             return self.score_of(configs, ucb)
 
         incumbents = self._top_configs(3)
-        cfg, _ = maximize(self.space, acquisition, rng=self.rng, feasible=self.feasible,
+        cfg, _ = maximize(self.space, acquisition, rng=self.rng, feasible=self._candidate_filter(),
                           exclude=self._seen, seeds=incumbents, n_random=self.n_candidates)
         return cfg
 

@@ -27,6 +27,20 @@ def weights_path(study_dir: str | Path, trial_id: int) -> Path:
     return Path(study_dir) / "trials" / f"{trial_id}" / "weights.pt"
 
 
+# Below this many MACs per training batch, intra-op threads cost more than they save: on digits-sized
+# networks two threads ran 1.5-5x slower than one on a 2-core machine, and far worse when it was busy.
+SMALL_BATCH_MACS = 5e7
+
+
+def _threads_for(config: dict, data, allotted: int | None) -> int | None:
+    from search_spaces.counting import count
+
+    macs = count(config, input_shape=tuple(data.input_shape), num_classes=data.num_classes)["macs"]
+    if macs * int(config.get("batch_size", 64)) < SMALL_BATCH_MACS:
+        return 1
+    return allotted
+
+
 def run_trial(spec: dict) -> dict:
     import torch
 
@@ -37,11 +51,12 @@ def run_trial(spec: dict) -> dict:
                           bool(spec.get("download", False)), spec.get("image_size"))
     config = spec["config"]
     c, _, _ = data.input_shape
+    threads = _threads_for(config, data, spec.get("threads"))
     t0 = time.perf_counter()
     result = train_trial(
         config, data, seed=int(spec.get("seed", 0)), keep_weights=bool(spec.get("save_weights", True)),
         model=lambda: build_model(config, num_classes=data.num_classes, in_chans=c),
-        num_threads=spec.get("threads"), max_epochs=spec.get("max_epochs"), time_limit=spec.get("time_limit"),
+        num_threads=threads, max_epochs=spec.get("max_epochs"), time_limit=spec.get("time_limit"),
         augment=spec.get("augment"))
     metrics = result.to_dict()
     metrics["wall_time"] = time.perf_counter() - t0
