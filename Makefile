@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(NAS) search --dataset digits --out results/digits-demo --seed 0 --resume
+	$(NAS) search --dataset digits --out results/digits-demo --seed 0 --workers 2 --time-budget 4m --resume
 	$(NAS) report results/digits-demo
 
 test: $(STAMP)
