@@ -30,29 +30,26 @@ def _positive_int(text: str) -> int:
     return v
 
 
-def _amount(text: str) -> float:
-    """A positive finite number; accepts suffixes k, M, G (``200k``)."""
-    mult = {"k": 1e3, "m": 1e6, "g": 1e9}
+def _suffixed(text: str, mult: dict, example: str) -> float:
+    """A positive finite number with an optional unit suffix from ``mult``."""
     t = text.strip().lower()
     try:
         v = float(t[:-1]) * mult[t[-1]] if t and t[-1] in mult else float(t)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number such as 2e5 or 200k, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number such as {example}, got {text!r}") from None
     if not math.isfinite(v) or v <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
     return v
 
 
+def _amount(text: str) -> float:
+    """A count such as ``2e5`` or ``200k`` (suffixes k, M, G)."""
+    return _suffixed(text, {"k": 1e3, "m": 1e6, "g": 1e9}, "2e5 or 200k")
+
+
 def _seconds(text: str) -> float:
-    t = text.strip().lower()
-    mult = {"s": 1, "m": 60, "h": 3600}
-    try:
-        v = float(t[:-1]) * mult[t[-1]] if t and t[-1] in mult else float(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds such as 300, 5m or 1h, got {text!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive duration, got {text!r}")
-    return v
+    """A duration such as ``300``, ``5m`` or ``1h``."""
+    return _suffixed(text, {"s": 1, "m": 60, "h": 3600}, "300, 5m or 1h")
 
 
 def _shape(text: str) -> tuple:

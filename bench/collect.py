@@ -1,0 +1,44 @@
+"""Merge the per-benchmark result files (bench/results_*.md) into bench/RESULTS.md.
+
+Each results file is written by its own benchmark and starts with the command that made it; this only
+puts them under one roof, in a fixed order, so RESULTS.md always shows the latest run of each.
+
+    python -m bench.collect
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).parent
+ORDER = ["optimizer", "batch", "search", "trainer", "parallel"]
+TITLES = {
+    "optimizer": "Optimiser: NAS-Bench-201, conditional synthetic, two objectives, ask overhead",
+    "batch": "Batch and asynchronous proposals on NAS-Bench-201",
+    "search": "Digits search: ours vs Optuna TPE vs random, and the hand-written baseline",
+    "trainer": "Trainer throughput and the hand-written baseline CNN",
+    "parallel": "Parallel trials: process pool and Ray",
+}
+
+
+def main() -> None:
+    parts = ["# Benchmark results\n",
+             "Each section was produced by the command at its top, on the project's 2-core, no-GPU machine, "
+             "which other jobs shared: timings are noisy, so sections quote medians and ratios from one run. "
+             "Regenerate with `make bench` (each benchmark rewrites its own section, then this file is merged).\n"]
+    names = ORDER + sorted(p.stem[len("results_"):] for p in HERE.glob("results_*.md")
+                           if p.stem[len("results_"):] not in ORDER)
+    for name in names:
+        path = HERE / f"results_{name}.md"
+        if not path.exists():
+            continue
+        body = path.read_text().strip()
+        lines = body.splitlines()
+        if lines and lines[0].startswith("# "):  # demote each file's title under ours
+            lines = lines[1:]
+        parts.append(f"\n## {TITLES.get(name, name)}\n\n" + "\n".join(lines).strip() + "\n")
+    (HERE / "RESULTS.md").write_text("\n".join(parts))
+    print(f"wrote {HERE / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
