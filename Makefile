@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 NAS    := $(VENV)/bin/nas
 STAMP  := $(VENV)/.lightnas-installed
 
-.PHONY: demo test bench bench-quick clean
+.PHONY: demo test bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=600
 
+# Benchmarks are not part of the test run; each writes bench/results_*.md, merged into bench/RESULTS.md.
 bench: $(STAMP)
-	$(PY) -m bench.run_all
+	$(PY) -m bench.bench_optimizer
+	$(PY) -m bench.bench_batch
+	$(PY) -m bench.bench_search
+	$(PY) -m bench.bench_trainer
+	$(PY) -m bench.bench_parallel
+	$(PY) -m bench.collect
 
 clean:
 	rm -rf results/digits-demo .pytest_cache
