@@ -37,6 +37,11 @@ from nas.errors import SpaceError
 Config = dict
 
 _SCALARS = (str, int, float, bool, type(None))
+# Hostile files must fail fast: every slot of a repeat holds all its parameters, so nested repeats multiply
+# the encoding (four nested max-64 repeats would be 16M dimensions), and YAML aliases can repeat one list a
+# billion times. The shipped CNN spaces have under 100 dimensions and a few hundred values.
+MAX_DIMS = 10_000
+MAX_NODES = 100_000
 
 
 def _fmt(v: Any) -> str:
@@ -421,6 +426,10 @@ class Space:
                     self._build_dims(p.level, slot, conditional or i >= p.min, "")
 
     def _add(self, dim: Dim) -> None:
+        if len(self.dims) >= MAX_DIMS:
+            raise SpaceError(f"{self.name or 'space'}: more than {MAX_DIMS:,} encoded dimensions (each slot of a "
+                             "repeat holds all its parameters, so nested repeats multiply); lower a repeat's "
+                             "max or nest fewer repeats")
         self._index[dim.key] = len(self.dims)
         self.dims.append(dim)
 
@@ -509,18 +518,21 @@ class Space:
             p.check(v, where)
 
     # ---------------------------------------------------------------- encode / decode
-    def encode(self, config: Config) -> tuple[np.ndarray, np.ndarray]:
-        """``(x, active)`` of shape ``(n_dims,)``; see the module docstring."""
-        self.validate(config)
+    def encode(self, config: Config, *, validate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, active)`` of shape ``(n_dims,)``; see the module docstring. ``validate=False`` skips the
+        check for configs this space made itself (samples, neighbours, decodes): the optimiser encodes
+        thousands of those per proposal."""
+        if validate:
+            self.validate(config)
         x = np.zeros(self.n_dims)
         active = np.zeros(self.n_dims, dtype=bool)
         self._encode_level(self.root, config, "", "", x, active)
         return x, active
 
-    def encode_many(self, configs: list) -> tuple[np.ndarray, np.ndarray]:
+    def encode_many(self, configs: list, *, validate: bool = True) -> tuple[np.ndarray, np.ndarray]:
         if not configs:
             return np.zeros((0, self.n_dims)), np.zeros((0, self.n_dims), dtype=bool)
-        xs, masks = zip(*(self.encode(c) for c in configs))
+        xs, masks = zip(*(self.encode(c, validate=validate) for c in configs))
         return np.stack(xs), np.stack(masks)
 
     def _encode_level(self, level, cfg, path, branch, x, active) -> None:
@@ -710,11 +722,30 @@ def parse_text(text: str, source: str) -> Any:
 
     try:
         if source.endswith(".json"):
-            return json.loads(text)
-        return yaml.safe_load(text)
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
     except (ValueError, yaml.YAMLError, RecursionError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise SpaceError(f"{source}: not valid {'JSON' if source.endswith('.json') else 'YAML'} ({msg})") from None
+    _check_node_count(data, source)
+    return data
+
+
+def _check_node_count(data: Any, source: str) -> None:
+    """Refuse more than MAX_NODES values, counting an aliased list once per use (as the parser would walk
+    it). Iterative, and stops at the limit, so a billion-item alias bomb costs microseconds."""
+    stack, seen = [data], 0
+    while stack:
+        v = stack.pop()
+        seen += 1
+        if seen > MAX_NODES:
+            raise SpaceError(f"{source}: more than {MAX_NODES:,} values (YAML aliases can repeat one list "
+                             "many times); write the space out without aliases")
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
 
 
 def _yaml_dump(d: dict) -> str:
@@ -748,7 +779,7 @@ def _parse_param(d: Any, where: str, depth: int) -> Param:
     if not isinstance(name, str):
         raise SpaceError(f"{where}: missing or non-string 'name'")
     where = f"{where} ({name})"
-    if kind not in _KEYS:
+    if not isinstance(kind, str) or kind not in _KEYS:  # a list or mapping here is unhashable
         raise SpaceError(f"{where}: type {kind!r} is not one of {', '.join(_KEYS)}")
     unknown = set(d) - _KEYS[kind] - {"name", "type"}
     if unknown:
