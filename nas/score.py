@@ -70,7 +70,7 @@ class MnasScore(Score):
         value = np.asarray(value, dtype=float)
         factor = np.ones_like(value)
         for k, target in self.targets.items():
-            c = np.maximum(np.asarray(known[k], dtype=float), 1.0)
+            c = np.maximum(np.asarray(known[k], dtype=float), 1e-12)  # guards log(0) only: latencies < 1 are real
             ratio = c / target
             factor = factor * ratio ** np.where(ratio <= 1.0, self.alpha, self.beta)
         return value * factor
@@ -95,7 +95,7 @@ class WeightedScore(Score):
     def __call__(self, value, known=None):
         out = np.asarray(value, dtype=float).copy()
         for k, w in self.weights.items():
-            c = np.maximum(np.asarray(known[k], dtype=float), 1.0)
+            c = np.maximum(np.asarray(known[k], dtype=float), 1e-12)  # guards log(0) only: latencies < 1 are real
             out = out - w * np.log2(c / self.refs.get(k, 1.0))
         return out
 
