@@ -42,6 +42,17 @@ def _suffixed(text: str, mult: dict, example: str) -> float:
     return v
 
 
+def _seed(text: str) -> int:
+    """numpy refuses negative seeds, and each trial stores seed * 100003 + id as a 64-bit SQLite integer."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {2**32 - 1}, got {v}")
+    return v
+
+
 def _amount(text: str) -> float:
     """A count such as ``2e5`` or ``200k`` (suffixes k, M, G)."""
     return _suffixed(text, {"k": 1e3, "m": 1e6, "g": 1e9}, "2e5 or 200k")
@@ -77,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-macs", type=_amount, help="hard limit: configs above are never trained")
     s.add_argument("--max-params", type=_amount, help="hard limit on parameters")
     s.add_argument("--score", default="mnas", help="acc | mnas[:macs=T,params=P,alpha=A,beta=B] | weighted:macs=W,params=W")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--resume", action="store_true", help="continue the study in --out (or start it)")
     s.add_argument("--space", help="a search space YAML/JSON file (default: the built-in space for the data set)")
     s.add_argument("--workers", type=_positive_int, default=1, help="trials in parallel")

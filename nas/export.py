@@ -606,11 +606,12 @@ def export_study(study_dir, *, out, trial_id: int | None = None, retrain: bool =
                          f"({' '.join(str(e).split())[:200]}); export without --no-retrain") from None
     reference.eval()
 
-    try:
+    try:  # the first write finds a folder that exists but cannot be written
         out.mkdir(parents=True, exist_ok=True)
+        written = [atomic_write_text(out / "model.py", source)]
     except OSError as e:
-        raise NasError(f"--out {out}: cannot create the folder ({e.strerror}); choose another --out") from None
-    written = [atomic_write_text(out / "model.py", source)]
+        raise NasError(f"--out {out}: cannot create the folder or write into it ({e.strerror}); "
+                       "choose another --out") from None
     buf = io.BytesIO()
     torch.save(state, buf)
     written.append(atomic_write_bytes(out / "weights.pt", buf.getvalue()))

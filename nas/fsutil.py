@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -42,6 +43,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def remove_stale_temps(path: str | os.PathLike) -> int:
+    """Delete the temp files atomic_write_bytes left for `path` when its writer was killed between write
+    and rename (kill -9 skips the clean-up); return how many. Call it only where no other writer of `path`
+    can be running, or its temp file would vanish under it."""
+    path = Path(path)
+    n = 0
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            n += 1
+    return n
+
+
 def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -> Path:
     """atomic_write_bytes for text (UTF-8 unless told otherwise)."""
     return atomic_write_bytes(path, text.encode(encoding))
@@ -71,8 +85,12 @@ class StudyLock:
         self.folder = Path(folder)
         self.path = self.folder / ".lock"
         self._fd: int | None = None
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:  # under a file, on a read-only file system, in /proc ...
+            raise StudyError(f"{self.folder}: cannot create the study folder or its lock file "
+                             f"({e.strerror or e}); choose a writable --out") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

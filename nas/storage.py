@@ -174,10 +174,17 @@ class Storage:
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
-        return json.loads(rows[0][0]) if rows else default
+        return self._json(rows[0][0], f"meta {key!r}") if rows else default
 
     def meta(self) -> dict[str, Any]:
-        return {k: json.loads(v) for k, v in self._read("SELECT key, value FROM meta ORDER BY key")}
+        return {k: self._json(v, f"meta {k!r}") for k, v in self._read("SELECT key, value FROM meta ORDER BY key")}
+
+    def _json(self, text: Any, what: str) -> Any:
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError) as e:  # edited by hand or by another tool
+            raise StudyError(f"{self.path}: {what} is not valid JSON ({e}); the database was edited or damaged: "
+                             "restore it from a copy or move it away") from None
 
     # --- trials ---------------------------------------------------------------------------------
 
@@ -220,15 +227,26 @@ class Storage:
 
     def get_trial(self, trial_id: int) -> Trial | None:
         rows = self._read(f"SELECT {', '.join(_COLUMNS)} FROM trials WHERE id = ?", (int(trial_id),))
-        return _row_to_trial(rows[0]) if rows else None
+        return self._trial(rows[0]) if rows else None
 
     def trials(self, status: str | None = None) -> list[Trial]:
         """All trials (or those with `status`), ordered by id."""
         sql = f"SELECT {', '.join(_COLUMNS)} FROM trials"
         if status is None:
-            return [_row_to_trial(r) for r in self._read(sql + " ORDER BY id")]
+            return [self._trial(r) for r in self._read(sql + " ORDER BY id")]
         _check_status(status)
-        return [_row_to_trial(r) for r in self._read(sql + " WHERE status = ? ORDER BY id", (status,))]
+        return [self._trial(r) for r in self._read(sql + " WHERE status = ? ORDER BY id", (status,))]
+
+    def _trial(self, row: tuple) -> Trial:
+        try:
+            t = _row_to_trial(row)
+            for what in ("config", "metrics"):  # add_trial / update_trial only ever store mappings
+                if not isinstance(getattr(t, what), dict):
+                    raise TypeError(f"{what} is a {type(getattr(t, what)).__name__}, not a mapping")
+            return t
+        except (TypeError, ValueError) as e:  # edited by hand or by another tool
+            raise StudyError(f"{self.path}: trial {row[0]} is damaged ({e}); the database was edited: "
+                             "restore it from a copy or move it away") from None
 
     def count(self, status: str | None = None) -> int:
         if status is None:

@@ -101,8 +101,7 @@ class Study:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> Progress:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with StudyLock(self.folder):
+        with StudyLock(self.folder):  # creates the folder, or says in one line why it cannot
             storage = self._open()
             try:
                 return self._loop(storage)
@@ -162,6 +161,8 @@ class Study:
         if queue:
             trial = queue.pop(0)
             trial.status, trial.started_at, trial.error = RUNNING, time.time(), None
+            if trial.attempts == 0:  # killed between add_trial and the update below: it still has seed 0
+                trial.seed = self._seed_of(trial.id)
             trial.attempts += 1
             storage.update_trial(trial)
             return trial
@@ -169,10 +170,13 @@ class Study:
         known = self.opt.known(config)
         trial = storage.add_trial(config, status=RUNNING, seed=0, macs=known.get("macs"),
                                   params=known.get("params"), started_at=time.time())
-        trial.seed = self.opt.seed * 100_003 + trial.id  # distinct, reproducible per trial
+        trial.seed = self._seed_of(trial.id)
         trial.attempts = 1
         storage.update_trial(trial)
         return trial
+
+    def _seed_of(self, trial_id: int) -> int:
+        return self.opt.seed * 100_003 + trial_id  # distinct, reproducible per trial
 
     def _submit(self, trial: Trial) -> None:
         spec = {"trial_id": trial.id, "config": trial.config, "seed": trial.seed,

@@ -33,6 +33,9 @@ _STEM = {"channels": _REQ, "kernel": 3, "stride": 1, "activation": "relu", "pool
 _HEAD = {"channels": 0, "activation": "relu"}
 _CLASSIFIER = {"dropout": 0.0, "num_classes": None}
 _POOLS = (None, "none", "max")
+# Blocks per stage. Every block is materialised (a BlockSpec here, a module in the builder), so a typo such as
+# repeats: 1000000000 would exhaust memory; ResNet-152's longest stage has 36.
+MAX_REPEATS = 256
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,8 @@ def _stage(raw: Any, where: str, in_chs: int) -> tuple[tuple, int]:
     out = _int(s["channels"], f"{where}.channels", low=1)
     stride = _stride(s["stride"], f"{where}.stride")
     repeats = _int(s["repeats"], f"{where}.repeats", low=1)
+    if repeats > MAX_REPEATS:
+        raise ConfigError(f"{where}.repeats: {repeats} is above {MAX_REPEATS}; use fewer blocks per stage")
     args = {"kernel_size": _kernel(s["kernel"], f"{where}.kernel"), "act": _act(s["activation"], f"{where}.activation")}
     if name == "BottleNeck":
         e = args["expansion"] = _int(s["expansion"], f"{where}.expansion", low=1)

@@ -26,6 +26,11 @@ from search_spaces.counting import _shape, count
 __all__ = ["inspect_config", "inspect_main", "parse_input_shape"]
 
 _DEFAULT_CLASSES = 10  # what inspect assumes when neither the caller nor the config says
+# inspect builds the network and runs it three times at batch 1 on the CPU. Past these (4 GB of float32
+# weights; 25x ResNet-50's MACs at 224) a config is refused from its analytic count before anything is
+# allocated: a typo like channels: 100000 must not take the machine's memory.
+MAX_PARAMS = 1_000_000_000
+MAX_MACS = 100_000_000_000
 
 
 def inspect_config(config: dict, *, input_shape: tuple, num_classes: int | None = None,
@@ -33,12 +38,22 @@ def inspect_config(config: dict, *, input_shape: tuple, num_classes: int | None 
     """Analytic params / MACs, the same counted on the built model, and fvcore's per-module table."""
     shape = _shape(tuple(input_shape))
     analytic = count(config, input_shape=shape, num_classes=num_classes)
-    torch.manual_seed(0)  # the counts do not depend on the weights; fix them anyway for repeatable tables
-    model = build_model(config, num_classes=num_classes, in_chans=shape[0]).eval()
-    x = torch.zeros(1, *shape)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        out = model(x)
-    fv_total, table = fvcore_table(model, x, max_depth)
+    size = f"{analytic['params']:,} parameters and {analytic['macs']:,} MACs"
+    if analytic["params"] > MAX_PARAMS or analytic["macs"] > MAX_MACS:
+        raise ConfigError(f"{size} at input {'x'.join(map(str, shape))}: too large to build here (limits "
+                          f"{MAX_PARAMS:,} and {MAX_MACS:,}); check channels, repeats and --input-shape")
+    try:
+        torch.manual_seed(0)  # the counts do not depend on the weights; fix them anyway for repeatable tables
+        model = build_model(config, num_classes=num_classes, in_chans=shape[0]).eval()
+        x = torch.zeros(1, *shape)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            out = model(x)
+        fv_total, table = fvcore_table(model, x, max_depth)
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        raise ConfigError(f"not enough memory to build and run the network ({size}); "
+                          "try a smaller --input-shape or run it on a larger machine") from None
     result = {
         "params": analytic["params"],
         "macs": analytic["macs"],
@@ -93,8 +108,8 @@ def _load(path: Path) -> dict:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read ({e.__class__.__name__})") from None
-    except ValueError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the JSON decoder goes
+        raise ConfigError(f"{path}: not valid JSON ({' '.join(str(e).split())[:200]})") from None
     # A trial record or an exported result holds the config under "config".
     if isinstance(data, dict) and "stem" not in data and isinstance(data.get("config"), dict):
         data = data["config"]

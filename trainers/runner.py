@@ -13,7 +13,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from nas.fsutil import atomic_write_bytes
+from nas.fsutil import atomic_write_bytes, remove_stale_temps
 
 
 @lru_cache(maxsize=2)
@@ -66,6 +66,7 @@ def run_trial(spec: dict) -> dict:
         torch.save(result.state_dict, buf)
         path = weights_path(spec["study_dir"], spec["trial_id"])
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)  # a search killed mid-write left one; this trial's folder is ours while it runs
         atomic_write_bytes(path, buf.getvalue())
         metrics["weights"] = str(path.relative_to(spec["study_dir"]))
     return {"value": result.val_acc, "metrics": metrics}
