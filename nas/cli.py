@@ -53,6 +53,17 @@ def _seed(text: str) -> int:
     return v
 
 
+def _fraction_or_count(text: str) -> float:
+    """GPUs per trial: 0, a fraction (0.5: two trials share a GPU) or a whole count."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 0.5 or 1, got {text!r}") from None
+    if not math.isfinite(v) or v < 0 or (v > 1 and v != int(v)):
+        raise argparse.ArgumentTypeError(f"must be 0, a fraction below 1 or a whole number, got {text!r}")
+    return v
+
+
 def _amount(text: str) -> float:
     """A count such as ``2e5`` or ``200k`` (suffixes k, M, G)."""
     return _suffixed(text, {"k": 1e3, "m": 1e6, "g": 1e9}, "2e5 or 200k")
@@ -95,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--executor", choices=["inprocess", "process", "ray"],
                    help="where trials run (default: inprocess for 1 worker, process for more)")
     s.add_argument("--ray-address", help="address of an existing Ray cluster (e.g. ray://head:10001 or auto)")
-    s.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs each trial asks Ray for")
+    s.add_argument("--gpus-per-trial", type=_fraction_or_count, default=0.0, help="GPUs each trial asks Ray for")
     s.add_argument("--warmup", type=_positive_int, help="random space-filling trials before the GP (default 8)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 

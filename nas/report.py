@@ -574,5 +574,5 @@ def write_report(path: str | Path, *, model_section: ModelSection | None = None,
                              else atomic_write_text(target, data))
     except OSError as e:
         raise StudyError(f"cannot write the report into {out} ({e.strerror or e}); "
-                         "make it writable or pass another output folder") from None
+                         "make it writable, or run `nas report --no-files` to print the tables only") from None
     return written
