@@ -160,7 +160,10 @@ def cmd_search(args) -> int:
     study, total = wiring.make_study(args)
     if not args.quiet:
         print(f"nas search: {args.dataset} -> {study.folder} ({wiring.describe(study)})", file=sys.stderr)
-    study.run()
+    try:
+        study.run()
+    finally:
+        study.executor.shutdown()  # worker processes, or the Ray instance this search started
     if not args.quiet:
         print(file=sys.stderr)
     from nas.report import format_summary, load_study
