@@ -33,8 +33,9 @@ def main() -> None:
             continue
         body = path.read_text().strip()
         lines = body.splitlines()
-        if lines and lines[0].startswith("# "):  # demote each file's title under ours
+        if lines and lines[0].startswith("# "):  # drop each file's title for ours, demote its sections
             lines = lines[1:]
+        lines = ["#" + ln if ln.startswith("## ") else ln for ln in lines]
         parts.append(f"\n## {TITLES.get(name, name)}\n\n" + "\n".join(lines).strip() + "\n")
     (HERE / "RESULTS.md").write_text("\n".join(parts))
     print(f"wrote {HERE / 'RESULTS.md'}")
