@@ -5,7 +5,6 @@ Every user error ends in one line on stderr and exit code 2; Ctrl-C in 130.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -20,14 +19,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: a whole number in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if v < low or (high is not None and v > high):
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {v}" if high is None
+                                             else f"must be from {low} to {high}, got {v}")
+        return v
+
+    return parse
+
+
+_positive_int = _int_in(1)
+# numpy refuses negative seeds, and each trial stores seed * 100003 + id as a 64-bit SQLite integer.
+_seed = _int_in(0, 2**32 - 1)
 
 
 def _suffixed(text: str, mult: dict, example: str) -> float:
@@ -39,17 +49,6 @@ def _suffixed(text: str, mult: dict, example: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number such as {example}, got {text!r}") from None
     if not math.isfinite(v) or v <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
-    return v
-
-
-def _seed(text: str) -> int:
-    """numpy refuses negative seeds, and each trial stores seed * 100003 + id as a 64-bit SQLite integer."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= v < 2**32:
-        raise argparse.ArgumentTypeError(f"must be from 0 to {2**32 - 1}, got {v}")
     return v
 
 

@@ -14,7 +14,6 @@ import copy
 import html
 import statistics
 import time
-import warnings
 from typing import Sequence
 
 import torch

@@ -35,7 +35,6 @@ from hypothesis import strategies as st
 
 from nas.cli import main
 from nas.storage import Storage
-from search_spaces.default import default_space
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="uses /proc, RLIMIT_AS and process groups as Linux has them")
@@ -55,15 +54,6 @@ FUZZ_SEARCH = settings(FUZZ, max_examples=_HUNT or 40)  # each example makes a w
 
 
 # ============================================================================================ fixtures
-@pytest.fixture(scope="module")
-def tiny_space(tmp_path_factory) -> Path:
-    """The default space shrunk so a digits trial trains in about a second (as in tests/nas/test_cli.py)."""
-    path = tmp_path_factory.mktemp("space") / "tiny.yaml"
-    default_space(max_stages=2, channels=(8, 16), stem_channels=(8, 16), head_channels=(0, 32),
-                  max_repeats=1, epochs=(1, 2), batch_sizes=(64, 128)).save(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def tiny_space_dict(tiny_space) -> dict:
     return yaml.safe_load(tiny_space.read_text())
@@ -607,7 +597,6 @@ def test_kill_9_at_random_moments_then_resume_finishes(tmp_path, tiny_space):
         kept = _check_after_kill(out, kept)
     assert killed >= 2, "the searches ended before they could be killed; the test proved nothing"
 
-    interrupted = {t.id for t in trials_of(out) if t.status == "running"}
     with reaped(spawn(argv, logs, "final")) as proc:
         assert proc.wait(timeout=300) == 0, logs_of(logs, "final")
     final = _check_after_kill(out, kept)

@@ -8,18 +8,8 @@ import pytest
 
 from nas.cli import main
 from nas.storage import Storage
-from search_spaces.default import default_space
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def tiny_space(tmp_path_factory) -> Path:
-    """The default space shrunk so a trial trains in about a second."""
-    path = tmp_path_factory.mktemp("space") / "tiny.yaml"
-    default_space(max_stages=2, channels=(8, 16), stem_channels=(8, 16), head_channels=(0, 32),
-                  max_repeats=1, epochs=(1, 2), batch_sizes=(64, 128)).save(path)
-    return path
 
 
 def run(capsys, *argv):

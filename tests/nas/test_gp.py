@@ -1,6 +1,5 @@
 """Properties of nas.gp: agreement with scikit-learn, gradients, updates, pending points, kernel geometry."""
 import math
-import warnings
 
 import numpy as np
 import pytest

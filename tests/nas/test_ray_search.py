@@ -168,20 +168,16 @@ def test_a_trial_lost_twice_is_failed_and_the_search_goes_on(ray_ex, tmp_path):
     assert [t.status for t in trials if t.id != 2] == [COMPLETE] * 4
 
 
-def test_nas_search_cli_on_ray(ray_ex, tmp_path, capsys):
+def test_nas_search_cli_on_ray(ray_ex, tmp_path, capsys, tiny_space):
     """``nas search --executor ray --workers 2`` in-process: it joins the module's Ray and leaves it up.
     12 s on 2 idle cores, most of it the Ray workers' first import of torch and timm (minutes when
     the machine is overloaded: hence the module's generous timeout)."""
     import ray
 
     from nas.cli import main
-    from search_spaces.default import default_space
 
-    tiny = tmp_path / "tiny.yaml"  # as tests/nas/test_cli.py's tiny_space: a trial trains in about a second
-    default_space(max_stages=2, channels=(8, 16), stem_channels=(8, 16), head_channels=(0, 32),
-                  max_repeats=1, epochs=(1, 2), batch_sizes=(64, 128)).save(tiny)
     out = tmp_path / "digits"
-    code = main(["search", "--dataset", "digits", "--space", str(tiny), "--trials", "3", "--workers", "2",
+    code = main(["search", "--dataset", "digits", "--space", str(tiny_space), "--trials", "3", "--workers", "2",
                  "--executor", "ray", "--out", str(out), "--quiet", "--seed", "2"])
     printed = capsys.readouterr().out
     assert code == 0

@@ -1,0 +1,15 @@
+"""Fixtures shared across the test folders."""
+from pathlib import Path
+
+import pytest
+
+from search_spaces.default import default_space
+
+
+@pytest.fixture(scope="module")
+def tiny_space(tmp_path_factory) -> Path:
+    """The default space shrunk so a digits trial trains in about a second, saved as YAML for --space."""
+    path = tmp_path_factory.mktemp("space") / "tiny.yaml"
+    default_space(max_stages=2, channels=(8, 16), stem_channels=(8, 16), head_channels=(0, 32),
+                  max_repeats=1, epochs=(1, 2), batch_sizes=(64, 128)).save(path)
+    return path
