@@ -99,7 +99,7 @@ def make_study(args) -> tuple[Study, int | None]:
         targets["params"] = args.max_params
     score = parse_score(args.score, default_targets=targets)
 
-    trials = args.trials if args.trials is not None else (None if args.time_budget else preset.trials)
+    trials = args.trials if args.trials is not None else preset.trials  # with --time-budget: whichever ends first
     budget = Budget(trials=trials, seconds=args.time_budget)
     opt = Optimizer(space, direction="maximize", seed=args.seed, constraints=constraints, known=known,
                     score=score, n_warmup=args.warmup or 8, value_bounds=(0.0, 1.0))
