@@ -124,13 +124,13 @@ class Study:
                 return False
             return self.budget.seconds is None or spent() < self.budget.seconds
 
-        self._report(storage, prog, running, spent())
         try:
             while True:
                 while len(running) < self.executor.capacity and budget_left():
                     trial = self._next_trial(storage, queue)
                     running[trial.id] = trial
                     self._submit(trial)
+                self._report(storage, prog, running, spent())  # after the refill: shows busy workers
                 if not running:
                     break
                 for key, outcome in self.executor.wait(timeout=1.0):
@@ -145,7 +145,6 @@ class Study:
                         continue
                     self._record(storage, trial, outcome)
                 storage.set_meta("elapsed", spent())
-                self._report(storage, prog, running, spent())
         except KeyboardInterrupt:
             self.executor.shutdown()
             for trial in running.values():
