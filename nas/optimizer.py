@@ -86,6 +86,7 @@ class Optimizer:
         self._gp: GP | None = None
         self._gp_n = -1  # observations the GP holds
         self._gp_fit_n = 0  # observations at the last hyper-parameter fit
+        self._best_score_n, self._best_score_cache = -1, -math.inf
 
     # ------------------------------------------------------------------ known objectives
     def known(self, config: dict) -> dict:
@@ -115,8 +116,12 @@ class Optimizer:
         return bool(self._ceiling([config])[0] > self._best_score())
 
     def _best_score(self) -> float:
-        configs, values = zip(*self._obs)
-        return float(np.max(self.score_of(list(configs), values)))
+        # Asked once per candidate, thousands of times per proposal: recompute only when a tell added data.
+        if self._best_score_n != len(self._obs):
+            configs, values = zip(*self._obs)
+            self._best_score_cache = float(np.max(self.score_of(list(configs), values)))
+            self._best_score_n = len(self._obs)
+        return self._best_score_cache
 
     def _candidate_filter(self):
         """``_worth_trying`` where some config passes it; plain feasibility otherwise."""
