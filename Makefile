@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) -m bench.bench_batch
 	$(PY) -m bench.bench_search
 	$(PY) -m bench.bench_trainer
+	$(PY) -m bench.bench_denormal
 	$(PY) -m bench.bench_parallel
 	$(PY) -m bench.collect
 

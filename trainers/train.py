@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 
 from nas.errors import ConfigError
+from search_spaces.numerics import denormals_flushed, flush_denormals
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True},
@@ -69,11 +70,13 @@ class TrialResult:
     epochs_run: int
     curve: list[dict[str, float]]  # per epoch: {epoch, train_loss, val_acc, lr[, fraction]}
     stopped: str | None = None  # None, "time_limit" or "callback"
+    denormals_flushed: bool = False  # observed inside the training loop (CPU work), see search_spaces.numerics
     state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # keep_weights=True
 
     def to_dict(self) -> dict[str, Any]:
         return {"val_acc": self.val_acc, "test_acc": self.test_acc, "train_time": self.train_time,
-                "epochs_run": self.epochs_run, "curve": [dict(c) for c in self.curve], "stopped": self.stopped}
+                "epochs_run": self.epochs_run, "curve": [dict(c) for c in self.curve], "stopped": self.stopped,
+                "denormals_flushed": self.denormals_flushed}
 
 
 # ----------------------------------------------------------------------------------------------- optimizers
@@ -179,7 +182,8 @@ def _pick_device(device) -> torch.device:
 def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module], seed: int = 0,
                 device=None, max_epochs: int | None = None, time_limit: float | None = None,
                 on_epoch: Callable[[dict], Any] | None = None, keep_weights: bool = False,
-                augment: str | None = None, num_threads: int | None = None) -> TrialResult:
+                augment: str | None = None, num_threads: int | None = None,
+                flush_denormal: bool = True) -> TrialResult:
     """Train `model` on `data` (a TensorData) with the config's training keys and return a TrialResult.
 
     model: a module, or a zero-argument factory called under the seed (so the init is seeded too).
@@ -191,6 +195,9 @@ def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module
     keep_weights: put a CPU copy of the final state_dict on the result.
     num_threads: torch intra-op threads for this call (restored afterwards), so parallel workers do not
         oversubscribe the cores.
+    flush_denormal: flush denormal floats to zero while training on a CPU (restored afterwards): without
+        it epochs grow several times slower as training proceeds (search_spaces.numerics). False leaves
+        the caller's mode as it is.
     Raises TrialFailed when the training loss becomes nan or inf, ConfigError for bad training keys.
     """
     cfg = {**TRAIN_DEFAULTS, **{k: v for k, v in config.items() if v is not None}}
@@ -206,7 +213,7 @@ def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module
         torch.set_num_threads(int(num_threads))
     fork_devices = [dev.index or 0] if dev.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=fork_devices):
+        with flush_denormals(flush_denormal and dev.type == "cpu"), torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
             net = model if isinstance(model, nn.Module) else model()
             return _run(cfg, data, net, seed=seed, dev=dev, epochs=epochs, batch_size=batch_size,
@@ -279,9 +286,11 @@ def _run(cfg, data, net, *, seed, dev, epochs, batch_size, time_limit, on_epoch,
             stopped = "time_limit"
             break
     train_time = time.perf_counter() - start
+    flushed = dev.type == "cpu" and denormals_flushed()  # observed where the work ran, for the record and tests
 
     test_acc = evaluate(net, data.x_test.to(dev), data.y_test.to(dev))
     state = ({k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
              if keep_weights else None)
     return TrialResult(val_acc=curve[-1]["val_acc"], test_acc=test_acc, train_time=train_time,
-                       epochs_run=len(curve), curve=curve, stopped=stopped, state_dict=state)
+                       epochs_run=len(curve), curve=curve, stopped=stopped, state_dict=state,
+                       denormals_flushed=flushed)
