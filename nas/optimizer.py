@@ -97,6 +97,7 @@ class Optimizer:
             raise NasError(f"fidelity must be a nas.fidelity.Fidelity or None, got {fidelity!r}")
         self.fidelity = fidelity
         self._warp: CopulaWarp | None = None
+        self._trend = (0.0, 0.0)  # multi-fidelity: (intercept, slope) of the modelled value in the scaled resource
         self.rng = np.random.default_rng(seed)
         self._obs: list[tuple[dict, float]] = []  # (config, value as told), finite values only
         self._obs_z: list[float] = []  # multi-fidelity only: each observation's scaled resource
@@ -264,6 +265,7 @@ class Optimizer:
         gp = self._fit()
         X, A = self._encode(configs, [1.0] * len(configs), validate=False)
         mean, _ = gp.predict(X, A)
+        mean = mean + self._trend_at(1.0)
         if self._warp is not None:
             mean = self._warp.inverse(mean)
         return -mean if self.direction == "minimize" else mean
@@ -302,6 +304,10 @@ class Optimizer:
                   n_choices=[dm.n_choices for dm in dims] + [0], conditional=self.kernel, seed=seed,
                   max_fit_points=self.max_fit_points)
 
+    def _trend_at(self, z):
+        a, b = self._trend
+        return a + b * np.asarray(z, dtype=float)
+
     def _warmup_one(self) -> dict:
         """Space-filling warm-up: of 64 random feasible configs, the one farthest from all seen ones."""
         cands = [c for c in sample_feasible(self.space, 64, self.rng, self._candidate_filter())
@@ -333,8 +339,15 @@ class Optimizer:
         if self.warp == "copula":
             self._warp = CopulaWarp(y)
             y = self._warp(y)
+        if self.fidelity is not None:
+            # A linear trend in the scaled resource, fitted first, and the GP on what it leaves: with a
+            # constant prior mean, the prediction at max_resource for a config far from the top-rung data
+            # falls back to the mean over all rungs (dominated by the low ones), so UCB would cling to the
+            # few configs already trained to the top. The trend puts the prior at the typical top-rung level.
+            self._trend = _linear_trend(np.array(self._obs_z), y)
+            y = y - self._trend_at(np.array(self._obs_z))
         refit = self._gp is None or n <= REFIT_ALWAYS_BELOW or n >= (1 + REFIT_GROWTH) * self._gp_fit_n
-        if not refit and self._warp is not None:
+        if not refit and (self._warp is not None or self.fidelity is not None):
             # Ranks move with every new point, so every target changes: same hyper-parameters, all points.
             X, A = self._obs_encoded()
             self._gp.fit(X, A, y, optimize=False)
@@ -372,7 +385,11 @@ class Optimizer:
             # For "minimize" the GP models -value and the score is the identity: UCB of -f is -LCB of f.
             # All made by the space itself; multi-fidelity: scored at max_resource (scaled resource 1).
             X, A = self._encode(configs, [1.0] * len(configs), validate=False)
-            _, _, ucb = acq.ucb_bounds(gp, X, A, beta)
+            if self.fidelity is None:
+                _, _, ucb = acq.ucb_bounds(gp, X, A, beta)
+            else:
+                mean, std = gp.predict(X, A)
+                ucb = acq.ucb(mean + self._trend_at(1.0), std, beta)
             if self._warp is not None:
                 ucb = self._warp.inverse(ucb)  # back to the objective's units, where the score applies
             return self.score_of(configs, ucb)
@@ -424,6 +441,16 @@ class CopulaWarp:
         lo = (ys[mid] - ys[0]) / max(zs[mid] - zs[0], 1e-12)
         out = np.where(z > zs[-1], ys[-1] + (z - zs[-1]) * up, out)
         return np.where(z < zs[0], ys[0] + (z - zs[0]) * lo, out)
+
+
+def _linear_trend(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares ``y ~ a + b z``; slope 0 while every value comes from one resource level."""
+    if len(y) == 0:
+        return 0.0, 0.0
+    if np.ptp(z) < 1e-9:
+        return float(np.mean(y)), 0.0
+    b, a = np.polyfit(z, y, 1)
+    return float(a), float(b)
 
 
 def _mixed_distance(xa, aa, xb, ab, is_cat) -> np.ndarray:
