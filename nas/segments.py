@@ -8,7 +8,8 @@ score; if none is, the optimizer proposes a new config (UCB at max_resource). No
 
 Budget: ``--trials N`` buys ``N * max_resource`` epochs (the cost of N full trainings); a job starts while
 the epochs trained plus the epochs of running jobs are below it (so the last jobs may overrun it by at most
-one segment per worker), and no job starts after the time budget. Epochs count completed segments.
+one segment per worker), and no job starts after the time budget. Epochs count completed segments, and a
+failed segment is charged the epochs it was to train.
 
 Crash safety: the row of a trial always holds its last recorded rung (value, resource, rung, curve).
 A kill during a segment leaves it "running"; ``--resume`` marks it interrupted and runs that segment again
@@ -130,7 +131,9 @@ class SegmentLoop:
 
     # ------------------------------------------------------------------ budget
     def epochs_trained(self) -> float:
-        return sum(t.resource or 0 for t in self.trials.values())
+        """Epochs charged to the budget: those of every committed segment, plus the planned epochs of each
+        segment that failed (else an objective that always fails would never spend the budget)."""
+        return sum((t.resource or 0) + float(t.metrics.get("failed_epochs", 0) or 0) for t in self.trials.values())
 
     def _in_flight(self) -> float:
         return sum(j.resource_to - j.resource_from for j in self.running.values())
@@ -235,7 +238,7 @@ class SegmentLoop:
             t.error = (prefix + outcome.error)[:2000]
             if outcome.traceback:
                 t.metrics = {**t.metrics, "traceback": outcome.traceback[-4000:]}
-            return self._fail(t)
+            return self._fail(t, job)
         result = outcome.result if isinstance(outcome.result, dict) else {"value": outcome.result}
         try:
             value = float(result.get("value"))
@@ -250,16 +253,16 @@ class SegmentLoop:
             t.status = FAILED
             t.error = (f"the objective returned resource {reached!r} for a segment to {job.resource_to}; "
                        "train exactly to spec['resource_to'] and return it as 'resource'")
-            return self._fail(t)
+            return self._fail(t, job)
         if not math.isfinite(value):
             t.status, t.error = FAILED, f"objective returned a non-finite value ({value}) at resource {reached}"
-            return self._fail(t)
+            return self._fail(t, job)
         data = result.get("checkpoint")
         if data is not None:  # kept at the top rung too: checkpoint.pt is always the state at trial.resource
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 t.status = FAILED
                 t.error = f"the objective's checkpoint is a {type(data).__name__}; return bytes (or None)"
-                return self._fail(t)
+                return self._fail(t, job)
             stage_checkpoint(self.study.folder, t.id, job.resource_to, data)
         t.metrics["rungs"] = list(t.metrics.get("rungs") or []) + [{"resource": job.resource_to, "value": value}]
         t.value, t.rung, t.resource = value, job.rung, job.resource_to
@@ -270,7 +273,8 @@ class SegmentLoop:
         self.opt.tell(t.config, value, resource=job.resource_to)
         self.sched.record(t.id, job.rung, value)
 
-    def _fail(self, t: Trial) -> None:
+    def _fail(self, t: Trial, job: Job) -> None:
+        t.metrics = {**t.metrics, "failed_epochs": job.resource_to - job.resource_from}
         self.storage.update_trial(t)
         self.opt.tell_failed(t.config, t.error or "")
         self.sched.fail(t.id)
