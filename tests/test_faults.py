@@ -485,6 +485,7 @@ def check_search(space: Path, extra: list[str]) -> None:
         with fake_training() as calls:
             try:
                 code, out, err = call(["search", "--dataset", "digits", "--space", space, "--trials", "1",
+                                       "--fidelity", "off", "--max-epochs", "2",
                                        "--quiet", "--out", folder / "s", *extra])
             except _Enough:
                 return
@@ -538,7 +539,9 @@ def test_fuzz_search_space_file(data, fmt, tiny_space_dict):
 
 # ============================================================================================ kill -9
 def _search_argv(space: Path, out: Path, trials: int, *extra) -> list:
-    return ["search", "--dataset", "digits", "--space", space, "--trials", trials, "--out", out, "--quiet", *extra]
+    # Single-fidelity: these tests count whole trials (multi-fidelity kills are tested further down).
+    return ["search", "--dataset", "digits", "--space", space, "--trials", trials, "--out", out, "--quiet",
+            "--fidelity", "off", "--max-epochs", "2", *extra]
 
 
 def _started_since(folder: Path, t0: float) -> bool:
@@ -843,7 +846,7 @@ def test_data_that_vanishes_mid_search_and_between_runs(tmp_path, tiny_space):
     normally. Still gone at --resume: one line naming the folder, exit 2, the study untouched."""
     data, out, logs = _image_folder(tmp_path / "images"), tmp_path / "study", tmp_path / "logs"
     argv = ["search", "--dataset", "imagefolder", "--data-dir", data, "--space", tiny_space, "--trials", 3,
-            "--warmup", 3, "--out", out, "--quiet"]
+            "--warmup", 3, "--out", out, "--quiet", "--fidelity", "off", "--max-epochs", 2]
     t0 = time.time()
     with reaped(spawn(argv, logs, "search")) as proc:
         wait_for(lambda: _started_since(out, t0), timeout=180, proc=proc, what="the first trial")
