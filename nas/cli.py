@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-epochs", type=_positive_int, help="first rung (default: the data set's preset)")
     s.add_argument("--max-epochs", type=_positive_int, help="last rung: a full training (default: the preset)")
     s.add_argument("--eta", type=_positive_int, help="rungs grow by this factor; the top 1/eta go on (default 3)")
+    s.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="training arithmetic: auto = bfloat16 autocast on CPUs with bfloat16 hardware, else fp32")
+    s.add_argument("--no-channels-last", action="store_true",
+                   help="train in NCHW memory format (default on CPU: channels-last, which runs faster there)")
 
     r = sub.add_parser("report", help="tables, Pareto front, plots and report.html of a study")
     r.add_argument("study")

@@ -140,16 +140,23 @@ def make_study(args) -> tuple[Study, int | None]:
         "augment": preset.augment, "norm_mean": list(data.mean), "norm_std": list(data.std),
         "command": " ".join(["nas"] + sys.argv[1:]), "max_epochs": max_epochs,
         "epoch_budget": trials * max_epochs if (fidelity is not None and trials) else None,
+        "precision": objective_args_precision(args),
     }
     objective_args = {"dataset": preset.name, "data_dir": args.data_dir, "download": bool(args.download),
                       "data_seed": 0, "augment": preset.augment, "save_weights": True,
-                      "threads": max(1, _cpu_count() // workers)}
+                      "threads": max(1, _cpu_count() // workers),
+                      "precision": objective_args_precision(args),
+                      "channels_last": False if getattr(args, "no_channels_last", False) else None}
     if fidelity is None:  # a full training of max_epochs; in multi-fidelity mode the spec's resource keys say it
         objective_args["epochs"] = max_epochs
     study = Study(out, optimizer=opt, objective=run_trial, objective_args=objective_args, budget=budget,
                   executor=executor, meta=meta, resume=args.resume,
                   on_progress=None if args.quiet else print_progress(trials))
     return study, trials
+
+
+def objective_args_precision(args) -> str:
+    return getattr(args, "precision", None) or "auto"
 
 
 def describe(study: Study) -> str:
