@@ -727,11 +727,11 @@ def test_kill_9_during_a_promoted_segment_then_resume_continues_from_the_last_ru
         t0 = time.time()
         with reaped(spawn(argv, logs, f"run{i}", prefix=prefix)) as proc:
             if moment == "promoted":
-                alive = wait_for(lambda: promoted_running(t0), timeout=240, proc=proc, what="a promoted segment")
+                alive = wait_for(lambda t0=t0: promoted_running(t0), timeout=240, proc=proc, what="a promoted segment")
                 time.sleep(rng.uniform(0.0, 0.3))
             else:
                 goal = n_rungs() + rng.randint(1, 2)
-                alive = wait_for(lambda: n_rungs() >= goal, timeout=240, proc=proc, what=f"{goal} rung values")
+                alive = wait_for(lambda goal=goal: n_rungs() >= goal, timeout=240, proc=proc, what=f"{goal} rung values")
                 time.sleep(rng.uniform(0.0, 0.2))
             if alive and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)

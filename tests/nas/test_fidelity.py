@@ -100,11 +100,11 @@ def brute_force_promotion(values, state, reached, keys, eta, top):
         members = list(values[k])
         n_top = math.floor(len(members) / eta)
 
-        def above(t):
-            return sum(1 for u in members if (keys[k][u], -u) > (keys[k][t], -t))
-        ok = [t for t in members if state[t] == PAUSED and reached[t] == k and above(t) < n_top]
+        key = keys[k]
+        ok = [t for t in members if state[t] == PAUSED and reached[t] == k
+              and sum(1 for u in members if (key[u], -u) > (key[t], -t)) < n_top]
         if ok:
-            return max(ok, key=lambda t: (keys[k][t], -t)), k + 1
+            return max(ok, key=lambda t, key=key: (key[t], -t)), k + 1
     return None
 
 
@@ -125,7 +125,7 @@ def test_asha_matches_brute_force_on_random_small_cases():
                 sched.resume(t)  # running again: not promotable
         keys = [{t: (rng.random() if case % 2 else v) for t, v in sched.values[k].items()}
                 for k in range(len(fid.rungs))]
-        got = sched.next_promotion(lambda k, tids: [keys[k][t] for t in tids])
+        got = sched.next_promotion(lambda k, tids, keys=keys: [keys[k][t] for t in tids])
         want = brute_force_promotion(sched.values, sched.state, sched.reached, keys, fid.eta, fid.top)
         assert got == want, (case, got, want)
         checked += 1

@@ -1,6 +1,5 @@
 """The multi-fidelity study loop on a cheap contract-following objective: segments, checkpoints, budgets,
 resume after a crash mid-segment, bad objectives, old study files."""
-import json
 import math
 import os
 import pickle
@@ -57,7 +56,10 @@ def nan_at_rung_1(spec):
     return objective(spec)
 
 
-def make(folder, trials=4, *, fid=Fidelity(1, 9, 3), fn=objective, resume=False, executor=None, on_progress=None):
+FID = Fidelity(1, 9, 3)
+
+
+def make(folder, trials=4, *, fid=FID, fn=objective, resume=False, executor=None, on_progress=None):
     opt = Optimizer(SPACE, seed=0, n_warmup=3, fidelity=fid)
     return Study(folder, optimizer=opt, objective=fn, budget=Budget(trials=trials), executor=executor,
                  meta={"space": SPACE.to_dict(), "direction": "maximize"}, resume=resume, on_progress=on_progress)
