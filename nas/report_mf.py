@@ -75,6 +75,7 @@ def stopped_trials(view, top: int = 5) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["id", "rung", "epochs", "value", "score"])
     if df.empty:
         return df
+    df["epochs"] = df["epochs"].map(lambda v: f"{v:g}")
     return df.sort_values(["rung", "value"], ascending=[False, view.direction == "minimize"]).head(top)
 
 
