@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gpus-per-trial", type=_fraction_or_count, default=0.0, help="GPUs each trial asks Ray for")
     s.add_argument("--warmup", type=_positive_int, help="random space-filling trials before the GP (default 8)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--fidelity", choices=["on", "off"],
+                   help="on: stop poor trials at rungs and continue promising ones (asynchronous successive "
+                        "halving); off: train every trial for --max-epochs (default on; --resume keeps the study's)")
+    s.add_argument("--min-epochs", type=_positive_int, help="first rung (default: the data set's preset)")
+    s.add_argument("--max-epochs", type=_positive_int, help="last rung: a full training (default: the preset)")
+    s.add_argument("--eta", type=_positive_int, help="rungs grow by this factor; the top 1/eta go on (default 3)")
     s.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                    help="training arithmetic: auto = bfloat16 autocast on CPUs with bfloat16 hardware, else fp32")
     s.add_argument("--no-channels-last", action="store_true",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from nas.errors import ConfigError, NasError, SpaceError
 from nas.executors import get_executor
+from nas.fidelity import DEFAULT_ETA, Fidelity
 from nas.optimizer import Limit, Optimizer
 from nas.score import parse_score
 from nas.space import Space
@@ -57,6 +58,27 @@ def _load_space(args, storage_meta: dict | None) -> Space:
     return default_space_for(args.dataset)
 
 
+def fidelity_from_args(args, preset, old_meta: dict) -> tuple[Fidelity | None, int]:
+    """``(Fidelity or None for --fidelity off, max_epochs)``. Unset options come from the study being
+    resumed, then from the preset (``min_epochs`` / ``max_epochs``; presets without them: 1 and the top of
+    their old ``epochs`` range)."""
+    old = old_meta.get("fidelity") if old_meta else None
+    mode = args.fidelity
+    if mode is None:  # a resumed study keeps its mode (one from before multi-fidelity ran with it off)
+        mode = ("on" if old else "off") if old_meta else "on"
+    lo = args.min_epochs or (old or {}).get("min_resource") or getattr(preset, "min_epochs", 1)
+    hi = args.max_epochs or (old or {}).get("max_resource") or old_meta.get("max_epochs") or getattr(
+        preset, "max_epochs", preset.epochs[1])
+    eta = args.eta or (old or {}).get("eta") or DEFAULT_ETA
+    if lo > hi:
+        said = "--max-epochs" if args.max_epochs else f"the {preset.name} preset's max epochs"
+        raise NasError(f"--min-epochs {lo} is above {said} ({hi}); lower --min-epochs or raise --max-epochs")
+    if eta < 2:
+        raise NasError(f"--eta must be at least 2 (each rung keeps the top 1/eta), got {eta}")
+    fid = Fidelity(int(lo), int(hi), int(eta))
+    return (fid if mode == "on" else None), int(hi)
+
+
 def make_study(args) -> tuple[Study, int | None]:
     from search_spaces.arch import validate_arch
     from search_spaces.counting import count
@@ -68,7 +90,8 @@ def make_study(args) -> tuple[Study, int | None]:
     old_meta = {}
     if args.resume and (out / DB_NAME).exists():
         with Storage(out / DB_NAME, read_only=True) as st:
-            old_meta = st.meta()
+            old_meta = st.meta() if st.count() else {}
+    fidelity, max_epochs = fidelity_from_args(args, preset, old_meta)  # bad settings fail before the data loads
     # Load once in the driver: checks the data early (a one-line error before any trial) and gives the
     # input shape and class count of image folders.
     data = cached_dataset(preset.name, args.data_dir, 0, bool(args.download), None)
@@ -102,7 +125,7 @@ def make_study(args) -> tuple[Study, int | None]:
     trials = args.trials if args.trials is not None else preset.trials  # with --time-budget: whichever ends first
     budget = Budget(trials=trials, seconds=args.time_budget)
     opt = Optimizer(space, direction="maximize", seed=args.seed, constraints=constraints, known=known,
-                    score=score, n_warmup=args.warmup or 8, value_bounds=(0.0, 1.0))
+                    score=score, n_warmup=args.warmup or 8, value_bounds=(0.0, 1.0), fidelity=fidelity)
     workers = args.workers
     name = args.executor or ("inprocess" if workers == 1 else "process")
     if name == "inprocess" and workers > 1:
@@ -115,7 +138,8 @@ def make_study(args) -> tuple[Study, int | None]:
         "score": score.spec(), "max_macs": args.max_macs, "max_params": args.max_params, "seed": args.seed,
         "trials": trials, "time_budget": args.time_budget, "direction": "maximize", "objective": "val_acc",
         "augment": preset.augment, "norm_mean": list(data.mean), "norm_std": list(data.std),
-        "command": " ".join(["nas"] + sys.argv[1:]),
+        "command": " ".join(["nas"] + sys.argv[1:]), "max_epochs": max_epochs,
+        "epoch_budget": trials * max_epochs if (fidelity is not None and trials) else None,
         "precision": objective_args_precision(args),
     }
     objective_args = {"dataset": preset.name, "data_dir": args.data_dir, "download": bool(args.download),
@@ -123,6 +147,8 @@ def make_study(args) -> tuple[Study, int | None]:
                       "threads": max(1, _cpu_count() // workers),
                       "precision": objective_args_precision(args),
                       "channels_last": False if getattr(args, "no_channels_last", False) else None}
+    if fidelity is None:  # a full training of max_epochs; in multi-fidelity mode the spec's resource keys say it
+        objective_args["epochs"] = max_epochs
     study = Study(out, optimizer=opt, objective=run_trial, objective_args=objective_args, budget=budget,
                   executor=executor, meta=meta, resume=args.resume,
                   on_progress=None if args.quiet else print_progress(trials))
@@ -136,8 +162,15 @@ def objective_args_precision(args) -> str:
 def describe(study: Study) -> str:
     b = study.budget
     parts = []
-    if b.trials:
+    fid = study.opt.fidelity
+    if b.trials and fid is not None:
+        parts.append(f"{b.trials * fid.max_resource:g} epochs ({b.trials} full trainings)")
+    elif b.trials:
         parts.append(f"{b.trials} trials")
+    if fid is not None:
+        parts.append("rungs " + "/".join(f"{r:g}" for r in fid.rungs) + f" epochs, eta {fid.eta:g}")
+    else:
+        parts.append("fidelity off")
     if b.seconds:
         parts.append(f"time budget {b.seconds:g}s")
     parts.append(f"score {study.opt.score.spec()}")

@@ -41,7 +41,7 @@ import torch
 from nas.errors import ConfigError, NasError, StudyError
 from nas.fsutil import atomic_write_bytes, atomic_write_text
 from nas.report import load_study
-from nas.trial import COMPLETE, Trial
+from nas.trial import COMPLETE, PAUSED, Trial
 from search_spaces.arch import Arch, validate_arch
 from search_spaces.blocks import ACTIVATIONS, BLOCKS
 
@@ -434,8 +434,8 @@ def _choose(view, trial_id: int | None) -> Trial:
     if trial_id is None:
         best = view.best
         if best is None:
-            raise StudyError(f"{view.path}: no complete trial to export yet; run `nas search` until one "
-                             "finishes (see `nas report`)")
+            raise StudyError(f"{view.path}: no complete trial to export yet (multi-fidelity: none reached the top "
+                             "rung); run `nas search` until one finishes, or pick one with --trial (see `nas report`)")
         return best
     if isinstance(trial_id, bool) or not isinstance(trial_id, int):
         raise NasError(f"trial id {trial_id!r} is not an integer; pass --trial with a number from `nas report`")
@@ -444,7 +444,9 @@ def _choose(view, trial_id: int | None) -> Trial:
         span = f"ids {min(by_id)}-{max(by_id)}" if by_id else "no trials"
         raise StudyError(f"{view.path}: no trial {trial_id} ({span}); pick one from `nas report {view.path}`")
     t = by_id[trial_id]
-    if t.status != COMPLETE:
+    # Multi-fidelity: a trial paused at a lower rung may be chosen by hand (its weights are its last rung's);
+    # without --trial only top-rung (complete) trials compete.
+    if t.status not in (COMPLETE, PAUSED) or t.value is None:
         why = f": {' '.join(str(t.error).split())[:200]}" if t.error else ""
         raise StudyError(f"{view.path}: trial {trial_id} is {t.status}{why}; export a complete trial "
                          "(leave out --trial for the best one)")

@@ -38,12 +38,16 @@ CREATE TABLE IF NOT EXISTS trials (
     value REAL, score REAL, macs INTEGER, params INTEGER,
     metrics TEXT, error TEXT,
     seed INTEGER, attempts INTEGER,
-    started_at REAL, finished_at REAL
+    started_at REAL, finished_at REAL,
+    rung INTEGER, resource REAL
 );
 CREATE INDEX IF NOT EXISTS trials_status ON trials(status);
 """
 _COLUMNS = ("id", "status", "config", "value", "score", "macs", "params", "metrics", "error",
-            "seed", "attempts", "started_at", "finished_at")
+            "seed", "attempts", "started_at", "finished_at", "rung", "resource")
+# Columns added after the first release: a study.db written before them gets them on its first writable
+# open (ALTER TABLE ... ADD COLUMN, NULL for old rows); a read-only open reads NULL in their place.
+_ADDED_COLUMNS = {"rung": "INTEGER", "resource": "REAL"}
 
 
 class Storage:
@@ -54,6 +58,7 @@ class Storage:
         self.read_only = read_only
         self._lock = threading.Lock()  # one connection shared by the study's threads
         self._has_schema = True
+        self._select = ", ".join(_COLUMNS)
         if read_only and not self.path.is_file():
             raise StudyError(f"{self.path.parent} is not a study (no {self.path.name}); "
                              "pass the folder given to `nas search --out`")
@@ -87,6 +92,8 @@ class Storage:
                 if not {"meta", "trials"} <= tables:
                     raise StudyError(f"{self.path} is a SQLite file but not a lightnas study "
                                      "(no meta/trials tables); pass a folder written by `nas search`")
+                have = {r[1] for r in self._conn.execute("PRAGMA table_info(trials)")}
+                self._select = ", ".join(c if c in have else f"NULL AS {c}" for c in _COLUMNS)
             else:
                 mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if mode.lower() != "wal":
@@ -97,6 +104,10 @@ class Storage:
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             self._conn.execute(statement)
+                    have = {r[1] for r in self._conn.execute("PRAGMA table_info(trials)")}
+                    for col, kind in _ADDED_COLUMNS.items():
+                        if col not in have:  # a study.db from before multi-fidelity
+                            self._conn.execute(f"ALTER TABLE trials ADD COLUMN {col} {kind}")
                     self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                                        (json.dumps(SCHEMA_VERSION),))
         version = self.get_meta("schema_version")
@@ -218,20 +229,20 @@ class Storage:
                 error = f"{error}; {note}" if error else note
         cur = self._write(
             "UPDATE trials SET status=?, config=?, value=?, score=?, macs=?, params=?, metrics=?, error=?, "
-            "seed=?, attempts=?, started_at=?, finished_at=? WHERE id=?",
+            "seed=?, attempts=?, started_at=?, finished_at=?, rung=?, resource=? WHERE id=?",
             (trial.status, cfg, value, score, _opt_int(trial.macs), _opt_int(trial.params), metrics, error,
              int(trial.seed), int(trial.attempts), _opt_float(trial.started_at),
-             _opt_float(trial.finished_at), int(trial.id)))
+             _opt_float(trial.finished_at), _opt_int(trial.rung), _opt_float(trial.resource), int(trial.id)))
         if cur.rowcount != 1:
             raise StudyError(f"{self.path}: no trial with id {trial.id}; add it with add_trial first")
 
     def get_trial(self, trial_id: int) -> Trial | None:
-        rows = self._read(f"SELECT {', '.join(_COLUMNS)} FROM trials WHERE id = ?", (int(trial_id),))
+        rows = self._read(f"SELECT {self._select} FROM trials WHERE id = ?", (int(trial_id),))
         return self._trial(rows[0]) if rows else None
 
     def trials(self, status: str | None = None) -> list[Trial]:
         """All trials (or those with `status`), ordered by id."""
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM trials"
+        sql = f"SELECT {self._select} FROM trials"
         if status is None:
             return [self._trial(r) for r in self._read(sql + " ORDER BY id")]
         _check_status(status)

@@ -8,6 +8,11 @@ marks those interrupted and runs them again.
 The objective is any picklable ``objective(spec) -> {"value": float, "metrics": {...}}`` where ``spec`` is
 ``{"trial_id", "config", "seed", "study_dir", **objective_args}``. It may raise; the trial is then
 recorded as failed with the error and the search goes on.
+
+With an optimizer made with ``fidelity=Fidelity(...)`` the study runs trials as segments between rungs
+under asynchronous successive halving (``nas.segments``): the spec then also holds ``resource_from``,
+``resource_to``, ``max_resource`` and ``checkpoint``, and ``Budget(trials=N)`` buys ``N * max_resource``
+units of resource (epochs).
 """
 from __future__ import annotations
 
@@ -52,6 +57,12 @@ class Progress:
     elapsed: float = 0.0
     left: float | None = None
     events: list = field(default_factory=list)
+    # Multi-fidelity only: trials paused at a rung, epochs (resource) trained out of the budget, and per
+    # running job {"trial", "resource_to", "resource", "value"} (the last two from its live file, or None).
+    paused: int = 0
+    epochs: float | None = None
+    epoch_budget: float | None = None
+    jobs: list = field(default_factory=list)
 
 
 class Study:
@@ -78,6 +89,12 @@ class Study:
             if old is not None and old != self.meta.get("space", old):
                 raise StudyError(f"{self.folder}: --resume with a different search space than the study's; "
                                  "use the same --space, or another --out")
+        fid = self.opt.fidelity
+        if db.exists() and storage.count() and self.resume:
+            from nas.segments import check_fidelity_meta
+
+            check_fidelity_meta(storage.get_meta("fidelity"), fid)
+        self.meta["fidelity"] = fid.to_dict() if fid is not None else None
         for k, v in self.meta.items():
             if storage.get_meta(k) is None or k not in ("created_at",):
                 storage.set_meta(k, v)
@@ -112,6 +129,10 @@ class Study:
         prog = Progress()
         start = time.monotonic()
         elapsed0 = float(storage.get_meta("elapsed", 0.0) or 0.0)
+        if self.opt.fidelity is not None:
+            from nas.segments import SegmentLoop
+
+            return SegmentLoop(self, storage).run(prog, start, elapsed0)
         queue = self._replay(storage)
         running: dict[int, Trial] = {}
         finished = lambda: storage.count(COMPLETE) + storage.count(FAILED)  # noqa: E731
@@ -242,11 +263,25 @@ def print_progress(total: int | None, stream=sys.stderr) -> Callable[[Progress],
         best = f"best {p.best:.4f}" if p.best is not None else "best -"
         left = f"left {_fmt_s(p.left)}" if p.left is not None else ""
         extra = f" failed {p.failed}" if p.failed else ""
+        if p.epoch_budget:  # multi-fidelity: the budget is epochs; trials are counted as they come
+            filled = int(20 * min(p.epochs, p.epoch_budget) / p.epoch_budget)
+            bar = "[" + "#" * filled + "." * (20 - filled) + f"] {p.epochs:g}/{p.epoch_budget:g} ep  {p.done} full"
+        if p.epochs is not None:
+            extra += f" paused {p.paused}" if p.paused else ""
+            extra += "".join(f" #{j['trial']}:{_fmt_job(j)}" for j in p.jobs)
         line = f"\r{bar}  {best}  running {p.running}{extra}  elapsed {_fmt_s(p.elapsed)}  {left}"
         stream.write(line.ljust(100))
         stream.flush()
 
     return show
+
+
+def _fmt_job(j: dict) -> str:
+    """"5/9ep 0.812": a running trial's live epoch and value out of its rung target ("->9ep" before its first)."""
+    if j.get("resource") is None:
+        return f"->{j['resource_to']:g}ep"
+    v = f" {j['value']:.3f}" if j.get("value") is not None else ""
+    return f"{j['resource']:g}/{j['resource_to']:g}ep{v}"
 
 
 def _fmt_s(s: float) -> str:
