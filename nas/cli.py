@@ -163,11 +163,14 @@ def cmd_search(args) -> int:
         study.run()
     finally:
         study.executor.shutdown()  # worker processes, or the Ray instance this search started
-    if not args.quiet:
-        print(file=sys.stderr)
+        close = getattr(study.on_progress, "close", None)
+        if close is not None:
+            close()
     from nas.report import format_summary, load_study
 
     print(format_summary(load_study(study.folder), top=5))
+    if study.stop_reason:
+        print(f"nas search: ended before the budget: {study.stop_reason}", file=sys.stderr)
     return 0
 
 
