@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import warnings
 from pathlib import Path
 
 from nas.errors import NasError
@@ -106,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where trials run (default: inprocess for 1 worker, process for more)")
     s.add_argument("--ray-address", help="address of an existing Ray cluster (e.g. ray://head:10001 or auto)")
     s.add_argument("--gpus-per-trial", type=_fraction_or_count, default=0.0, help="GPUs each trial asks Ray for")
+    s.add_argument("--force", action="store_true",
+                   help="allow more --workers than usable cores or than the available memory holds")
     s.add_argument("--warmup", type=_positive_int, help="random space-filling trials before the GP (default 8)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -136,8 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"search": cmd_search, "report": cmd_report, "export": cmd_export,
-                "inspect": cmd_inspect, "space": cmd_space}[args.command](args) or 0
+        with warnings.catch_warnings():  # restores the warning printer when main returns (tests call it)
+            warnings.showwarning = _one_line_warning(args.command)
+            return {"search": cmd_search, "report": cmd_report, "export": cmd_export,
+                    "inspect": cmd_inspect, "space": cmd_space}[args.command](args) or 0
     except NasError as e:
         print(f"nas {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
@@ -146,6 +151,20 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _one_line_warning(command: str):
+    """Warnings as ``nas COMMAND: warning: ...`` on one line: Python's default format adds the file, line
+    and source line of the warn() call, which means nothing to a user."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        stream = file or sys.stderr
+        try:
+            stream.write(f"nas {command}: warning: {' '.join(str(message).split())}\n")
+        except (OSError, ValueError):  # a closed stream: a warning is not worth a traceback
+            pass
+
+    return show
 
 
 def _one_line(e: Exception) -> str:

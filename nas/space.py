@@ -57,6 +57,27 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _no_numeric_strings(name: str, **values) -> None:
+    """YAML 1.1 reads 1e-4 (no dot) as a string: say so instead of "must be a number"."""
+    for what, v in values.items():
+        if isinstance(v, str):
+            try:
+                float(v)
+            except ValueError:
+                continue
+            hint = (f"YAML reads an exponent without a dot as a string: write {_yaml_number(v)} or {float(v):g}"
+                    if "e" in v.lower() else "remove the quotes")
+            raise SpaceError(f"{name}: {what} {v!r} is a string, not a number ({hint})")
+
+
+def _yaml_number(text: str) -> str:
+    mant, _, exp = text.strip().lower().partition("e")
+    return f"{mant if '.' in mant else mant + '.0'}e{exp}"
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
@@ -86,6 +107,7 @@ class Float(Param):
     def __init__(self, name: str, low: float, high: float, *, log: bool = False):
         self.name, self.log = name, bool(log)
         self._check_name()
+        _no_numeric_strings(name, low=low, high=high)
         if not (_is_number(low) and _is_number(high)) or not (math.isfinite(low) and math.isfinite(high)):
             raise SpaceError(f"{name}: low and high must be finite numbers, got {low!r}, {high!r}")
         if low > high:
@@ -145,9 +167,12 @@ class Integer(Param):
     def __init__(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False):
         self.name, self.log = name, bool(log)
         self._check_name()
+        _no_numeric_strings(name, low=low, high=high, step=step)
         for what, v in (("low", low), ("high", high), ("step", step)):
-            if not _is_number(v) or int(v) != v:
+            if not _is_number(v) or not math.isfinite(v) or int(v) != v:
                 raise SpaceError(f"{name}: {what} must be an integer, got {v!r}")
+            if not _INT64[0] <= int(v) <= _INT64[1]:  # numpy samples in int64; SQLite stores int64
+                raise SpaceError(f"{name}: {what} {int(v)} is beyond the 64-bit integer range (+-9.2e18)")
         low, high, step = int(low), int(high), int(step)
         if low > high:
             raise SpaceError(f"{name}: low {low} is above high {high}")
@@ -252,6 +277,10 @@ class Categorical(Param):
         for value, params in choices:
             if not isinstance(value, _SCALARS):
                 raise SpaceError(f"{name}: choice {value!r} must be a string, number, bool or null")
+            if isinstance(value, float) and not math.isfinite(value):  # NaN equals nothing, not even itself
+                raise SpaceError(f"{name}: choice {value!r} is not a finite number")
+            if isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
+                raise SpaceError(f"{name}: choice {value} is beyond the 64-bit integer range (+-9.2e18)")
             if any(_same(value, c) for c in self.choices):
                 raise SpaceError(f"{name}: choice {_fmt(value)} appears twice")
             self.choices.append(value)
@@ -703,13 +732,15 @@ class Space:
 
     @classmethod
     def load(cls, path: str | Path) -> "Space":
+        from nas.fsutil import read_regular_file
+        from nas.limits import MAX_TEXT_FILE_BYTES
+
         path = Path(path)
+        raw = read_regular_file(path, max_bytes=MAX_TEXT_FILE_BYTES, what="space", error=SpaceError)
         try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise SpaceError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise SpaceError(f"{path}: cannot read ({e.__class__.__name__})") from None
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SpaceError(f"{path}: not UTF-8 text; a space is a YAML or JSON file") from None
         return cls.from_dict(parse_text(text, str(path)), source=str(path))
 
     def __repr__(self) -> str:
@@ -717,19 +748,71 @@ class Space:
 
 
 def parse_text(text: str, source: str) -> Any:
-    """JSON or YAML text to data, with a one-line SpaceError naming the file on failure."""
+    """JSON or YAML text to data, with a one-line SpaceError naming the file on failure. A mapping with a
+    key twice is an error (YAML and JSON parsers keep the last one silently, dropping the first)."""
     import yaml
 
+    is_json = source.endswith(".json")
     try:
-        if source.endswith(".json"):
-            data = json.loads(text)
+        if is_json:
+            data = json.loads(text, object_pairs_hook=_unique_pairs)
         else:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as e:
+        raise SpaceError(f"{source}: {e}; each key may appear once in a mapping") from None
     except (ValueError, yaml.YAMLError, RecursionError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise SpaceError(f"{source}: not valid {'JSON' if source.endswith('.json') else 'YAML'} ({msg})") from None
+        raise SpaceError(f"{source}: not valid {'JSON' if is_json else 'YAML'} ({msg})") from None
     _check_node_count(data, source)
     return data
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_pairs(pairs: list) -> dict:
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(f"key {k!r} appears twice")
+        out[k] = v
+    return out
+
+
+def _yaml_loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen = set()
+                for key_node, _ in node.value:
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        dup = key in seen
+                        seen.add(key)
+                    except TypeError:  # an unhashable key; SafeLoader reports it below
+                        continue
+                    if dup:
+                        raise _DuplicateKey(f"key {key!r} appears twice (line {key_node.start_mark.line + 1})")
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
+
+
+class _LazyLoader:
+    """yaml is imported only when a YAML file is read; the loader class is made once."""
+
+    _cls = None
+
+    def __new__(cls, stream):
+        if cls._cls is None:
+            cls._cls = _yaml_loader()
+        return cls._cls(stream)
+
+
+_UniqueKeyLoader = _LazyLoader
 
 
 def _check_node_count(data: Any, source: str) -> None:
@@ -740,8 +823,10 @@ def _check_node_count(data: Any, source: str) -> None:
         v = stack.pop()
         seen += 1
         if seen > MAX_NODES:
-            raise SpaceError(f"{source}: more than {MAX_NODES:,} values (YAML aliases can repeat one list "
-                             "many times); write the space out without aliases")
+            why = ("" if source.endswith(".json") else
+                   " (YAML aliases can repeat one list many times: write the space out without aliases)")
+            raise SpaceError(f"{source}: more than {MAX_NODES:,} values, where a search space holds a few "
+                             f"hundred{why}; is it the right file?")
         if isinstance(v, dict):
             stack.extend(v.values())
         elif isinstance(v, list):
