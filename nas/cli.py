@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("search", help="search architecture and training hyper-parameters on a data set")
-    s.add_argument("--dataset", default="digits",
-                   help="digits (bundled), mnist, fashion-mnist, cifar10, cifar100, or imagefolder")
+    s.add_argument("--dataset",
+                   help="digits (bundled, the default), mnist, fashion-mnist, cifar10, cifar100, or imagefolder")
     s.add_argument("--data-dir", help="where the data set lives (an ImageFolder root for imagefolder)")
     s.add_argument("--download", action="store_true", help="download torchvision data sets if missing")
     s.add_argument("--out", help="study folder (default results/DATASET)")
@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--time-budget", type=_seconds, help="stop starting trials after this long (300, 5m, 1h)")
     s.add_argument("--max-macs", type=_amount, help="hard limit: configs above are never trained")
     s.add_argument("--max-params", type=_amount, help="hard limit on parameters")
-    s.add_argument("--score", default="mnas", help="acc | mnas[:macs=T,params=P,alpha=A,beta=B] | weighted:macs=W,params=W")
-    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--score", help="acc | mnas[:macs=T,params=P,alpha=A,beta=B] | weighted:macs=W,params=W "
+                                    "(default mnas)")
+    s.add_argument("--seed", type=_seed, help="default 0")
     s.add_argument("--resume", action="store_true", help="continue the study in --out (or start it)")
     s.add_argument("--space", help="a search space YAML/JSON file (default: the built-in space for the data set)")
     s.add_argument("--workers", type=_positive_int, default=1, help="trials in parallel")

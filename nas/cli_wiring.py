@@ -31,6 +31,12 @@ DEFAULT_TARGETS = {
 }
 
 
+# Options that a resume takes from the study when they are not given: (argparse dest, meta key, default
+# of a new study). Given, they must equal the study's (nas.defining).
+FROM_STUDY = (("dataset", "dataset", "digits"), ("data_dir", "data_dir", None), ("seed", "seed", 0),
+              ("score", "score", "mnas"), ("max_macs", "max_macs", None), ("max_params", "max_params", None))
+
+
 def default_space_for(dataset: str) -> Space:
     from search_spaces.default import default_space
     from trainers.presets import get_preset
@@ -66,15 +72,18 @@ def make_study(args) -> tuple[Study, int | None]:
     from search_spaces.size import CAPS as SIZE_CAPS
     from trainers.runner import cached_dataset, run_trial
 
-    preset = get_preset(args.dataset)
-    out = Path(args.out or f"results/{preset.name}")
+    out = Path(args.out or f"results/{get_preset(args.dataset or 'digits').name}")
     why = dangerous_out(out)
     if why:
-        raise NasError(f"--out {out}: {why}; pass a new folder for the study, such as results/{preset.name}")
+        raise NasError(f"--out {out}: {why}; pass a new folder for the study, such as results/digits")
     old_meta = {}
     if args.resume and (out / DB_NAME).exists():
         with Storage(out / DB_NAME, read_only=True) as st:
             old_meta = st.meta()
+    for dest, key, default in FROM_STUDY:  # a resume keeps the study's settings unless told otherwise
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, old_meta.get(key, default))
+    preset = get_preset(args.dataset)
     # Load once in the driver: checks the data early (a one-line error before any trial) and gives the
     # input shape and class count of image folders.
     data = cached_dataset(preset.name, args.data_dir, 0, bool(args.download), None)

@@ -40,7 +40,7 @@ def sample_feasible(space: Space, n: int, rng: np.random.Generator, feasible: Ca
             out.append(c)
     if not out:
         raise NasError(f"no config satisfies the constraints: {tries} random configs from the space all broke "
-                       "them; loosen --max-macs / --max-params or shrink the space")
+                       "them (limits, size caps or other hard constraints); loosen the limits or shrink the space")
     return out
 
 
