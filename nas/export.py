@@ -463,12 +463,19 @@ def _study_meta(view) -> dict:
         names = meta.get("class_names") or [str(i) for i in range(num_classes)]
         if len(names) != num_classes:
             raise ConfigError(f"class_names has {len(names)} names for {num_classes} classes")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"class_names is {_short(names)}, not a list of names")
         mean, std = meta.get("norm_mean"), meta.get("norm_std")
         if mean is None or std is None:
             raise ConfigError("norm_mean / norm_std missing (studies from `nas search` store them); "
                               "rerun the search with this version of lightnas")
-    except ConfigError as e:
-        raise StudyError(f"{where}: {e}") from None
+        for key, v in (("norm_mean", mean), ("norm_std", std)):
+            if not isinstance(v, list) or len(v) != shape[0]:
+                raise ConfigError(f"{key} is {_short(v)}, not one number per channel ({shape[0]})")
+            for x in v:
+                _real(x, key, integer=False)
+    except (ConfigError, TypeError, ValueError) as e:  # TypeError / ValueError: edited into other types
+        raise StudyError(f"{where}: {e}; the database was edited or damaged") from None
     return {"input_shape": shape, "num_classes": num_classes, "class_names": list(names),
             "mean": list(mean), "std": list(std)}
 
