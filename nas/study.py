@@ -12,7 +12,6 @@ recorded as failed with the error and the search goes on.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path

@@ -15,7 +15,7 @@ import pytest
 
 from nas.storage import Storage
 from test_faults import (SMALL_CONFIG, _image_folder, address_space_guard, assert_our_error, call,
-                         fake_training, snapshot, temp_leftovers)
+                         fake_training, temp_leftovers)
 
 
 def _search(space, out, *extra, trials="2"):
