@@ -12,7 +12,7 @@ from pathlib import Path
 from nas.errors import ConfigError, NasError, SpaceError
 from nas.executors import get_executor
 from nas.fsutil import dangerous_out
-from nas.limits import check_workers
+from nas.limits import WORKER_BASE_BYTES, check_workers
 from nas.optimizer import Limit, Optimizer
 from nas.score import parse_score
 from nas.space import Space
@@ -97,6 +97,8 @@ def make_study(args) -> tuple[Study, int | None]:
         src = args.space or "the space"
         raise SpaceError(f"{src}: its configs do not describe a network: {e}") from None
 
+    _note_oversized(space, input_shape, num_classes)
+
     def known(config: dict) -> dict:
         return count(config, input_shape=input_shape, num_classes=num_classes)
 
@@ -126,7 +128,10 @@ def make_study(args) -> tuple[Study, int | None]:
         raise NasError(f"--gpus-per-trial is a Ray resource request; with --executor {name} trials use "
                        "no GPU. Add --executor ray, or leave --gpus-per-trial out")
     if name != "inprocess" and not args.ray_address:  # workers on this machine: cores and memory
-        problem = check_workers(workers, force=bool(getattr(args, "force", False)))
+        data_bytes = sum(getattr(data, k).element_size() * getattr(data, k).nelement()
+                         for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"))
+        problem = check_workers(workers, force=bool(getattr(args, "force", False)),
+                                per_worker_bytes=WORKER_BASE_BYTES + data_bytes)  # each holds the data
         if problem:
             raise NasError(f"--workers {workers}: {problem}; use fewer workers, or pass --force")
     executor = get_executor(name, workers=workers, ray_address=args.ray_address,
@@ -162,6 +167,24 @@ def size_limit(input_shape: tuple, num_classes: int):
 
     ok.__name__ = "within_size_caps"
     return ok
+
+
+def _note_oversized(space: Space, input_shape: tuple, num_classes: int, n: int = 200) -> None:
+    """Say on stderr when part of the space is over the size caps: those configs are never proposed (and
+    when all of them are, the optimiser's first ask says so in one line)."""
+    from search_spaces.size import over_caps
+
+    reasons = []
+    for config in space.sample_many(n, seed=0):
+        try:
+            why = over_caps(config, input_shape=input_shape, num_classes=num_classes)
+        except ConfigError:
+            continue
+        if why:
+            reasons.append(why)
+    if reasons and len(reasons) < n:
+        print(f"nas search: note: {len(reasons)} of {n} sampled configs are too large to train here (e.g. "
+              f"{reasons[0]}); they are never proposed", file=sys.stderr)
 
 
 def _data_dir_key(dataset: str, data_dir: str | None) -> str | None:

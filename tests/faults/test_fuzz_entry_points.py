@@ -192,3 +192,34 @@ def test_plain_progress_is_periodic(monkeypatch):
         show(Progress(done=1, elapsed=float(t)))
     lines = buf.getvalue().splitlines()
     assert 3 <= len(lines) <= 5, lines  # at 0, 30, 60, 90 s
+
+
+# ------------------------------------------------------------------------------ search: options not in test_faults
+MORE_OPTIONS = {"--workers": NUM_TEXT, "--gpus-per-trial": NUM_TEXT, "--executor": st.sampled_from(["inprocess", "x", ""]),
+                "--time-budget": NUM_TEXT, "--max-macs": NUM_TEXT, "--warmup": NUM_TEXT,
+                "--out-name": st.sampled_from([".", "..", "/", "~", "s", "a/b", "-", "s\nx", "s" * 300])}
+
+
+@FUZZ_SEARCH
+@given(data=st.data())
+def test_fuzz_search_writes_only_its_out(tiny_space, data):
+    """Whatever the options (one trial, so any --workers is capped to one in-process worker): exit 0 or
+    one line, nothing created beside --out, and no more memory than address_space_guard allows."""
+    parent = Path(tempfile.mkdtemp(prefix="fuzz_out_"))
+    cwd = os.getcwd()
+    try:
+        os.chdir(parent)  # a relative --out lands here; "." and ".." must be refused
+        names = data.draw(st.lists(st.sampled_from(sorted(MORE_OPTIONS)), min_size=1, max_size=3, unique=True))
+        opts = {n: data.draw(MORE_OPTIONS[n], label=n) for n in names}
+        out = opts.pop("--out-name", "s")
+        argv = ["search", "--dataset", "digits", "--space", tiny_space, "--trials", "1", "--quiet", "--out", out,
+                *[f"{k}={v}" for k, v in opts.items()]]
+        with address_space_guard(), fake_training(limit=3):
+            code, stdout, err = call(argv)
+        if code != 0:
+            assert_our_error(code, err)
+        top = Path(out).expanduser().parts[0] if out not in (".", "..", "/", "~") else None
+        assert set(os.listdir(parent)) <= ({top} if top else set()), (argv, os.listdir(parent))
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(parent, ignore_errors=True)
