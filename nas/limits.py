@@ -10,8 +10,9 @@ import os
 # A space, config or study YAML / JSON is a few KB (the shipped ones are under 10 KB); refuse a file over
 # this before reading it, so a 300 MB file (or /dev/zero) is never read whole.
 MAX_TEXT_FILE_BYTES = 8 << 20
-# A worker process (Python, torch, one copy of the data) takes about this much before its trial allocates
-# anything: measured 180-220 MB RSS for digits on this machine, rounded up for larger data sets.
+# What one worker process costs before its trial allocates anything, beyond its copy of the data (which
+# the caller adds): issue 14 measured 3.3 GB for 18 digits processes, about 190 MB each; doubled for a
+# trial's own tensors. (Max RSS of one process is higher, ~750 MB, but counts torch's shared libraries.)
 WORKER_BASE_BYTES = 400 << 20
 
 
