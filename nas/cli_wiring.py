@@ -34,7 +34,8 @@ DEFAULT_TARGETS = {
 # Options that a resume takes from the study when they are not given: (argparse dest, meta key, default
 # of a new study). Given, they must equal the study's (nas.defining).
 FROM_STUDY = (("dataset", "dataset", "digits"), ("data_dir", "data_dir", None), ("seed", "seed", 0),
-              ("score", "score", "mnas"), ("max_macs", "max_macs", None), ("max_params", "max_params", None))
+              ("score", "score", "mnas"), ("max_macs", "max_macs", None), ("max_params", "max_params", None),
+              ("precision", "precision", None))
 
 
 def default_space_for(dataset: str) -> Space:
@@ -144,10 +145,13 @@ def make_study(args) -> tuple[Study, int | None]:
         "trials": trials, "time_budget": args.time_budget, "direction": "maximize", "objective": "val_acc",
         "augment": preset.augment, "norm_mean": list(data.mean), "norm_std": list(data.std),
         "command": " ".join(["nas"] + sys.argv[1:]),
+        "precision": objective_args_precision(args),
     }
     objective_args = {"dataset": preset.name, "data_dir": args.data_dir, "download": bool(args.download),
                       "data_seed": 0, "augment": preset.augment, "save_weights": True,
-                      "threads": max(1, _cpu_count() // workers)}
+                      "threads": max(1, _cpu_count() // workers),
+                      "precision": objective_args_precision(args),
+                      "channels_last": False if getattr(args, "no_channels_last", False) else None}
     study = Study(out, optimizer=opt, objective=run_trial, objective_args=objective_args, budget=budget,
                   executor=executor, meta=meta, resume=args.resume,
                   on_progress=None if args.quiet else print_progress(trials))
@@ -195,6 +199,10 @@ def _data_dir_key(dataset: str, data_dir: str | None) -> str | None:
     from trainers.data import _default_data_dir
 
     return str(Path(data_dir or _default_data_dir()).expanduser().resolve())
+
+
+def objective_args_precision(args) -> str:
+    return getattr(args, "precision", None) or "auto"
 
 
 def describe(study: Study) -> str:

@@ -96,6 +96,7 @@ DEFINING: tuple[Setting, ...] = (
     Setting("image_size", "--image-size"),
     Setting("val_fraction", "--val-fraction"),
     Setting("test_fraction", "--test-fraction"),
+    Setting("precision", "--precision"),
     Setting("fidelity", "the fidelity settings"),
 )
 DEFINING_KEYS = frozenset(s.key for s in DEFINING)
