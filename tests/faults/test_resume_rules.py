@@ -47,6 +47,7 @@ CHANGES = {  # option -> (the changed value, the setting the error must name)
     "--max-macs": ("2M", "max macs"),
     "--max-params": ("40k", "max params"),
     "--score": ("acc", "score"),
+    "--precision": ("fp32", "precision"),
 }
 
 
@@ -54,7 +55,7 @@ CHANGES = {  # option -> (the changed value, the setting the error must name)
 def test_resume_with_a_changed_setting_is_refused(made, tmp_path, tiny_space, option):
     folder = _copy(made, tmp_path)
     before, meta = snapshot(folder), _defining_meta(folder)
-    same = {"--seed": "3", "--max-macs": "1M", "--max-params": "50k", "--score": "mnas"}
+    same = {"--seed": "3", "--max-macs": "1M", "--max-params": "50k", "--score": "mnas", "--precision": "auto"}
     same[option] = CHANGES[option][0]
     extra = [x for k, v in same.items() for x in (k, v)]
     with fake_training() as calls:
