@@ -41,7 +41,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from nas import acquisition as acq
-from nas.errors import NasError, SpaceError
+from nas.errors import NasError, SpaceError, SpaceExhausted
 from nas.fidelity import Fidelity
 from nas.gp import GP
 from nas.optimize import config_key, maximize, sample_feasible
@@ -170,6 +170,9 @@ class Optimizer:
             raise NasError(f"ask(k): k must be at least 1, got {k}")
         out = []
         for _ in range(k):
+            if len(self._seen) >= self.space.size():  # a finite space, every config asked already
+                raise SpaceExhausted(f"the space holds {len(self._seen)} distinct configs and every one was "
+                                     "tried")
             cfg = self._warmup_one() if self._n_configs() < self.n_warmup else self._propose_one()
             key = config_key(cfg)
             self._pending[key] = cfg
@@ -313,6 +316,9 @@ class Optimizer:
         cands = [c for c in sample_feasible(self.space, 64, self.rng, self._candidate_filter())
                  if config_key(c) not in self._seen]
         if not cands:
+            if not self._obs:  # nothing to fit a GP on, and random draws find only configs already tried
+                raise SpaceExhausted(f"64 random configs were all tried already ({len(self._seen)} tried); "
+                                     "the space seems exhausted")
             return self._propose_one()
         if self.value_bounds is not None and self.score.needs:
             # Before anything is known, prefer the half of the candidates that could score best.

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from nas.errors import StudyError
+from nas.fsutil import lock_held
 from nas.trial import RUNNING, INTERRUPTED, STATUSES, Trial
 
 SCHEMA_VERSION = 1
@@ -62,6 +63,10 @@ class Storage:
         if read_only and not self.path.is_file():
             raise StudyError(f"{self.path.parent} is not a study (no {self.path.name}); "
                              "pass the folder given to `nas search --out`")
+        if read_only and self.path.stat().st_size == 0 and not lock_held(self.path.parent):
+            # 0 bytes and no search writing it: not a study that has not started, a damaged copy
+            raise StudyError(f"{self.path} is empty (0 bytes), not a study; restore it from a copy, or pass "
+                             "the folder given to `nas search --out`")
         try:
             if read_only:
                 # as_uri percent-escapes '?', '#' and spaces, which would otherwise end the file name.
@@ -128,12 +133,15 @@ class Storage:
         if "disk is full" in low or "disk i/o" in low:
             return StudyError(f"{where}: cannot write the study database ({msg}); "
                               "free disk space or choose another --out")
+        # A reader (report, export) has no --out of its own to change: its way out is another study path.
         if "locked" in low or "busy" in low:
             return StudyError(f"{where}: database stayed locked for {BUSY_TIMEOUT_S:.0f} s ({msg}); "
-                              "another process holds it: wait for it or choose another --out")
+                              "another process holds it: wait for it and try again"
+                              + ("" if self.read_only else ", or choose another --out"))
         if "not a database" in low or "malformed" in low or "encrypted" in low:
             return StudyError(f"{where} is not a readable study database ({msg}); "
-                              "move the file away or choose another --out")
+                              + ("restore it from a copy, or pass another study folder" if self.read_only
+                                 else "move the file away or choose another --out"))
         if "unable to open" in low:
             return StudyError(f"{where}: cannot open the study database ({msg}); "
                               "check that the folder exists and is accessible")
@@ -291,8 +299,17 @@ def _check_status(status: str) -> None:
         raise ValueError(f"unknown trial status {status!r}; use one of {', '.join(STATUSES)}")
 
 
+_INT64 = (-(2**63), 2**63 - 1)  # SQLite's INTEGER
+
+
 def _opt_int(x) -> int | None:
-    return None if x is None else int(x)
+    if x is None:
+        return None
+    x = int(x)
+    if not _INT64[0] <= x <= _INT64[1]:
+        raise StudyError(f"{x:.3e} does not fit a 64-bit integer column; such a count means a config far "
+                         "beyond what can be trained (the size caps should have refused it)")
+    return x
 
 
 def _opt_float(x) -> float | None:
@@ -336,8 +353,19 @@ def _to_json(obj: Any, where: str) -> tuple[str, list[str]]:
     return json.dumps(clean, allow_nan=False, separators=(",", ":")), bad
 
 
+_NUMERIC = {"value": float, "score": float, "started_at": float, "finished_at": float, "macs": int,
+            "params": int, "seed": int, "attempts": int}
+
+
 def _row_to_trial(row: tuple) -> Trial:
     d = dict(zip(_COLUMNS, row))
+    for col, kind in _NUMERIC.items():  # SQLite keeps any type in any column: a tampered row may hold text
+        v = d[col]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                              or (kind is int and not isinstance(v, int))):
+            raise TypeError(f"{col} is {v!r}, not a number")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{col} is {v!r}, not a finite number")
     d["config"] = json.loads(d["config"])
     d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
     d["seed"] = d["seed"] or 0
