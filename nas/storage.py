@@ -116,6 +116,9 @@ class Storage:
                     self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                                        (json.dumps(SCHEMA_VERSION),))
         version = self.get_meta("schema_version")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise StudyError(f"{self.path}: damaged study (schema_version is {version!r}, not a number); "
+                             "restore the file from a backup, or start a new study in another folder")
         if version is not None and version > SCHEMA_VERSION:
             raise StudyError(f"{self.path} was written by a newer lightnas (schema {version}, "
                              f"this one reads {SCHEMA_VERSION}); upgrade lightnas")

@@ -67,7 +67,7 @@ def test_fuzz_crafted_image_headers(image_root, fmt, w, h, tail):
 def fake_study(tmp_path_factory, tiny_space) -> Path:
     out = tmp_path_factory.mktemp("fuzzdb") / "study"
     with fake_training(limit=10):
-        code, _, err = call(["search", "--dataset", "digits", "--space", tiny_space, "--trials", "3", "--out", out,
+        code, _, err = call(["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "digits", "--space", tiny_space, "--trials", "3", "--out", out,
                              "--quiet", "--warmup", "3"])
     assert code == 0, err
     return out
@@ -115,7 +115,7 @@ def test_fuzz_tampered_study_databases(fake_study, tiny_space, data):
             assert set(after) - set(before) <= {"exported"}, after  # nothing beside --out (no .part left)
         with fake_training(limit=3):
             try:
-                code, _, err = call(["search", "--dataset", "digits", "--space", tiny_space, "--out", folder,
+                code, _, err = call(["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "digits", "--space", tiny_space, "--out", folder,
                                      "--quiet", "--resume", "--trials", "4"])
             except BaseException as e:  # _Enough: the fake objective's stop, a normal end here
                 if type(e).__name__ != "_Enough":
@@ -212,7 +212,7 @@ def test_fuzz_search_writes_only_its_out(tiny_space, data):
         names = data.draw(st.lists(st.sampled_from(sorted(MORE_OPTIONS)), min_size=1, max_size=3, unique=True))
         opts = {n: data.draw(MORE_OPTIONS[n], label=n) for n in names}
         out = opts.pop("--out-name", "s")
-        argv = ["search", "--dataset", "digits", "--space", tiny_space, "--trials", "1", "--quiet", "--out", out,
+        argv = ["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "digits", "--space", tiny_space, "--trials", "1", "--quiet", "--out", out,
                 *[f"{k}={v}" for k, v in opts.items()]]
         with address_space_guard(), fake_training(limit=3):
             code, stdout, err = call(argv)

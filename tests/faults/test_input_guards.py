@@ -19,7 +19,7 @@ from test_faults import (SMALL_CONFIG, _image_folder, address_space_guard, asser
 
 
 def _search(space, out, *extra, trials="2"):
-    return ["search", "--dataset", "digits", "--space", space, "--trials", trials, "--out", out, "--quiet", *extra]
+    return ["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "digits", "--space", space, "--trials", trials, "--out", out, "--quiet", *extra]
 
 
 SMALL_SPACE = """
@@ -207,7 +207,7 @@ def test_the_skipped_images_warning_is_one_line_without_source(tmp_path, tiny_sp
     root = _image_folder(tmp_path / "images")
     (root / "class1" / "broken.png").write_bytes(b"not a png")
     with fake_training():
-        code, _, err = call(["search", "--dataset", "imagefolder", "--data-dir", root, "--space", tiny_space,
+        code, _, err = call(["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "imagefolder", "--data-dir", root, "--space", tiny_space,
                              "--trials", "1", "--out", tmp_path / "s", "--quiet"])
     assert code == 0, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
@@ -219,7 +219,7 @@ def test_an_image_folder_with_one_class_is_refused(tmp_path, tiny_space):
     """Was: accepted, and every trial reached validation accuracy 1.0."""
     root = _image_folder(tmp_path / "images", classes=1)
     with fake_training() as calls:
-        code, _, err = call(["search", "--dataset", "imagefolder", "--data-dir", root, "--space", tiny_space,
+        code, _, err = call(["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "imagefolder", "--data-dir", root, "--space", tiny_space,
                              "--trials", "1", "--out", tmp_path / "s", "--quiet"])
     assert_our_error(code, err, "one class")
     assert not calls
@@ -231,7 +231,7 @@ def test_a_val_folder_with_other_classes_is_refused(tmp_path, tiny_space):
     _image_folder(root / "val", classes=2)
     (root / "val" / "class1").rename(root / "val" / "dogs")
     with fake_training() as calls:
-        code, _, err = call(["search", "--dataset", "imagefolder", "--data-dir", root, "--space", tiny_space,
+        code, _, err = call(["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "imagefolder", "--data-dir", root, "--space", tiny_space,
                              "--trials", "1", "--out", tmp_path / "s", "--quiet"])
     assert_our_error(code, err, "different classes", "dogs")
     assert not calls

@@ -17,7 +17,7 @@ from test_faults import FUZZ_SEARCH, _image_folder, assert_our_error, call, fake
 
 
 def _argv(space, out, *extra):
-    return ["search", "--dataset", "digits", "--space", space, "--trials", "2", "--out", out, "--quiet", *extra]
+    return ["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "digits", "--space", space, "--trials", "2", "--out", out, "--quiet", *extra]
 
 
 def _defining_meta(folder: Path) -> dict:
@@ -71,7 +71,7 @@ def test_resume_on_other_data_is_refused(made, tmp_path, tiny_space):
     before, meta = snapshot(folder), _defining_meta(folder)
     data = _image_folder(tmp_path / "images", size=8)
     with fake_training() as calls:
-        code, _, err = call(["search", "--dataset", "imagefolder", "--data-dir", data, "--space", tiny_space,
+        code, _, err = call(["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "imagefolder", "--data-dir", data, "--space", tiny_space,
                              "--trials", "3", "--out", folder, "--quiet", "--resume", "--seed", "3",
                              "--max-macs", "1M", "--max-params", "50k"])
     assert_our_error(code, err, "different dataset", '"digits"', '"imagefolder"', "another --out")
@@ -94,7 +94,7 @@ def test_budgets_workers_and_quiet_may_change(made, tmp_path, tiny_space):
     folder = _copy(made, tmp_path)
     before, meta = snapshot(folder), _defining_meta(folder)
     with fake_training(limit=10) as calls:
-        code, _, err = call(["search", "--dataset", "digits", "--space", tiny_space, "--out", folder,
+        code, _, err = call(["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "digits", "--space", tiny_space, "--out", folder,
                              "--resume", "--seed", "3", "--max-macs", "1M", "--max-params", "50k",
                              "--trials", "3", "--time-budget", "1h", "--workers", "1"])
     assert code == 0, err
@@ -120,7 +120,7 @@ def test_fuzz_resume_with_changed_settings(data, made, tiny_space, tmp_path_fact
     opts.update({k: data.draw(RESUME_OPTIONS[k], label=k) for k in chosen})
     changed = (opts["--seed"] != "3" or opts["--max-macs"] == "2M" or opts["--max-params"] != "50k"
                or opts["--score"] != "mnas")
-    argv = ["search", "--dataset", "digits", "--space", tiny_space, "--out", folder, "--quiet", "--resume",
+    argv = ["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "digits", "--space", tiny_space, "--out", folder, "--quiet", "--resume",
             *[x for k, v in opts.items() for x in (k, v)]]
     with fake_training(limit=10):
         code, _, err = call(argv)
