@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import math
 import os
 import platform
@@ -343,31 +344,49 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="3 tasks, 2 seeds")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results_multifidelity.md"))
+    ap.add_argument("--log", default="multifidelity_runs.jsonl", help="one JSON line per finished run")
+    ap.add_argument("--report", metavar="JSONL", help="no runs: write the tables from a --log file (whole "
+                    "(task, seed) groups only; e.g. after a run was stopped)")
     a = ap.parse_args(argv)
     if a.quick:
         a.tasks, a.seeds = 3, 2
     files = task_files(a.data)[: a.tasks]
     budgets = sorted(a.budgets)
+    # Seed by seed, task by task: a run cut short (--report) still holds whole (task, seed) groups.
     jobs = [{"path": str(f), "method": m, "seed": s, "budget": budgets[-1], "budgets": budgets}
-            for m in a.methods for f in files for s in range(a.seeds)]  # ours first: the longest runs
-    log(f"{len(jobs)} runs on {a.workers} worker(s)")
+            for s in range(a.seeds) for f in files for m in a.methods]
     t0 = time.perf_counter()
     results = []
-    with ProcessPoolExecutor(a.workers, initializer=_init_worker) as ex:
-        futs = [ex.submit(run_one, j) for j in jobs]
-        for n, fut in enumerate(as_completed(futs), 1):
-            r = fut.result()
-            results.append(r)
-            if "error" in r:
-                log(f"ERROR {r['method']} seed {r['seed']} {r['path']}:\n{r['error']}")
-            elif n % 10 == 0 or n == len(jobs):
-                log(f"{n}/{len(jobs)} done, {time.perf_counter() - t0:.0f}s")
-    wall = time.perf_counter() - t0
+    if a.report:
+        results = [json.loads(line) for line in Path(a.report).read_text().splitlines() if line.strip()]
+        groups: dict = {}
+        for r in results:
+            groups.setdefault((r["path"], r["seed"]), set()).add(r["method"])
+        whole = {g for g, ms in groups.items() if ms >= set(a.methods)}
+        results = [r for r in results if (r["path"], r["seed"]) in whole and r["method"] in a.methods]
+        files = [f for f in files if any(g[0] == str(f) for g in whole)]
+        wall = sum(r.get("wall_s", 0.0) for r in results) / max(1, a.workers)
+        a.seeds = len({g[1] for g in whole})
+        log(f"report from {a.report}: {len(whole)} complete (task, seed) groups")
+    else:
+        log(f"{len(jobs)} runs on {a.workers} worker(s); each result appended to {a.log}")
+        with ProcessPoolExecutor(a.workers, initializer=_init_worker) as ex, open(a.log, "a") as jl:
+            futs = [ex.submit(run_one, j) for j in jobs]
+            for n, fut in enumerate(as_completed(futs), 1):
+                r = fut.result()
+                results.append(r)
+                jl.write(json.dumps(r) + "\n")
+                jl.flush()
+                if "error" in r:
+                    log(f"ERROR {r['method']} seed {r['seed']} {r['path']}:\n{r['error']}")
+                else:
+                    log(f"{n}/{len(jobs)} done, {time.perf_counter() - t0:.0f}s")
+        wall = time.perf_counter() - t0
     tasks = [load_task(f).name for f in files]
     body, ratios = summarise(results, a.methods, budgets, tasks)
     errors = [r for r in results if "error" in r]
     cmd = " ".join([".venv/bin/python -m bench.bench_multifidelity"] + (argv if argv is not None else sys.argv[1:]))
-    walls = {m: _q([r["wall_s"] for r in results if r.get("method") == m and "error" not in r])[0]
+    walls = {m: _q([r["wall_s"] for r in results if r.get("method") == m and "error" not in r] or [0.0])[0]
              for m in a.methods}
     import nas
 
@@ -377,7 +396,8 @@ def main(argv=None) -> None:
         "# Multi-fidelity search on the TaskSet learning curves", "",
         f"Command: `{cmd}`{where}", "",
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
-        f"{os.cpu_count()} cores (shared), {a.workers} worker processes with one thread each; {wall:.0f} s in all.",
+        f"{os.cpu_count()} cores (shared), {a.workers} worker processes with one thread each; {wall:.0f} s in all"
+        + (" (sum of run times / workers: tables written by --report)." if a.report else "."),
         "",
         f"Tasks: {len(tasks)} of the 12 ({', '.join(tasks)}); seeds 0..{a.seeds - 1}; budgets "
         f"{', '.join(map(str, budgets))} full-run equivalents (x {MAX_STEP} checkpoints); min_resource {MIN_STEP}, "
