@@ -47,6 +47,7 @@ import torch
 import torch.nn as nn
 
 from nas.errors import ConfigError
+from search_spaces.numerics import denormals_flushed, flush_denormals
 from trainers import checkpoint as ckpt
 from trainers.checkpoint import TrainingState
 
@@ -78,6 +79,7 @@ class TrialResult:
     epochs_run: int  # epochs trained by this call (len(curve))
     curve: list[dict[str, float]]  # per epoch of this call: {epoch, train_loss, val_acc, lr[, fraction]}
     stopped: str | None = None  # None, "time_limit" or "callback"
+    denormals_flushed: bool = False  # observed inside the training loop (CPU work), see search_spaces.numerics
     state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # keep_weights=True
     start_epoch: int = 0  # epochs already trained when this call began (resume)
     max_epochs: int = 0  # the run's full length (what the schedule spans)
@@ -91,7 +93,8 @@ class TrialResult:
     def to_dict(self) -> dict[str, Any]:
         return {"val_acc": self.val_acc, "test_acc": self.test_acc, "train_time": self.train_time,
                 "epochs_run": self.epochs_run, "curve": [dict(c) for c in self.curve], "stopped": self.stopped,
-                "start_epoch": self.start_epoch, "epoch": self.epoch, "max_epochs": self.max_epochs}
+                "denormals_flushed": self.denormals_flushed, "start_epoch": self.start_epoch, "epoch": self.epoch,
+                "max_epochs": self.max_epochs}
 
 
 # ----------------------------------------------------------------------------------------------- optimizers
@@ -198,7 +201,8 @@ def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module
                 device=None, max_epochs: int | None = None, stop_epoch: int | None = None, resume=None,
                 keep_state: bool = False, time_limit: float | None = None,
                 on_epoch: Callable[[dict], Any] | None = None, keep_weights: bool = False,
-                augment: str | None = None, num_threads: int | None = None) -> TrialResult:
+                augment: str | None = None, num_threads: int | None = None,
+                flush_denormal: bool = True) -> TrialResult:
     """Train `model` on `data` (a TensorData) with the config's training keys and return a TrialResult.
 
     model: a module, or a zero-argument factory called under the seed (so the init is seeded too).
@@ -216,6 +220,9 @@ def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module
     keep_weights: put a CPU copy of the final state_dict on the result.
     num_threads: torch intra-op threads for this call (restored afterwards), so parallel workers do not
         oversubscribe the cores.
+    flush_denormal: flush denormal floats to zero while training on a CPU (restored afterwards): without
+        it epochs grow several times slower as training proceeds (search_spaces.numerics). False leaves
+        the caller's mode as it is.
     Raises TrialFailed when the training loss becomes nan or inf, ConfigError for bad training keys or a
     checkpoint that does not belong to this run.
     """
@@ -233,7 +240,7 @@ def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module
         torch.set_num_threads(int(num_threads))
     fork_devices = [dev.index or 0] if dev.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=fork_devices):
+        with flush_denormals(flush_denormal and dev.type == "cpu"), torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
             net = model if isinstance(model, nn.Module) else model()
             return _run(cfg, data, net, seed=seed, dev=dev, epochs=epochs, stop=stop, resume=state,
@@ -323,6 +330,7 @@ def _run(cfg, data, net, *, seed, dev, epochs, stop, resume, keep_state, batch_s
             stopped = "time_limit"
             break
     train_time = time.perf_counter() - start
+    flushed = dev.type == "cpu" and denormals_flushed()  # observed where the work ran, for the record and tests
     saved = None
     if keep_state and "fraction" not in curve[-1]:
         saved = ckpt.capture(net, optimizer, gen, epoch=curve[-1]["epoch"], update=update, max_epochs=epochs,
@@ -333,4 +341,4 @@ def _run(cfg, data, net, *, seed, dev, epochs, stop, resume, keep_state, batch_s
              if keep_weights else None)
     return TrialResult(val_acc=curve[-1]["val_acc"], test_acc=test_acc, train_time=train_time,
                        epochs_run=len(curve), curve=curve, stopped=stopped, state_dict=state,
-                       start_epoch=first - 1, max_epochs=epochs, state=saved)
+                       denormals_flushed=flushed, start_epoch=first - 1, max_epochs=epochs, state=saved)
