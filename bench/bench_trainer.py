@@ -150,9 +150,9 @@ def baseline(data, *, seeds, threads):
 
     runs = []
     for seed in seeds:
-        ends = []  # elapsed seconds at each epoch's end, for the flat-epoch check
+        ends: list[float] = []  # elapsed seconds at each epoch's end, for the flat-epoch check
         r = train_trial(BASELINE, data, model=factory, seed=seed, device="cpu", num_threads=threads,
-                        on_epoch=lambda e: ends.append(e["elapsed"]))
+                        on_epoch=lambda e, ends=ends: ends.append(e["elapsed"]))
         epoch_s = [b - a for a, b in zip([0.0] + ends[:-1], ends)]
         _, _, hnet = hand_loop(data, seed=seed, epochs=BASELINE["epochs"], batch_size=BASELINE["batch_size"],
                                lr=BASELINE["lr"], loader=False)
@@ -187,7 +187,7 @@ def main(argv=None):
     data = load_dataset("digits", seed=0)
     cmd = "cd /work/main && .venv/bin/python bench/bench_trainer.py " + " ".join(argv if argv is not None
                                                                                  else sys.argv[1:])
-    lines = [f"# Trainer benchmark (digits)", "", f"Command: `{cmd.strip()}`", "",
+    lines = ["# Trainer benchmark (digits)", "", f"Command: `{cmd.strip()}`", "",
              f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
              f"{a.threads} thread(s), CPU; {data.summary()}.", ""]
 

@@ -191,6 +191,31 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct.item() / len(y)
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def native_bf16() -> bool:
+    """Whether this CPU does bfloat16 arithmetic in hardware (AMX or AVX512-BF16), as oneDNN sees it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def fast_defaults(dev: torch.device, *, precision: str = "auto", channels_last: bool | None = None) -> dict:
+    """What training on `dev` uses: {"bf16": autocast to bfloat16?, "channels_last": NHWC?}.
+
+    Measured in bench/bench_precision.py: on an AVX2 CPU without bfloat16 hardware, autocast ran 6x
+    *slower* (bfloat16 emulated), so "auto" enables it only where the hardware has it; channels-last ran
+    faster on CPU. CUDA keeps today's float32 NCHW training.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    cpu = dev.type == "cpu"
+    bf16 = precision == "bf16" or (precision == "auto" and cpu and native_bf16())
+    return {"bf16": bf16, "channels_last": cpu if channels_last is None else bool(channels_last)}
+
+
 def _pick_device(device) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -202,7 +227,8 @@ def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module
                 keep_state: bool = False, time_limit: float | None = None,
                 on_epoch: Callable[[dict], Any] | None = None, keep_weights: bool = False,
                 augment: str | None = None, num_threads: int | None = None,
-                flush_denormal: bool = True) -> TrialResult:
+                flush_denormal: bool = True, precision: str = "auto",
+                channels_last: bool | None = None) -> TrialResult:
     """Train `model` on `data` (a TensorData) with the config's training keys and return a TrialResult.
 
     model: a module, or a zero-argument factory called under the seed (so the init is seeded too).
@@ -223,6 +249,10 @@ def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module
     flush_denormal: flush denormal floats to zero while training on a CPU (restored afterwards): without
         it epochs grow several times slower as training proceeds (search_spaces.numerics). False leaves
         the caller's mode as it is.
+    precision: "auto" (bfloat16 autocast for the training steps on CPUs with native bfloat16 arithmetic,
+        AMX or AVX512-BF16; float32 elsewhere and on CUDA), "bf16" or "fp32". Evaluation stays float32.
+    channels_last: NHWC memory format for the network and its batches; None decides by `fast_defaults`
+        (on for CPU training, where oneDNN's convolutions run faster in it; see bench/bench_precision.py).
     Raises TrialFailed when the training loss becomes nan or inf, ConfigError for bad training keys or a
     checkpoint that does not belong to this run.
     """
@@ -243,9 +273,10 @@ def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module
         with flush_denormals(flush_denormal and dev.type == "cpu"), torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
             net = model if isinstance(model, nn.Module) else model()
+            fast = fast_defaults(dev, precision=precision, channels_last=channels_last)
             return _run(cfg, data, net, seed=seed, dev=dev, epochs=epochs, stop=stop, resume=state,
                         keep_state=keep_state, batch_size=batch_size, time_limit=time_limit, on_epoch=on_epoch,
-                        keep_weights=keep_weights, augment=AUGMENTATIONS.get(augment))
+                        keep_weights=keep_weights, augment=AUGMENTATIONS.get(augment), **fast)
     finally:
         torch.set_num_threads(old_threads)
 
@@ -262,8 +293,11 @@ def _segment(cfg: dict, max_epochs, stop_epoch) -> tuple[int, int]:
 
 
 def _run(cfg, data, net, *, seed, dev, epochs, stop, resume, keep_state, batch_size, time_limit, on_epoch,
-         keep_weights, augment):
+         keep_weights, augment, bf16: bool, channels_last: bool):
     net = net.to(dev).train()
+    channels_last = channels_last and data.x_train.dim() == 4
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
     x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
     x_val, y_val = data.x_val.to(dev), data.y_val.to(dev)
     n = len(y_train)
@@ -300,7 +334,10 @@ def _run(cfg, data, net, *, seed, dev, epochs, stop, resume, keep_state, batch_s
             xb, yb = x_train[idx], y_train[idx]
             if augment is not None:
                 xb = augment(xb, gen)
-            loss = loss_fn(net(xb), yb)
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(net(xb), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
