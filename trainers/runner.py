@@ -8,7 +8,8 @@ from the config, train it (a whole run, or one segment of it), save its weights,
 
 How many epochs (the run's full length, which the learning-rate schedule spans), first match wins:
     spec["max_resource"]   multi-fidelity mode (see below)
-    spec["max_epochs"]     the objective argument (single-fidelity mode: every trial trains this many)
+    spec["max_epochs"]     the objective argument (single-fidelity mode: every trial trains this many;
+    spec["epochs"]         the same under the name nas/cli_wiring.py uses with --fidelity off)
     config["epochs"]       an old config that still carries the key (before epochs left the space)
     the data set preset's max_epochs
 so a config's ``epochs`` key is ignored whenever the search says how long runs are.
@@ -62,7 +63,7 @@ def _threads_for(config: dict, data, allotted: int | None) -> int | None:
 
 def epochs_for(spec: dict, config: dict) -> int:
     """The run's full length in epochs (see the module docstring for the order)."""
-    for value in (spec.get("max_resource"), spec.get("max_epochs"), config.get("epochs")):
+    for value in (spec.get("max_resource"), spec.get("max_epochs"), spec.get("epochs"), config.get("epochs")):
         if value is not None:
             return int(value)
     from trainers.presets import get_preset
@@ -92,6 +93,7 @@ def run_trial(spec: dict) -> dict:
 
     from nas.errors import ConfigError
     from search_spaces.builder import build_model
+    from search_spaces.size import check_size
     from trainers.checkpoint import as_state
     from trainers.train import train_trial
 
@@ -99,6 +101,9 @@ def run_trial(spec: dict) -> dict:
                           bool(spec.get("download", False)), spec.get("image_size"))
     config = spec["config"]
     c, _, _ = data.input_shape
+    # Proposals are already under the caps; a trial queued by an older study, or a config edited in the
+    # database, is checked again here, before anything is allocated.
+    check_size(config, input_shape=tuple(data.input_shape), num_classes=data.num_classes)
     threads = _threads_for(config, data, spec.get("threads"))
     max_epochs = epochs_for(spec, config)
     start, stop, state = _segment(spec, max_epochs)

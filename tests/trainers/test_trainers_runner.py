@@ -32,6 +32,7 @@ def weights(folder):
 def test_where_the_epochs_come_from():
     assert epochs_for({"max_resource": 9, "max_epochs": 5}, {"epochs": 3}) == 9
     assert epochs_for({"max_epochs": 5}, {"epochs": 3}) == 5  # the search's length wins over an old config's
+    assert epochs_for({"epochs": 4}, {"epochs": 3}) == 4  # what the CLI passes with --fidelity off
     assert epochs_for({}, {"epochs": 3}) == 3  # an old config, called directly
     assert epochs_for({"dataset": "digits"}, {}) == 27  # the preset's full length
 
