@@ -44,6 +44,11 @@ class Preset:
     batch_sizes: tuple[int, ...] = (32, 64, 128, 256)
 
     @property
+    def epochs(self) -> tuple[int, int]:
+        """(min_epochs, max_epochs), for callers written before the two fields (it is no searched range)."""
+        return self.min_epochs, self.max_epochs
+
+    @property
     def space_bounds(self) -> dict[str, Any]:
         return {**self.arch_bounds, "batch_sizes": self.batch_sizes}
 
