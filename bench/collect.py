@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["optimizer", "batch", "search", "trainer", "denormal", "parallel", "mf_synthetic"]
+ORDER = ["optimizer", "batch", "search", "trainer", "denormal", "parallel", "mf_synthetic", "multifidelity"]
 TITLES = {
     "optimizer": "Optimiser: NAS-Bench-201, conditional synthetic, two objectives, ask overhead",
     "batch": "Batch and asynchronous proposals on NAS-Bench-201",
@@ -19,6 +19,7 @@ TITLES = {
     "denormal": "Denormal floats: epoch times with and without flushing",
     "parallel": "Parallel trials: process pool and Ray",
     "mf_synthetic": "Multi-fidelity engine on synthetic learning curves",
+    "multifidelity": "Multi-fidelity search on the TaskSet learning curves",
 }
 
 

@@ -9,7 +9,7 @@ every sampled config builds, and even the largest one in the default space stays
 
 >>> cfg = default_space().sample(seed=0)
 >>> sorted(cfg)[:4]
-['batch_size', 'classifier', 'epochs', 'head']
+['batch_size', 'classifier', 'head', 'label_smoothing']
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from search_spaces.blocks import ACTIVATIONS
 
 SPACES_DIR = Path(__file__).parent / "spaces"
 _ARCH_BOUNDS = ("max_stages", "channels", "stem_channels", "head_channels", "allow_stem_stride", "max_repeats")
-_TRAIN_BOUNDS = ("epochs", "batch_sizes")
+_TRAIN_BOUNDS = ("batch_sizes",)
 
 
 def architecture_params(*, max_stages: int = 6, channels: tuple = (8, 128), stem_channels: tuple = (8, 32),
@@ -66,8 +66,12 @@ def architecture_params(*, max_stages: int = 6, channels: tuple = (8, 128), stem
     return [stem, stages, head, classifier]
 
 
-def training_params(*, epochs: tuple = (5, 30), batch_sizes: tuple = (32, 64, 128, 256)) -> list[Param]:
-    """The optimiser and schedule parameters; each optimiser branch carries only its own settings."""
+def training_params(*, batch_sizes: tuple = (32, 64, 128, 256)) -> list[Param]:
+    """The optimiser and schedule parameters; each optimiser branch carries only its own settings.
+
+    The number of epochs is not among them: it is the resource multi-fidelity search hands out (the data
+    set preset's min_epochs..max_epochs); a searched length would only teach the GP that longer is better.
+    """
     betas = [Float("beta1", 0.8, 0.99), Float("beta2", 0.9, 0.9999)]  # around Adam's 0.9 / 0.999
     optimizer = Group("optimizer", [Categorical("name", {
         "sgd": [Float("momentum", 0.5, 0.99), Categorical("nesterov", [True, False])],
@@ -81,9 +85,9 @@ def training_params(*, epochs: tuple = (5, 30), batch_sizes: tuple = (32, 64, 12
         Float("lr", 1e-4, 0.3, log=True),
         Float("weight_decay", 1e-6, 1e-2, log=True),
         Categorical("batch_size", list(batch_sizes)),
-        Integer("epochs", *epochs),
         Float("label_smoothing", 0.0, 0.2),  # 0.1 is the usual choice; above 0.2 hurts small class counts
-        Integer("warmup_epochs", 0, 3),  # never longer than the shortest run (epochs >= 5)
+        # Counted in epochs of the full run; every preset's max_epochs is at least 9, so warm-up stays short.
+        Integer("warmup_epochs", 0, 3),
     ]
 
 
@@ -99,7 +103,7 @@ def training_space(**bounds) -> Space:
 
 def default_space(**bounds) -> Space:
     """Architecture and training together; ``bounds`` go to ``architecture_params`` or ``training_params``
-    by name, e.g. ``default_space(max_stages=4, epochs=(3, 10))``."""
+    by name, e.g. ``default_space(max_stages=4, batch_sizes=(32, 64))``."""
     unknown = set(bounds) - set(_ARCH_BOUNDS) - set(_TRAIN_BOUNDS)
     if unknown:
         raise TypeError(f"default_space: unknown bound {sorted(unknown)[0]!r} "

@@ -1,10 +1,29 @@
 """One NAS trial, as the search loop's objective: load the data (cached per process), build the network
-from the config, train it, save its weights, return validation accuracy.
+from the config, train it (a whole run, or one segment of it), save its weights, return validation accuracy.
 
 ``run_trial(spec)`` is module-level so executors can pickle it. ``spec`` holds ``trial_id``, ``config``,
 ``seed``, ``study_dir`` and the objective arguments the CLI sets: ``dataset``, ``data_dir``, ``download``,
-``data_seed``, ``image_size``, ``threads``, ``save_weights``, ``max_epochs``, ``time_limit``, ``precision``,
-``channels_last``.
+``data_seed``, ``image_size``, ``threads``, ``save_weights``, ``max_epochs``, ``time_limit``, ``augment``,
+``precision``, ``channels_last``.
+
+How many epochs (the run's full length, which the learning-rate schedule spans), first match wins:
+    spec["max_resource"]   multi-fidelity mode (see below)
+    spec["max_epochs"]     the objective argument (single-fidelity mode: every trial trains this many;
+    spec["epochs"]         the same under the name nas/cli_wiring.py uses with --fidelity off)
+    config["epochs"]       an old config that still carries the key (before epochs left the space)
+    the data set preset's max_epochs
+so a config's ``epochs`` key is ignored whenever the search says how long runs are.
+
+Multi-fidelity mode (the engine's stop-and-go successive halving) adds ``resource_from`` (epochs already
+trained, 0 = a fresh start), ``resource_to`` (stop after this epoch), ``max_resource`` and ``checkpoint``
+(the bytes the previous segment returned, None for a fresh start). The segment continues the same run:
+the schedule spans max_resource and the state restores weights, optimizer, scheduler position, data order
+and RNG (trainers/checkpoint.py), so on the CPU the weights equal a straight run's.
+
+Returns ``{"value": val acc at the last epoch trained, "metrics": {..., "curve": this segment's epochs},
+"resource": epochs trained in all, "checkpoint": bytes | None}``. The checkpoint is None in single-fidelity
+mode, at max_resource (nothing left to continue) and when a time limit cut the last epoch short (then
+``resource`` counts only the full epochs). ``weights.pt`` is rewritten at the end of every segment.
 """
 from __future__ import annotations
 
@@ -42,11 +61,40 @@ def _threads_for(config: dict, data, allotted: int | None) -> int | None:
     return allotted
 
 
+def epochs_for(spec: dict, config: dict) -> int:
+    """The run's full length in epochs (see the module docstring for the order)."""
+    for value in (spec.get("max_resource"), spec.get("max_epochs"), spec.get("epochs"), config.get("epochs")):
+        if value is not None:
+            return int(value)
+    from trainers.presets import get_preset
+
+    return get_preset(spec.get("dataset", "digits")).max_epochs
+
+
+def _segment(spec: dict, max_epochs: int) -> tuple[int, int, bytes | None]:
+    """(resource_from, resource_to, checkpoint) of a multi-fidelity job, checked; (0, max, None) otherwise."""
+    from nas.errors import ConfigError
+
+    if "resource_to" not in spec:
+        return 0, max_epochs, None
+    start, stop, state = int(spec.get("resource_from") or 0), int(spec["resource_to"]), spec.get("checkpoint")
+    if not 0 <= start < stop <= max_epochs:
+        raise ConfigError(f"a trial segment must satisfy 0 <= resource_from ({start}) < resource_to ({stop}) "
+                          f"<= max_resource ({max_epochs})")
+    if start > 0 and state is None:
+        raise ConfigError(f"resuming from epoch {start} needs the previous segment's checkpoint; none was given")
+    if start == 0:
+        state = None  # a fresh start: a stale checkpoint must not leak in
+    return start, stop, state
+
+
 def run_trial(spec: dict) -> dict:
     import torch
 
+    from nas.errors import ConfigError
     from search_spaces.builder import build_model
     from search_spaces.size import check_size
+    from trainers.checkpoint import as_state
     from trainers.train import train_trial
 
     data = cached_dataset(spec.get("dataset", "digits"), spec.get("data_dir"), int(spec.get("data_seed", 0)),
@@ -57,13 +105,20 @@ def run_trial(spec: dict) -> dict:
     # database, is checked again here, before anything is allocated.
     check_size(config, input_shape=tuple(data.input_shape), num_classes=data.num_classes)
     threads = _threads_for(config, data, spec.get("threads"))
+    max_epochs = epochs_for(spec, config)
+    start, stop, state = _segment(spec, max_epochs)
+    if state is not None:
+        state = as_state(state)
+        if state.epoch != start:
+            raise ConfigError(f"the checkpoint holds {state.epoch} epochs, the job says resource_from={start}")
     t0 = time.perf_counter()
+    multi = "resource_to" in spec
     result = train_trial(
         config, data, seed=int(spec.get("seed", 0)), keep_weights=bool(spec.get("save_weights", True)),
         model=lambda: build_model(config, num_classes=data.num_classes, in_chans=c),
-        num_threads=threads, max_epochs=spec.get("max_epochs"), time_limit=spec.get("time_limit"),
-        augment=spec.get("augment"), precision=spec.get("precision", "auto"),
-        channels_last=spec.get("channels_last"))
+        num_threads=threads, max_epochs=max_epochs, stop_epoch=stop, resume=state,
+        keep_state=multi and stop < max_epochs, time_limit=spec.get("time_limit"), augment=spec.get("augment"),
+        precision=spec.get("precision", "auto"), channels_last=spec.get("channels_last"))
     metrics = result.to_dict()
     metrics["wall_time"] = time.perf_counter() - t0
     metrics["pid"] = os.getpid()
@@ -75,4 +130,6 @@ def run_trial(spec: dict) -> dict:
         remove_stale_temps(path)  # a search killed mid-write left one; this trial's folder is ours while it runs
         atomic_write_bytes(path, buf.getvalue())
         metrics["weights"] = str(path.relative_to(spec["study_dir"]))
-    return {"value": result.val_acc, "metrics": metrics}
+    cut = "fraction" in result.curve[-1]  # a time limit stopped mid-epoch: that epoch does not count
+    return {"value": result.val_acc, "metrics": metrics, "resource": result.epoch - int(cut),
+            "checkpoint": result.state.to_bytes() if result.state is not None else None}

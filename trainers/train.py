@@ -13,6 +13,13 @@ Schedule: timm `create_scheduler_v2("cosine", step_on_epochs=False)`, stepped af
 a linear warmup over warmup_epochs * S steps from lr/100 to lr, then cosine decay to 0 at the last step.
 Weight decay skips biases and norm parameters (timm's `filter_bias_and_bn`).
 
+Length and segments: `max_epochs` is the run's full length, and the schedule spans all of it (default:
+the config's `epochs` key, kept for old configs, else 10). `stop_epoch` ends this call after that epoch;
+`resume` continues from the `TrainingState` (or its bytes) an earlier call returned with `keep_state=True`.
+A run cut into segments this way is the same run as one straight through: no epoch is repeated, the
+schedule, optimizer moments, data order and dropout draws carry over (see trainers/checkpoint.py), and on
+the CPU the final weights are bit-identical.
+
 Determinism: shuffling and augmentation draw from a `torch.Generator` seeded with `seed`, and global
 RNG (dropout, and weight init when `model` is a factory) is seeded inside `torch.random.fork_rng`, so the
 caller's RNG state is untouched. Same seed, same config, CPU -> identical weights. On CUDA results can
@@ -41,6 +48,8 @@ import torch.nn as nn
 
 from nas.errors import ConfigError
 from search_spaces.numerics import denormals_flushed, flush_denormals
+from trainers import checkpoint as ckpt
+from trainers.checkpoint import TrainingState
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True},
@@ -67,16 +76,25 @@ class TrialResult:
     val_acc: float  # what the optimiser sees: accuracy of the final weights on the validation split
     test_acc: float  # for reports only; never used to choose
     train_time: float  # seconds, training and per-epoch validation
-    epochs_run: int
-    curve: list[dict[str, float]]  # per epoch: {epoch, train_loss, val_acc, lr[, fraction]}
+    epochs_run: int  # epochs trained by this call (len(curve))
+    curve: list[dict[str, float]]  # per epoch of this call: {epoch, train_loss, val_acc, lr[, fraction]}
     stopped: str | None = None  # None, "time_limit" or "callback"
     denormals_flushed: bool = False  # observed inside the training loop (CPU work), see search_spaces.numerics
     state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # keep_weights=True
+    start_epoch: int = 0  # epochs already trained when this call began (resume)
+    max_epochs: int = 0  # the run's full length (what the schedule spans)
+    state: TrainingState | None = field(default=None, repr=False)  # keep_state=True, at an epoch boundary
+
+    @property
+    def epoch(self) -> int:
+        """Epochs trained in all, this call included (a time-cut last epoch counts)."""
+        return self.start_epoch + self.epochs_run
 
     def to_dict(self) -> dict[str, Any]:
         return {"val_acc": self.val_acc, "test_acc": self.test_acc, "train_time": self.train_time,
                 "epochs_run": self.epochs_run, "curve": [dict(c) for c in self.curve], "stopped": self.stopped,
-                "denormals_flushed": self.denormals_flushed}
+                "denormals_flushed": self.denormals_flushed, "start_epoch": self.start_epoch, "epoch": self.epoch,
+                "max_epochs": self.max_epochs}
 
 
 # ----------------------------------------------------------------------------------------------- optimizers
@@ -205,7 +223,8 @@ def _pick_device(device) -> torch.device:
 
 
 def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module], seed: int = 0,
-                device=None, max_epochs: int | None = None, time_limit: float | None = None,
+                device=None, max_epochs: int | None = None, stop_epoch: int | None = None, resume=None,
+                keep_state: bool = False, time_limit: float | None = None,
                 on_epoch: Callable[[dict], Any] | None = None, keep_weights: bool = False,
                 augment: str | None = None, num_threads: int | None = None,
                 flush_denormal: bool = True, precision: str = "auto",
@@ -213,7 +232,13 @@ def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module
     """Train `model` on `data` (a TensorData) with the config's training keys and return a TrialResult.
 
     model: a module, or a zero-argument factory called under the seed (so the init is seeded too).
-    max_epochs: cap on the config's epochs (the schedule is sized to the capped count).
+    max_epochs: the run's full length; the schedule spans it (default: the config's `epochs`, else 10).
+    stop_epoch: stop after this epoch (default max_epochs); with keep_state=True the result's `state`
+        continues the run later.
+    resume: a TrainingState, or its bytes, from an earlier segment of the same run (same config, seed,
+        data and max_epochs); training picks up at its epoch + 1.
+    keep_state: put the TrainingState after the last full epoch on the result (None when a time limit
+        cut the last epoch short: a partial epoch cannot be continued).
     time_limit: seconds; once passed, training stops after the current step and the last curve entry
         carries "fraction" (of its epoch done) when the cut fell mid-epoch (stopped="time_limit").
     on_epoch: called after each epoch with its curve entry plus "elapsed"; returning True stops training
@@ -228,15 +253,17 @@ def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module
         AMX or AVX512-BF16; float32 elsewhere and on CUDA), "bf16" or "fp32". Evaluation stays float32.
     channels_last: NHWC memory format for the network and its batches; None decides by `fast_defaults`
         (on for CPU training, where oneDNN's convolutions run faster in it; see bench/bench_precision.py).
-    Raises TrialFailed when the training loss becomes nan or inf, ConfigError for bad training keys.
+    Raises TrialFailed when the training loss becomes nan or inf, ConfigError for bad training keys or a
+    checkpoint that does not belong to this run.
     """
     cfg = {**TRAIN_DEFAULTS, **{k: v for k, v in config.items() if v is not None}}
-    epochs = int(cfg["epochs"]) if max_epochs is None else min(int(cfg["epochs"]), int(max_epochs))
+    epochs, stop = _segment(cfg, max_epochs, stop_epoch)
     batch_size = int(cfg["batch_size"])
-    if epochs < 1 or batch_size < 1:
-        raise ConfigError(f"epochs ({epochs}) and batch_size ({batch_size}) must be at least 1")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size ({batch_size}) must be at least 1")
     if augment is not None and augment not in AUGMENTATIONS:
         raise ConfigError(f"unknown augment {augment!r}; choose None or one of: {', '.join(AUGMENTATIONS)}")
+    state = None if resume is None else ckpt.as_state(resume)
     dev = _pick_device(device)
     old_threads = torch.get_num_threads()
     if num_threads:
@@ -247,15 +274,26 @@ def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module
             torch.manual_seed(seed)
             net = model if isinstance(model, nn.Module) else model()
             fast = fast_defaults(dev, precision=precision, channels_last=channels_last)
-            return _run(cfg, data, net, seed=seed, dev=dev, epochs=epochs, batch_size=batch_size,
-                        time_limit=time_limit, on_epoch=on_epoch, keep_weights=keep_weights,
-                        augment=AUGMENTATIONS.get(augment), **fast)
+            return _run(cfg, data, net, seed=seed, dev=dev, epochs=epochs, stop=stop, resume=state,
+                        keep_state=keep_state, batch_size=batch_size, time_limit=time_limit, on_epoch=on_epoch,
+                        keep_weights=keep_weights, augment=AUGMENTATIONS.get(augment), **fast)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _run(cfg, data, net, *, seed, dev, epochs, batch_size, time_limit, on_epoch, keep_weights, augment,
-         bf16: bool, channels_last: bool):
+def _segment(cfg: dict, max_epochs, stop_epoch) -> tuple[int, int]:
+    """(full length, last epoch of this call), checked."""
+    epochs = int(cfg["epochs"]) if max_epochs is None else int(max_epochs)
+    stop = epochs if stop_epoch is None else int(stop_epoch)
+    if epochs < 1:
+        raise ConfigError(f"epochs ({epochs}) must be at least 1")
+    if not 1 <= stop <= epochs:
+        raise ConfigError(f"stop_epoch ({stop}) must lie in 1..max_epochs ({epochs})")
+    return epochs, stop
+
+
+def _run(cfg, data, net, *, seed, dev, epochs, stop, resume, keep_state, batch_size, time_limit, on_epoch,
+         keep_weights, augment, bf16: bool, channels_last: bool):
     net = net.to(dev).train()
     channels_last = channels_last and data.x_train.dim() == 4
     if channels_last:
@@ -275,13 +313,18 @@ def _run(cfg, data, net, *, seed, dev, epochs, batch_size, time_limit, on_epoch,
     loss_fn = nn.CrossEntropyLoss(label_smoothing=float(cfg["label_smoothing"]))
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed)
+    first, update = 1, 0
+    if resume is not None:
+        ckpt.check_compatible(resume, max_epochs=epochs, steps_per_epoch=steps, stop_epoch=stop)
+        ckpt.restore(resume, net, optimizer, gen, device=dev)
+        first, update = resume.epoch + 1, resume.update
+        scheduler.step_update(num_updates=update)  # the lr of the next step, as in the straight run
 
     curve: list[dict[str, float]] = []
     stopped = None
     start = time.perf_counter()
-    update = 0
     deadline = None if time_limit is None else start + float(time_limit)
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first, stop + 1):
         order = torch.randperm(n, generator=gen, device=dev)
         # Summed on the device: one host sync per epoch; a single nan/inf step makes the sum non-finite.
         loss_sum = torch.zeros((), device=dev)
@@ -320,15 +363,19 @@ def _run(cfg, data, net, *, seed, dev, epochs, batch_size, time_limit, on_epoch,
             stopped = "callback"
         if stopped:
             break
-        if time_limit is not None and elapsed > time_limit and epoch < epochs:
+        if time_limit is not None and elapsed > time_limit and epoch < stop:
             stopped = "time_limit"
             break
     train_time = time.perf_counter() - start
     flushed = dev.type == "cpu" and denormals_flushed()  # observed where the work ran, for the record and tests
+    saved = None
+    if keep_state and "fraction" not in curve[-1]:
+        saved = ckpt.capture(net, optimizer, gen, epoch=curve[-1]["epoch"], update=update, max_epochs=epochs,
+                             steps_per_epoch=steps, seed=seed, device=dev)
 
     test_acc = evaluate(net, data.x_test.to(dev), data.y_test.to(dev))
     state = ({k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
              if keep_weights else None)
     return TrialResult(val_acc=curve[-1]["val_acc"], test_acc=test_acc, train_time=train_time,
                        epochs_run=len(curve), curve=curve, stopped=stopped, state_dict=state,
-                       denormals_flushed=flushed)
+                       denormals_flushed=flushed, start_epoch=first - 1, max_epochs=epochs, state=saved)

@@ -20,17 +20,20 @@ def test_every_preset_has_a_loader_and_sane_bounds():
     from trainers.data import _LOADERS
     for name, p in PRESETS.items():
         assert p.name == name and name in _LOADERS
-        lo, hi = p.epochs
-        assert 1 <= lo < hi and p.trials > 0
+        assert 1 <= p.min_epochs < p.max_epochs and p.trials > 0
+        # with eta = 3 the rungs min * 3^k end exactly on max_epochs (no truncated last rung)
+        k = round(np.log(p.max_epochs / p.min_epochs) / np.log(3))
+        assert p.min_epochs * 3 ** k == p.max_epochs and k >= 2
         b = p.space_bounds
-        assert b["epochs"] == p.epochs
+        assert "epochs" not in b
         for key in ("channels", "stem_channels"):
             assert b[key][0] < b[key][1] and b[key][0] % 8 == 0 and b[key][1] % 8 == 0
         assert b["head_channels"][1] % 32 == 0 and b["max_stages"] >= 1
         if p.input_shape is not None:
             # a side of H survives floor(log2 H) halvings before it is 1x1
             assert p.max_downsamples <= int(np.log2(p.input_shape[1]))
-        assert p.to_dict()["space_bounds"]["epochs"] == list(p.epochs)
+        d = p.to_dict()
+        assert (d["min_epochs"], d["max_epochs"]) == (p.min_epochs, p.max_epochs) and "epochs" not in d
     assert get_preset("digits").max_downsamples == 3
     assert get_preset("digits").space_bounds["allow_stem_stride"] is False
     assert get_preset("FashionMNIST").name == "fashion-mnist"

@@ -1,0 +1,73 @@
+"""The trial objective: where the epochs come from, single-fidelity runs, and multi-fidelity segments that
+continue the same run (weights.pt rewritten at every segment end, checkpoints as bytes)."""
+import pytest
+import torch
+
+from nas.errors import ConfigError
+from trainers.runner import epochs_for, run_trial, weights_path
+
+CONFIG = {"stem": {"channels": 8}, "stages": [{"block": "Conv", "channels": 16, "stride": 2, "repeats": 1}],
+          "classifier": {"dropout": 0.2},
+          "optimizer": {"name": "adam", "beta1": 0.9, "beta2": 0.999}, "lr": 0.01, "weight_decay": 1e-4,
+          "batch_size": 128, "label_smoothing": 0.0, "warmup_epochs": 1}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def spec(folder, **extra):
+    return {"trial_id": 1, "config": CONFIG, "seed": 4, "study_dir": str(folder), "dataset": "digits",
+            "data_seed": 0, "save_weights": True, "threads": 1, **extra}
+
+
+def weights(folder):
+    return torch.load(weights_path(folder, 1), weights_only=True)
+
+
+def test_where_the_epochs_come_from():
+    assert epochs_for({"max_resource": 9, "max_epochs": 5}, {"epochs": 3}) == 9
+    assert epochs_for({"max_epochs": 5}, {"epochs": 3}) == 5  # the search's length wins over an old config's
+    assert epochs_for({"epochs": 4}, {"epochs": 3}) == 4  # what the CLI passes with --fidelity off
+    assert epochs_for({}, {"epochs": 3}) == 3  # an old config, called directly
+    assert epochs_for({"dataset": "digits"}, {}) == 27  # the preset's full length
+
+
+def test_single_fidelity_trains_max_epochs(tmp_path):
+    out = run_trial(spec(tmp_path, max_epochs=2))
+    m = out["metrics"]
+    assert [e["epoch"] for e in m["curve"]] == [1, 2] and m["max_epochs"] == 2
+    assert out["resource"] == 2 and out["checkpoint"] is None and out["value"] == m["val_acc"]
+    assert weights_path(tmp_path, 1).exists()
+
+
+def test_segments_continue_the_same_run(tmp_path):
+    straight = run_trial(spec(tmp_path / "straight", max_epochs=3))
+    folder = tmp_path / "mf"
+    ckpt, seen = None, []
+    for start, stop in ((0, 1), (1, 3)):
+        out = run_trial(spec(folder, max_epochs=99, resource_from=start, resource_to=stop, max_resource=3,
+                             checkpoint=ckpt))
+        assert [e["epoch"] for e in out["metrics"]["curve"]] == list(range(start + 1, stop + 1))
+        assert out["resource"] == stop and weights_path(folder, 1).exists()
+        seen.append(weights(folder))
+        ckpt = out["checkpoint"]
+        assert isinstance(ckpt, bytes) if stop < 3 else ckpt is None  # nothing to continue after max_resource
+    final, ref = seen[-1], weights(tmp_path / "straight")
+    assert final.keys() == ref.keys() and all(torch.equal(final[k], ref[k]) for k in ref)
+    assert out["value"] == straight["value"]
+    assert any(not torch.equal(seen[0][k], final[k]) for k in final)  # weights.pt was rewritten
+
+
+def test_bad_segments_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="needs the previous segment's checkpoint"):
+        run_trial(spec(tmp_path, resource_from=1, resource_to=3, max_resource=3, checkpoint=None))
+    with pytest.raises(ConfigError, match="resource_to"):
+        run_trial(spec(tmp_path, resource_from=0, resource_to=4, max_resource=3))
+    first = run_trial(spec(tmp_path, resource_from=0, resource_to=1, max_resource=3))
+    with pytest.raises(ConfigError, match="holds 1 epochs"):
+        run_trial(spec(tmp_path, resource_from=2, resource_to=3, max_resource=3, checkpoint=first["checkpoint"]))
