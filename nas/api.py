@@ -51,6 +51,7 @@ from nas.score import parse_score
 from nas.space import Space
 from nas.storage import Storage
 from nas.study import DB_NAME, Budget, Study, print_progress
+from nas.user_fn import check_fractions, check_image_size
 
 __all__ = ["search", "prepare", "report", "export", "default_space_for", "small_cnn_space"]
 
@@ -201,8 +202,6 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
     Nothing is trained here; the data is loaded (and, when it is the caller's own in-memory data, saved
     into the study folder) so that bad input fails now, in one line, before any trial.
     """
-    from trainers.user_data import check_fractions, check_image_size
-
     check_fractions(val_fraction, test_fraction)
     image_size = check_image_size(image_size)
     for name, v in (("trials", trials), ("workers", workers), ("warmup", warmup), ("epochs", epochs)):
@@ -454,12 +453,12 @@ def report(study, *, top: int = 10, files: bool = True, profile: bool = True) ->
     return text
 
 
-def export(study, *, out, trial: int | None = None, retrain: bool = True) -> list[str]:
-    """``nas export``: model.py, weights.pt, config.json, model.ts (and model.onnx) of the best or a chosen
-    trial; see ``nas.export.export_study``."""
+def export(study, *, out, trial: int | None = None, retrain: bool = True, progress=True) -> list[str]:
+    """``nas export``: model.py, weights.pt, config.json, model.ts and model.onnx of the best or a chosen
+    trial; ``progress``: one line per retraining epoch on stderr. See ``nas.export.export_study``."""
     from nas.export import export_study
 
-    return export_study(study, out=out, trial_id=trial, retrain=retrain)
+    return export_study(study, out=out, trial_id=trial, retrain=retrain, progress=progress)
 
 
 def model_section(view):

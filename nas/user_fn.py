@@ -20,7 +20,27 @@ import math
 import numbers
 from typing import Any, Callable
 
-from nas.errors import NasError
+from nas.errors import DataError, NasError
+
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024  # below 8 no CNN stage has room; above 1024 a CPU search cannot train
+
+
+def check_image_size(size) -> int | None:
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
+        raise DataError(f"image size {size!r}: expected a whole number from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}")
+    return int(size)
+
+
+def check_fractions(val_fraction, test_fraction) -> tuple[float, float]:
+    for label, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 < frac < 1.0:
+            raise DataError(f"{label}={frac!r} must lie strictly between 0 and 1")
+    if val_fraction + test_fraction >= 1.0:
+        raise DataError(f"val_fraction + test_fraction = {val_fraction + test_fraction:g} leaves no training "
+                        "data; lower one of them")
+    return float(val_fraction), float(test_fraction)
 
 
 class UserFunctionError(NasError):

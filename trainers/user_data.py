@@ -30,31 +30,13 @@ import numpy as np
 import torch
 
 from nas.errors import DataError
+from nas.user_fn import check_fractions, check_image_size  # noqa: F401 (checked here too; defined torch-free)
 from trainers.data import IMAGE_SUFFIXES, TensorData, _finish, _stratified_split
 
-MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024  # below 8 no CNN stage has room; above 1024 a CPU search cannot train
 # A Dataset is read into memory when its float32 copy stays under this (about a quarter of a small machine's
 # memory); above it, it is streamed through DataLoaders.
 DEFAULT_MAX_MEMORY = 2 * 1024**3
 _PROBE_ITEMS = 16  # items of a streamed Dataset checked before any trial starts
-
-
-def check_image_size(size) -> int | None:
-    if size is None:
-        return None
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
-        raise DataError(f"image size {size!r}: expected a whole number from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}")
-    return int(size)
-
-
-def check_fractions(val_fraction, test_fraction) -> tuple[float, float]:
-    for label, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 < frac < 1.0:
-            raise DataError(f"{label}={frac!r} must lie strictly between 0 and 1")
-    if val_fraction + test_fraction >= 1.0:
-        raise DataError(f"val_fraction + test_fraction = {val_fraction + test_fraction:g} leaves no training "
-                        "data; lower one of them")
-    return float(val_fraction), float(test_fraction)
 
 
 def looks_like_image_folder(path) -> bool:
