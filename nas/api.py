@@ -244,7 +244,7 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
         cnn = _is_cnn(space_obj, info, model)
         known = _known_fn(info) if cnn else None
         value_bounds = (0.0, 1.0)
-        fn = _trial_fn(train, source)
+        fn = _trial_fn(train, source, model)
         if fn.__name__ == "run_trial" and not cnn:
             raise SpaceError(f"{space if isinstance(space, (str, os.PathLike)) else 'the space'}: its configs do not "
                              f"describe a network ({_arch_error(space_obj, info)}); pass model= or objective= for a "
@@ -253,9 +253,11 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
         data_args = _data_args(name, source, folder, data_dir, download, seed, image_size, val_fraction,
                                test_fraction, old_meta)
         augment = (None if name == "user" else preset.augment) if augment == "auto" else augment
+        if model is not None and train is None and not _is_tensor_data(source):
+            raise DataError("the built-in trainer needs the data in memory; pass train= for a streamed Dataset")
         args.update(data_args, augment=augment, user_train=train, user_model=model, device=device, epochs=epochs)
         meta.update(info, dataset=name, data_dir=None if data_dir is None else str(data_dir), augment=augment,
-                    trainer="builtin" if train is None else "user", model="builtin" if model is None else "user",
+                    trainer="builtin" if train is None and model is None else "user", model="builtin" if model is None else "user",
                     image_size=image_size, val_fraction=val_fraction, test_fraction=test_fraction, data_seed=seed,
                     device=device, epochs=epochs, data_file=data_args.get("data_file"),
                     data_key=data_args.get("data_key"), objective="val_acc")
@@ -395,8 +397,8 @@ def _known_fn(info):
     return partial(count, input_shape=tuple(info["input_shape"]), num_classes=info["num_classes"])
 
 
-def _trial_fn(train, source):
-    if train is None:
+def _trial_fn(train, source, model=None):
+    if train is None and model is None:
         if not _is_tensor_data(source):
             raise DataError("the built-in trainer needs the data in memory; pass train= (your function reads "
                             "data.loader(...)), or in_memory=True if it fits")

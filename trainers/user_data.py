@@ -88,14 +88,15 @@ class StreamData:
 class TrialData:
     """What a user's ``train(model, config, data, report)`` gets.
 
-    ``data.loader("train", batch_size=64)`` (shuffled, seeded) and ``data.loader("val")`` work for every
+    ``data.loader("train", batch_size=64)`` (shuffled, seeded, the last partial batch dropped) and ``data.loader("val")`` work for every
     kind of data; ``x_train, y_train, x_val, y_val`` (CPU tensors) exist when it is in memory.
     ``num_classes``, ``input_shape``, ``class_names``, ``seed`` and ``device`` (where the model already is)
     describe the trial; ``data.accuracy(model, "val")`` is top-1 accuracy on a split.
     """
 
-    def __init__(self, source, *, device, seed: int):
+    def __init__(self, source, *, device, seed: int, augment: str | None = None):
         self.source, self.device, self.seed = source, torch.device(device), int(seed)
+        self.augment = augment  # what the built-in trainer applies (trainers.train.AUGMENTATIONS)
         self.num_classes, self.input_shape = int(source.num_classes), tuple(source.input_shape)
         self.class_names = list(source.class_names)
         self.in_memory = isinstance(source, TensorData)
@@ -121,7 +122,17 @@ class TrialData:
             raise DataError(f"data.loader({which!r}): choose 'train', 'val' or 'test'")
         shuffle = which == "train" if shuffle is None else shuffle
         gen = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.dataset(which), batch_size=int(batch_size), shuffle=shuffle, generator=gen, **kwargs)
+        ds = self.dataset(which)
+        # Training batches drop the last partial one when there is more than one batch, as the built-in
+        # trainer does: BatchNorm cannot train on a batch of a single image.
+        drop_last = kwargs.pop("drop_last", which == "train" and len(ds) > batch_size)
+        if self.in_memory and not kwargs:  # whole batches by tensor indexing: no per-item collate
+            from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+
+            order = RandomSampler(ds, generator=gen) if shuffle else SequentialSampler(ds)
+            return DataLoader(ds, sampler=BatchSampler(order, int(batch_size), drop_last=drop_last), batch_size=None)
+        return DataLoader(ds, batch_size=int(batch_size), shuffle=shuffle, generator=gen, drop_last=drop_last,
+                          **kwargs)
 
     @torch.no_grad()
     def accuracy(self, model, which: str = "val", *, batch_size: int = 512) -> float:

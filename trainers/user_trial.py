@@ -53,7 +53,7 @@ def run_user_trial(spec: dict) -> dict:
     config = fixed_epochs(spec, spec["config"])
     seed = int(spec.get("seed", 0))
     device = torch.device(spec.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
-    train = spec["user_train"]
+    train = spec.get("user_train") or builtin_train
     who = f"{_name(train)}(model, config, data, report)"
     threads = _threads(spec, config, source)
     old_threads = torch.get_num_threads()
@@ -63,7 +63,7 @@ def run_user_trial(spec: dict) -> dict:
     try:
         with torch.random.fork_rng(devices=fork):
             torch.manual_seed(seed)  # the network's initial weights and the user's own random draws
-            data = TrialData(source, device=device, seed=seed)
+            data = TrialData(source, device=device, seed=seed, augment=spec.get("augment"))
             model = _build(spec, config, data).to(device)
             report = report_for(spec)
             t0 = time.perf_counter()
@@ -88,3 +88,16 @@ def _test_acc(data, model) -> float | None:
         return data.accuracy(model, "test")
     except Exception:  # a user model with another output layout: no test accuracy, not a failed trial
         return None
+
+
+def builtin_train(model, config, data, report) -> float:
+    """The built-in trainer (``trainers.train.train_trial``) as a user train function: for a user's own
+    ``model`` trained by lightnas. Needs the data in memory."""
+    from nas.errors import DataError
+    from trainers.train import train_trial
+
+    if not data.in_memory:
+        raise DataError("the built-in trainer needs the data in memory; pass train= for streamed data")
+    result = train_trial(config, data.source, model=model, seed=data.seed, device=data.device,
+                         augment=data.augment, on_epoch=lambda e: not report(e["epoch"], e["val_acc"]))
+    return result.val_acc

@@ -1,0 +1,180 @@
+"""Per-optimizer learning-rate / weight-decay ranges against the old shared range, at equal trials.
+
+Both spaces search only the training hyper-parameters (optimizer and its settings, batch size, label
+smoothing, warm-up) of one fixed network per problem, so the difference is the ranges alone:
+
+    shared         today's space before issue 13: one lr range 1e-4..0.3 and one weight-decay range
+                   1e-6..1e-2 for SGD, Adam, AdamW and RMSprop
+    per-optimizer  search_spaces.default.training_params: each optimizer its own lr and weight-decay range
+
+Each search is ``nas.search`` with the fixed network as ``model=`` and the built-in trainer, score = validation
+accuracy, the same seeds for both spaces. Problems:
+
+    digits     the bundled 8x8 digits (train 1168 / val 269 / test 360), a 3-conv CNN, 5 epochs
+    cifar10    real CIFAR-10 images from ../shared/datasets/cifar10-dev, subsampled to be affordable on 2
+               shared cores: the first 100 files per class of train/ for training (1,000), the next 50 per
+               class for validation (500), the first 50 per class of test/ for test (500); 32x32 RGB, a
+               3-conv CNN (stride-2 stem), 6 epochs, flip + shift augmentation
+
+    python bench/bench_lr_ranges.py --seeds 3 --trials 12 [--problems digits,cifar10]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import nas  # noqa: E402
+from nas.space import Categorical, Constant, Float, Group, Integer, Space  # noqa: E402
+from search_spaces.default import training_params  # noqa: E402
+
+CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-dev"
+if not CIFAR.is_dir():
+    CIFAR = Path("/work/shared/datasets/cifar10-dev")
+
+DIGITS_NET = {"stem": {"channels": 16, "kernel": 3, "stride": 1},
+              "stages": [{"block": "Conv", "channels": 32, "stride": 2}, {"block": "Conv", "channels": 48, "stride": 2}],
+              "head": {"channels": 0}, "classifier": {"dropout": 0.0}}
+CIFAR_NET = {"stem": {"channels": 16, "kernel": 3, "stride": 2},
+             "stages": [{"block": "Conv", "channels": 32, "stride": 2}, {"block": "Conv", "channels": 64, "stride": 2}],
+             "head": {"channels": 0}, "classifier": {"dropout": 0.0}}
+PROBLEMS = {"digits": {"epochs": 5, "net": DIGITS_NET}, "cifar10": {"epochs": 6, "net": CIFAR_NET}}
+BATCHES = (32, 64, 128)
+
+
+def fixed_net(config, data):
+    from search_spaces.builder import build_model
+
+    arch = DIGITS_NET if data.input_shape[1] <= 8 else CIFAR_NET
+    return build_model(arch, num_classes=data.num_classes, in_chans=data.input_shape[0])
+
+
+def shared_space(epochs: int) -> Space:
+    """The training space as it was before per-optimizer ranges (search_spaces/default.py, Dec 2026)."""
+    betas = [Float("beta1", 0.8, 0.99), Float("beta2", 0.9, 0.9999)]
+    optimizer = Group("optimizer", [Categorical("name", {
+        "sgd": [Float("momentum", 0.5, 0.99), Categorical("nesterov", [True, False])],
+        "adam": list(betas), "adamw": list(betas),
+        "rmsprop": [Float("alpha", 0.9, 0.99), Float("momentum", 0.0, 0.9)],
+    })])
+    return Space([optimizer, Float("lr", 1e-4, 0.3, log=True), Float("weight_decay", 1e-6, 1e-2, log=True),
+                  Categorical("batch_size", list(BATCHES)), Constant("epochs", epochs),
+                  Float("label_smoothing", 0.0, 0.2), Integer("warmup_epochs", 0, 3)], name="shared")
+
+
+def per_optimizer_space(epochs: int) -> Space:
+    return Space(training_params(epochs=epochs, batch_sizes=BATCHES), name="per-optimizer")
+
+
+def _read(paths, size=32):
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size)), dtype=np.uint8) for p in paths])
+
+
+def cifar_data():
+    classes = sorted(d.name for d in (CIFAR / "train").iterdir() if d.is_dir())
+    parts = {"train": [], "val": [], "test": []}
+    for k, c in enumerate(classes):
+        train = sorted((CIFAR / "train" / c).glob("*.jpg"))
+        test = sorted((CIFAR / "test" / c).glob("*.jpg"))
+        for split, files in (("train", train[:100]), ("val", train[100:150]), ("test", test[:50])):
+            parts[split].append((_read(files), np.full(len(files), k)))
+    out = {}
+    for split, chunks in parts.items():
+        x = torch.from_numpy(np.concatenate([c[0] for c in chunks]).transpose(0, 3, 1, 2).copy())
+        out[split] = (x, torch.from_numpy(np.concatenate([c[1] for c in chunks])))
+    return out, classes
+
+
+def run_one(problem: str, space: Space, seed: int, trials: int, warmup: int, data) -> dict:
+    epochs = PROBLEMS[problem]["epochs"]
+    with tempfile.TemporaryDirectory() as tmp:
+        kw = dict(model=fixed_net, space=space, epochs=epochs, trials=trials, warmup=warmup, seed=seed,
+                  out=Path(tmp) / "s")
+        if problem == "digits":
+            view = nas.search(dataset="digits", **kw)
+        else:
+            (tr, va, te), names = (data[0]["train"], data[0]["val"], data[0]["test"]), data[1]
+            view = nas.search(data=tr, val_data=va, test_data=te, class_names=names, augment="flip_crop", **kw)
+        done = [t for t in view.trials if t.status == "complete"]
+        values = [t.value for t in done]
+        best = view.best
+        names = [t.config["optimizer"]["name"] for t in done]
+        return {"best": best.value, "best_at_warmup": max(values[:warmup]), "test_of_best": best.metrics.get("test_acc"),
+                "best_opt": best.config["optimizer"]["name"], "failed": len(view.trials) - len(done),
+                "poor": sum(v < 0.3 for v in values), "n": len(view.trials), "opts": names}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--trials", type=int, default=12)
+    p.add_argument("--warmup", type=int, default=6)
+    p.add_argument("--problems", default="digits,cifar10")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results_lr_ranges.md"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    rows, t0 = [], time.time()
+    for problem in args.problems.split(","):
+        data = cifar_data() if problem == "cifar10" else None
+        epochs = PROBLEMS[problem]["epochs"]
+        for seed in range(args.seeds):
+            for space in (shared_space(epochs), per_optimizer_space(epochs)):  # interleaved: same load for both
+                r = run_one(problem, space, seed, args.trials, args.warmup, data)
+                rows.append({"problem": problem, "space": space.name, "seed": seed, **r})
+                print(f"{problem} {space.name:14s} seed {seed}: best {r['best']:.4f} (after warm-up "
+                      f"{r['best_at_warmup']:.4f}), poor {r['poor']}/{r['n']}, best optimizer {r['best_opt']}, "
+                      f"{time.time() - t0:.0f}s", flush=True)
+    write(rows, args, time.time() - t0)
+
+
+def write(rows, args, seconds) -> None:
+    cmd = "python bench/bench_lr_ranges.py " + " ".join(
+        [f"--seeds {args.seeds}", f"--trials {args.trials}", f"--warmup {args.warmup}", f"--problems {args.problems}"])
+    lines = ["# Per-optimizer learning-rate and weight-decay ranges vs one shared range", "",
+             f"Command: `{cmd}` ({seconds / 60:.0f} min, 1 thread, machine shared with other jobs).", "",
+             "Training hyper-parameters only, on one fixed CNN per problem (see the module docstring), score = "
+             f"validation accuracy; {args.trials} trials per search ({args.warmup} random warm-up trials, then "
+             f"GP-UCB), seeds 0..{args.seeds - 1}, both spaces with the same seeds. cifar10 = a subsample of "
+             "cifar10-dev: 100 train / 50 val images per class from train/, 50 test images per class from test/.",
+             "", "| problem | space | best val acc per seed | median | best after warm-up (median) | "
+             "test acc of best (median) | trials under 30 % val acc | best optimizer per seed |",
+             "|---|---|---|---:|---:|---:|---:|---|"]
+    summary = []
+    for problem in dict.fromkeys(r["problem"] for r in rows):
+        for space in ("shared", "per-optimizer"):
+            rs = [r for r in rows if r["problem"] == problem and r["space"] == space]
+            med = statistics.median(r["best"] for r in rs)
+            summary.append((problem, space, med, [r["best"] for r in rs]))
+            per_seed = ", ".join(f"{r['best']:.4f}" for r in rs)
+            lines.append(f"| {problem} | {space} | {per_seed} | {med:.4f} | "
+                         f"{statistics.median(r['best_at_warmup'] for r in rs):.4f} | "
+                         f"{statistics.median(r['test_of_best'] for r in rs):.4f} | "
+                         f"{sum(r['poor'] for r in rs)}/{sum(r['n'] for r in rs)} | "
+                         f"{', '.join(r['best_opt'] for r in rs)} |")
+    lines += ["", "Per seed (per-optimizer minus shared, best validation accuracy):", ""]
+    for problem in dict.fromkeys(r["problem"] for r in rows):
+        sh = [r["best"] for r in rows if r["problem"] == problem and r["space"] == "shared"]
+        po = [r["best"] for r in rows if r["problem"] == problem and r["space"] == "per-optimizer"]
+        diffs = [b - a for a, b in zip(sh, po)]
+        wins = sum(d > 0 for d in diffs)
+        verdict = "win" if statistics.median(diffs) > 0 else "loss" if statistics.median(diffs) < 0 else "tie"
+        lines.append(f"- {problem}: {', '.join(f'{d:+.4f}' for d in diffs)}; per-optimizer better on {wins} of "
+                     f"{len(diffs)} seeds, median difference {statistics.median(diffs):+.4f} ({verdict}).")
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
