@@ -10,7 +10,7 @@ smoothing, warm-up) of one fixed network per problem, so the difference is the r
 Each search is ``nas.search`` with the fixed network as ``model=`` and the built-in trainer, score = validation
 accuracy, the same seeds for both spaces. Problems:
 
-    digits     the bundled 8x8 digits (train 1168 / val 269 / test 360), a 3-conv CNN, 5 epochs
+    digits     the bundled 8x8 digits (train 1168 / val 269 / test 360), a 3-conv CNN, 4 epochs
     cifar10    real CIFAR-10 images from ../shared/datasets/cifar10-dev, subsampled to be affordable on 2
                shared cores: the first 100 files per class of train/ for training (1,000), the next 50 per
                class for validation (500), the first 50 per class of test/ for test (500); 32x32 RGB, a
@@ -42,13 +42,13 @@ CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-dev"
 if not CIFAR.is_dir():
     CIFAR = Path("/work/shared/datasets/cifar10-dev")
 
-DIGITS_NET = {"stem": {"channels": 16, "kernel": 3, "stride": 1},
+DIGITS_NET = {"stem": {"channels": 8, "kernel": 3, "stride": 1},
               "stages": [{"block": "Conv", "channels": 32, "stride": 2}, {"block": "Conv", "channels": 48, "stride": 2}],
               "head": {"channels": 0}, "classifier": {"dropout": 0.0}}
 CIFAR_NET = {"stem": {"channels": 16, "kernel": 3, "stride": 2},
              "stages": [{"block": "Conv", "channels": 32, "stride": 2}, {"block": "Conv", "channels": 64, "stride": 2}],
              "head": {"channels": 0}, "classifier": {"dropout": 0.0}}
-PROBLEMS = {"digits": {"epochs": 5, "net": DIGITS_NET}, "cifar10": {"epochs": 6, "net": CIFAR_NET}}
+PROBLEMS = {"digits": {"epochs": 4, "net": DIGITS_NET}, "cifar10": {"epochs": 6, "net": CIFAR_NET}}
 BATCHES = (32, 64, 128)
 
 
@@ -126,24 +126,27 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     rows, t0 = [], time.time()
-    for problem in args.problems.split(","):
-        data = cifar_data() if problem == "cifar10" else None
-        epochs = PROBLEMS[problem]["epochs"]
-        for seed in range(args.seeds):
+    problems = args.problems.split(",")
+    datas = {pr: cifar_data() if pr == "cifar10" else None for pr in problems}
+    for seed in range(args.seeds):  # seeds outermost: a cut-short run still has every problem and space
+        for problem in problems:
+            epochs = PROBLEMS[problem]["epochs"]
             for space in (shared_space(epochs), per_optimizer_space(epochs)):  # interleaved: same load for both
-                r = run_one(problem, space, seed, args.trials, args.warmup, data)
+                r = run_one(problem, space, seed, args.trials, args.warmup, datas[problem])
                 rows.append({"problem": problem, "space": space.name, "seed": seed, **r})
                 print(f"{problem} {space.name:14s} seed {seed}: best {r['best']:.4f} (after warm-up "
                       f"{r['best_at_warmup']:.4f}), poor {r['poor']}/{r['n']}, best optimizer {r['best_opt']}, "
                       f"{time.time() - t0:.0f}s", flush=True)
-    write(rows, args, time.time() - t0)
+            write(rows, args, time.time() - t0)  # after every pair of searches
 
 
 def write(rows, args, seconds) -> None:
     cmd = "python bench/bench_lr_ranges.py " + " ".join(
         [f"--seeds {args.seeds}", f"--trials {args.trials}", f"--warmup {args.warmup}", f"--problems {args.problems}"])
+    done = sorted({r["seed"] for r in rows})
     lines = ["# Per-optimizer learning-rate and weight-decay ranges vs one shared range", "",
-             f"Command: `{cmd}` ({seconds / 60:.0f} min, 1 thread, machine shared with other jobs).", "",
+             f"Command: `{cmd}` ({seconds / 60:.0f} min, 1 thread, machine shared with other jobs)"
+             + ("" if len(done) == args.seeds else f"; seeds finished so far: {done}") + ".", "",
              "Training hyper-parameters only, on one fixed CNN per problem (see the module docstring), score = "
              f"validation accuracy; {args.trials} trials per search ({args.warmup} random warm-up trials, then "
              f"GP-UCB), seeds 0..{args.seeds - 1}, both spaces with the same seeds. cifar10 = a subsample of "
@@ -168,6 +171,8 @@ def write(rows, args, seconds) -> None:
         sh = [r["best"] for r in rows if r["problem"] == problem and r["space"] == "shared"]
         po = [r["best"] for r in rows if r["problem"] == problem and r["space"] == "per-optimizer"]
         diffs = [b - a for a, b in zip(sh, po)]
+        if not diffs:
+            continue
         wins = sum(d > 0 for d in diffs)
         verdict = "win" if statistics.median(diffs) > 0 else "loss" if statistics.median(diffs) < 0 else "tie"
         lines.append(f"- {problem}: {', '.join(f'{d:+.4f}' for d in diffs)}; per-optimizer better on {wins} of "
