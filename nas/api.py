@@ -227,6 +227,15 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
     for label, obj in (("train", train), ("model", model), ("objective", objective), ("reporter", reporter)):
         _check_picklable(label, obj, ex_name)
 
+    if name == "user" and data is None:  # resuming a study on the user's own data: its saved copy
+        if old_meta.get("trainer") == "user" and train is None and model is None:
+            raise NasError(f"{folder}: its trials ran your own train / model functions; resume it from Python "
+                           "with nas.search(..., train=..., resume=True)")
+        if not old_meta.get("data_file"):
+            raise DataError(f"{folder}: its data was streamed from your Dataset; pass data= again to resume")
+        from trainers.user_data import load_saved
+
+        data = load_saved(str(folder / old_meta["data_file"]))
     meta: dict[str, Any] = {"command": command or "nas.api.search", "seed": seed, "direction": direction}
     args: dict[str, Any] = {"save_weights": True, "threads": max(1, cpu_count() // workers)}
     if reporter is not None:
@@ -314,9 +323,9 @@ def _load_data(name, data, data_dir, download, val_data, test_data, num_classes,
         if image_size is not None:
             raise DataError("image_size resizes image folders and torchvision data sets; resize your own tensors "
                             "or Dataset yourself")
-        source = prepare_data(data, val_data=val_data, test_data=test_data, num_classes=num_classes,
-                              class_names=class_names, seed=seed, val_fraction=val_fraction,
-                              test_fraction=test_fraction, in_memory=in_memory)
+        source = data if _is_tensor_data(data) else prepare_data(
+            data, val_data=val_data, test_data=test_data, num_classes=num_classes, class_names=class_names,
+            seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, in_memory=in_memory)
         preset = _user_preset(tuple(source.input_shape))
     else:
         if val_data is not None or test_data is not None:

@@ -201,6 +201,23 @@ def test_resume_keeps_the_data_and_refuses_other_data(tmp_path):
     assert len(view.trials) == 3
     with pytest.raises(StudyError, match="other data"):
         api.prepare(data=(x[:300], y[:300]), out=out, resume=True)
+    from nas.cli import main
+
+    assert main(["search", "--out", str(out), "--resume", "--trials", "4", "--quiet"]) == 0  # the saved data.pt
+    with Storage(out / "study.db", read_only=True) as st:
+        assert st.count() == 4 and st.meta()["dataset"] == "user"
+
+
+def test_a_study_of_the_users_train_function_resumes_from_python_only(tmp_path, capsys):
+    from nas.cli import main
+
+    out = tmp_path / "s"
+    nas.search(data=Pairs(), train=train_adam, space=api.small_cnn_space(), out=out, trials=1, warmup=1)
+    assert main(["search", "--out", str(out), "--resume", "--trials", "2", "--quiet"]) == 2
+    assert "resume it from Python" in capsys.readouterr().err
+    with pytest.raises(NasError, match="--no-retrain"):
+        api.export(out, out=tmp_path / "e")
+    assert any(p.endswith("weights.pt") for p in api.export(out, out=tmp_path / "e", retrain=False))
 
 
 # ------------------------------------------------------------------------------------------ bad input
