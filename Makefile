@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) -m bench.bench_search
 	$(PY) -m bench.bench_trainer
 	$(PY) -m bench.bench_parallel
+	$(PY) -m bench.bench_lr_ranges
 	$(PY) -m bench.collect
 
 clean:
