@@ -10,13 +10,13 @@ smoothing, warm-up) of one fixed network per problem, so the difference is the r
 Each search is ``nas.search`` with the fixed network as ``model=`` and the built-in trainer, score = validation
 accuracy, the same seeds for both spaces. Problems:
 
-    digits     the bundled 8x8 digits (train 1168 / val 269 / test 360), a 3-conv CNN, 4 epochs
+    digits     the bundled 8x8 digits (train 1168 / val 269 / test 360), a 3-conv CNN, 3 epochs
     cifar10    real CIFAR-10 images from ../shared/datasets/cifar10-dev, subsampled to be affordable on 2
-               shared cores: the first 100 files per class of train/ for training (1,000), the next 50 per
-               class for validation (500), the first 50 per class of test/ for test (500); 32x32 RGB, a
-               3-conv CNN (stride-2 stem), 6 epochs, flip + shift augmentation
+               shared cores: the first 50 files (by name) per class of train/ for training (500), the next 30
+               per class for validation (300), the first 30 per class of test/ for test (300); 32x32 RGB, a
+               3-conv CNN (stride-2 stem), 4 epochs, flip + shift augmentation
 
-    python bench/bench_lr_ranges.py --seeds 3 --trials 12 [--problems digits,cifar10]
+    python bench/bench_lr_ranges.py --seeds 3 --trials 8 --warmup 4 --workers 2 [--problems digits,cifar10]
 """
 from __future__ import annotations
 
@@ -48,8 +48,9 @@ DIGITS_NET = {"stem": {"channels": 8, "kernel": 3, "stride": 1},
 CIFAR_NET = {"stem": {"channels": 16, "kernel": 3, "stride": 2},
              "stages": [{"block": "Conv", "channels": 32, "stride": 2}, {"block": "Conv", "channels": 64, "stride": 2}],
              "head": {"channels": 0}, "classifier": {"dropout": 0.0}}
-PROBLEMS = {"digits": {"epochs": 4, "net": DIGITS_NET}, "cifar10": {"epochs": 6, "net": CIFAR_NET}}
+PROBLEMS = {"digits": {"epochs": 3, "net": DIGITS_NET}, "cifar10": {"epochs": 4, "net": CIFAR_NET}}
 BATCHES = (32, 64, 128)
+N_TRAIN, N_VAL, N_TEST = 50, 30, 30  # images per class taken from cifar10-dev (see the docstring)
 
 
 def fixed_net(config, data):
@@ -88,7 +89,7 @@ def cifar_data():
     for k, c in enumerate(classes):
         train = sorted((CIFAR / "train" / c).glob("*.jpg"))
         test = sorted((CIFAR / "test" / c).glob("*.jpg"))
-        for split, files in (("train", train[:100]), ("val", train[100:150]), ("test", test[:50])):
+        for split, files in (("train", train[:N_TRAIN]), ("val", train[N_TRAIN:N_TRAIN + N_VAL]), ("test", test[:N_TEST])):
             parts[split].append((_read(files), np.full(len(files), k)))
     out = {}
     for split, chunks in parts.items():
@@ -97,16 +98,24 @@ def cifar_data():
     return out, classes
 
 
-def run_one(problem: str, space: Space, seed: int, trials: int, warmup: int, data) -> dict:
+def run_one(problem: str, space: Space, seed: int, trials: int, warmup: int, data, executor) -> dict:
+    from nas.api import prepare
+    from nas.report import load_study
+
     epochs = PROBLEMS[problem]["epochs"]
     with tempfile.TemporaryDirectory() as tmp:
         kw = dict(model=fixed_net, space=space, epochs=epochs, trials=trials, warmup=warmup, seed=seed,
-                  out=Path(tmp) / "s")
+                  out=Path(tmp) / "s", workers=executor.capacity, executor="inprocess" if executor.capacity == 1
+                  else "process")
         if problem == "digits":
-            view = nas.search(dataset="digits", **kw)
+            study = prepare(dataset="digits", **kw)
         else:
             (tr, va, te), names = (data[0]["train"], data[0]["val"], data[0]["test"]), data[1]
-            view = nas.search(data=tr, val_data=va, test_data=te, class_names=names, augment="flip_crop", **kw)
+            study = prepare(data=tr, val_data=va, test_data=te, class_names=names, augment="flip_crop", **kw)
+        study.executor.shutdown()
+        study.executor = executor  # one pool for every search: workers start (and import torch) once
+        study.run()
+        view = load_study(study.folder)
         done = [t for t in view.trials if t.status == "complete"]
         values = [t.value for t in done]
         best = view.best
@@ -119,12 +128,16 @@ def run_one(problem: str, space: Space, seed: int, trials: int, warmup: int, dat
 def main(argv=None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--trials", type=int, default=12)
-    p.add_argument("--warmup", type=int, default=6)
+    p.add_argument("--trials", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=4)
     p.add_argument("--problems", default="digits,cifar10")
+    p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default=str(Path(__file__).parent / "results_lr_ranges.md"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    from nas.executors import get_executor
+
+    pool = get_executor("process" if args.workers > 1 else "inprocess", workers=args.workers, threads_per_worker=1)
     rows, t0 = [], time.time()
     problems = args.problems.split(",")
     datas = {pr: cifar_data() if pr == "cifar10" else None for pr in problems}
@@ -132,17 +145,19 @@ def main(argv=None) -> None:
         for problem in problems:
             epochs = PROBLEMS[problem]["epochs"]
             for space in (shared_space(epochs), per_optimizer_space(epochs)):  # interleaved: same load for both
-                r = run_one(problem, space, seed, args.trials, args.warmup, datas[problem])
+                r = run_one(problem, space, seed, args.trials, args.warmup, datas[problem], pool)
                 rows.append({"problem": problem, "space": space.name, "seed": seed, **r})
                 print(f"{problem} {space.name:14s} seed {seed}: best {r['best']:.4f} (after warm-up "
                       f"{r['best_at_warmup']:.4f}), poor {r['poor']}/{r['n']}, best optimizer {r['best_opt']}, "
                       f"{time.time() - t0:.0f}s", flush=True)
             write(rows, args, time.time() - t0)  # after every pair of searches
+    pool.shutdown()
 
 
 def write(rows, args, seconds) -> None:
     cmd = "python bench/bench_lr_ranges.py " + " ".join(
-        [f"--seeds {args.seeds}", f"--trials {args.trials}", f"--warmup {args.warmup}", f"--problems {args.problems}"])
+        [f"--seeds {args.seeds}", f"--trials {args.trials}", f"--warmup {args.warmup}", f"--problems {args.problems}",
+         f"--workers {args.workers}"])
     done = sorted({r["seed"] for r in rows})
     lines = ["# Per-optimizer learning-rate and weight-decay ranges vs one shared range", "",
              f"Command: `{cmd}` ({seconds / 60:.0f} min, 1 thread, machine shared with other jobs)"
@@ -150,7 +165,8 @@ def write(rows, args, seconds) -> None:
              "Training hyper-parameters only, on one fixed CNN per problem (see the module docstring), score = "
              f"validation accuracy; {args.trials} trials per search ({args.warmup} random warm-up trials, then "
              f"GP-UCB), seeds 0..{args.seeds - 1}, both spaces with the same seeds. cifar10 = a subsample of "
-             "cifar10-dev: 100 train / 50 val images per class from train/, 50 test images per class from test/.",
+             f"cifar10-dev: {N_TRAIN} train / {N_VAL} val images per class from train/, {N_TEST} test images per class "
+             f"from test/. {args.workers} trials at a time (asynchronous GP-BUCB after the warm-up).",
              "", "| problem | space | best val acc per seed | median | best after warm-up (median) | "
              "test acc of best (median) | trials under 30 % val acc | best optimizer per seed |",
              "|---|---|---|---:|---:|---:|---:|---|"]

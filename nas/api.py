@@ -361,11 +361,22 @@ def _data_args(name, source, folder: Path, data_dir, download, seed, image_size,
     return {"data_file": DATA_FILE, "data_key": key}
 
 
+def _fix_epochs(space: Space, epochs: int | None) -> Space:
+    """With a fixed training length, a top-level ``epochs`` parameter becomes that constant, so the stored
+    configs say what every trial trained (and the GP wastes no dimension on it)."""
+    from nas.space import Constant
+
+    params = space.root.params
+    if epochs is None or not any(p.name == "epochs" for p in params):
+        return space
+    return Space([Constant("epochs", int(epochs)) if p.name == "epochs" else p for p in params], name=space.name)
+
+
 def _load_space(space, preset, epochs, old_meta, *, cnn_default: bool) -> Space:
     if isinstance(space, Space):
-        return space
+        return _fix_epochs(space, epochs)
     if isinstance(space, (str, os.PathLike)):
-        return Space.load(space)
+        return _fix_epochs(Space.load(space), epochs)
     if space is not None:
         raise SpaceError(f"space: expected a nas.Space or a YAML / JSON file, got a {type(space).__name__}")
     if old_meta.get("space"):

@@ -286,3 +286,16 @@ def test_bad_input_is_refused_before_any_trial_in_one_line(tmp_path, kwargs, kin
     assert needle in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "s/study.db").exists()
 
+
+
+def test_nas_api_imports_the_application_only_lazily():
+    """At module level nas.api imports the engine alone, so objective= searches never load torch."""
+    import ast
+
+    top = set()
+    for node in ast.parse((ROOT / "nas/api.py").read_text()).body:
+        if isinstance(node, ast.Import):
+            top |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            top.add(node.module.split(".")[0])
+    assert not top & {"torch", "timm", "search_spaces", "trainers"}, top
