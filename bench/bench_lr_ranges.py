@@ -34,7 +34,6 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import nas  # noqa: E402
 from nas.space import Categorical, Constant, Float, Group, Integer, Space  # noqa: E402
 from search_spaces.default import training_params  # noqa: E402
 

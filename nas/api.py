@@ -195,8 +195,8 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
             max_params: float | None = None, score: str | None = None, seed: int = 0, resume: bool = False,
             workers: int = 1, executor: str | None = None, ray_address: str | None = None,
             gpus_per_trial: float = 0.0, warmup: int | None = None, device: str | None = None,
-            epochs: int | None = None, augment: str | None = "auto", progress: bool = False,
-            command: str | None = None) -> Study:
+            epochs: int | None = None, augment: str | None = "auto", precision: str = "auto",
+            channels_last: bool | None = None, progress: bool = False, command: str | None = None) -> Study:
     """Check every option and build the ``Study`` that ``search`` runs (``nas search`` runs it too).
 
     Nothing is trained here; the data is loaded (and, when it is the caller's own in-memory data, saved
@@ -236,8 +236,12 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
         from trainers.user_data import load_saved
 
         data = load_saved(str(folder / old_meta["data_file"]))
-    meta: dict[str, Any] = {"command": command or "nas.api.search", "seed": seed, "direction": direction}
-    args: dict[str, Any] = {"save_weights": True, "threads": max(1, cpu_count() // workers)}
+    if precision not in ("auto", "bf16", "fp32"):
+        raise NasError(f"precision={precision!r}: choose auto, bf16 or fp32")
+    meta: dict[str, Any] = {"command": command or "nas.api.search", "seed": seed, "direction": direction,
+                            "precision": precision}
+    args: dict[str, Any] = {"save_weights": True, "threads": max(1, cpu_count() // workers),
+                            "precision": precision, "channels_last": channels_last}
     if reporter is not None:
         args["reporter"] = reporter
     if objective is not None:

@@ -25,6 +25,7 @@ def options(args) -> dict:
         "ray_address": get("ray_address"), "gpus_per_trial": get("gpus_per_trial", 0.0) or 0.0,
         "warmup": get("warmup"), "device": get("device"), "epochs": get("epochs"),
         "progress": not get("quiet", False), "command": " ".join(["nas"] + sys.argv[1:]),
+        "precision": get("precision") or "auto", "channels_last": False if get("no_channels_last", False) else None,
     }
 
 

@@ -538,6 +538,7 @@ def _retrain(view, trial: Trial, info: dict, *, progress=None) -> tuple[dict, fl
     try:
         result = train_mod.train_trial(
             config, full, seed=trial.seed, keep_weights=True, augment=meta.get("augment"), num_threads=threads,
+            precision=meta.get("precision") or "auto",
             model=lambda: build_model(config, num_classes=info["num_classes"], in_chans=c),
             on_epoch=_epoch_line(trial.id, epochs, progress) if progress is not None else None)
     except train_mod.TrialFailed as e:

@@ -19,6 +19,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from search_spaces.numerics import flush_denormals
+
 WARMUP = 3  # first calls pay for allocator growth and oneDNN kernel selection; keep them out of the median
 
 
@@ -53,7 +55,9 @@ def profile_model(model: nn.Module, input_shape: Sequence[int], *, batches: Sequ
 
     Latency: median wall time of `repeats` forward passes per batch size, after `warmup` passes, in eval
     mode under torch.inference_mode, with `threads` intra-op threads (default: torch's current count; set
-    for the measurement and restored after), the count the result states. MACs: fvcore at batch 1.
+    for the measurement and restored after), the count the result states, and denormals flushed to zero (as
+    in training: a network whose weights hold subnormal values would otherwise time several times slower
+    than it runs with the flushing most deployments enable). MACs: fvcore at batch 1.
     The model is left in the train/eval mode it came in.
     """
     shape = tuple(int(s) for s in input_shape)
@@ -68,8 +72,9 @@ def profile_model(model: nn.Module, input_shape: Sequence[int], *, batches: Sequ
     try:
         torch.set_num_threads(used)
         gen = torch.Generator().manual_seed(0)
-        latency = [_latency(m, torch.randn((b, *shape), generator=gen), repeats=repeats, warmup=warmup)
-                   for b in batches]
+        with flush_denormals():
+            latency = [_latency(m, torch.randn((b, *shape), generator=gen), repeats=repeats, warmup=warmup)
+                       for b in batches]
         used = torch.get_num_threads()  # what the measurement ran with
         fv = _fvcore(m, torch.randn((1, *shape), generator=gen), max_depth)
     finally:

@@ -5,7 +5,8 @@ from the config, train it, save its weights, return validation accuracy.
 ``seed``, ``study_dir`` and the objective arguments ``nas.api`` sets: ``dataset``, ``data_dir``, ``download``,
 ``data_seed``, ``image_size``, ``val_fraction``, ``test_fraction`` (or ``data_file`` / ``data_key``: the
 user's in-memory data, saved in the study folder), ``threads``, ``device``, ``epochs`` (a fixed training
-length), ``save_weights``, ``max_epochs``, ``time_limit`` and ``reporter`` (see ``nas.user_fn``).
+length), ``save_weights``, ``max_epochs``, ``time_limit``, ``precision``, ``channels_last`` and ``reporter``
+(see ``nas.user_fn``).
 """
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ def run_trial(spec: dict) -> dict:
         config, data, seed=int(spec.get("seed", 0)), keep_weights=bool(spec.get("save_weights", True)),
         model=lambda: build_model(config, num_classes=data.num_classes, in_chans=c), device=spec.get("device"),
         num_threads=threads, max_epochs=spec.get("max_epochs"), time_limit=spec.get("time_limit"),
-        augment=spec.get("augment"), on_epoch=lambda e: not report(e["epoch"], e["val_acc"]))
+        augment=spec.get("augment"), precision=spec.get("precision", "auto"),
+        channels_last=spec.get("channels_last"), on_epoch=lambda e: not report(e["epoch"], e["val_acc"]))
     metrics = result.to_dict()
     metrics["wall_time"] = time.perf_counter() - t0
     metrics["pid"] = os.getpid()
