@@ -17,6 +17,7 @@ accuracy, the same seeds for both spaces. Problems:
                3-conv CNN (stride-2 stem), 4 epochs, flip + shift augmentation
 
     python bench/bench_lr_ranges.py --seeds 3 --trials 8 --warmup 4 --workers 2 [--problems digits,cifar10]
+        [--cifar 50,30,30,4]   (images per class: train, val, test; and epochs)
 """
 from __future__ import annotations
 
@@ -131,9 +132,12 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=4)
     p.add_argument("--problems", default="digits,cifar10")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--cifar", default="50,30,30,4", help="train,val,test images per class and epochs (cifar10)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results_lr_ranges.md"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    global N_TRAIN, N_VAL, N_TEST
+    N_TRAIN, N_VAL, N_TEST, PROBLEMS["cifar10"]["epochs"] = (int(v) for v in args.cifar.split(","))
     from nas.executors import get_executor
 
     pool = get_executor("process" if args.workers > 1 else "inprocess", workers=args.workers, threads_per_worker=1)
@@ -156,7 +160,7 @@ def main(argv=None) -> None:
 def write(rows, args, seconds) -> None:
     cmd = "python bench/bench_lr_ranges.py " + " ".join(
         [f"--seeds {args.seeds}", f"--trials {args.trials}", f"--warmup {args.warmup}", f"--problems {args.problems}",
-         f"--workers {args.workers}"])
+         f"--workers {args.workers}", f"--cifar {args.cifar}"])
     done = sorted({r["seed"] for r in rows})
     lines = ["# Per-optimizer learning-rate and weight-decay ranges vs one shared range", "",
              f"Command: `{cmd}` ({seconds / 60:.0f} min, 1 thread, machine shared with other jobs)"
@@ -165,7 +169,7 @@ def write(rows, args, seconds) -> None:
              f"validation accuracy; {args.trials} trials per search ({args.warmup} random warm-up trials, then "
              f"GP-UCB), seeds 0..{args.seeds - 1}, both spaces with the same seeds. cifar10 = a subsample of "
              f"cifar10-dev: {N_TRAIN} train / {N_VAL} val images per class from train/, {N_TEST} test images per class "
-             f"from test/. {args.workers} trials at a time (asynchronous GP-BUCB after the warm-up).",
+             f"from test/, {PROBLEMS['cifar10']['epochs']} epochs; digits {PROBLEMS['digits']['epochs']} epochs. {args.workers} trials at a time (asynchronous GP-BUCB after the warm-up).",
              "", "| problem | space | best val acc per seed | median | best after warm-up (median) | "
              "test acc of best (median) | trials under 30 % val acc | best optimizer per seed |",
              "|---|---|---|---:|---:|---:|---:|---|"]

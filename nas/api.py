@@ -32,9 +32,9 @@ Example (digits, two short trials of a user training loop):
 ...     return acc
 >>> import tempfile; folder = tempfile.mkdtemp()
 >>> view = nas.search(data=(x, y), train=train, trials=2, warmup=2, out=folder,
-...                   space=nas.api.small_cnn_space())                     # doctest: +SKIP
->>> view.best.value > 0.1                                                  # doctest: +SKIP
-True
+...                   space=nas.api.small_cnn_space())
+>>> [t.status for t in view.trials], view.best.value > 0.5
+(['complete', 'complete'], True)
 """
 from __future__ import annotations
 
