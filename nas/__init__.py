@@ -5,7 +5,7 @@ from nas.space import Categorical, Constant, Float, Group, Integer, Repeat, Spac
 
 __all__ = [
     "Space", "Float", "Integer", "Categorical", "Constant", "Group", "Repeat", "Optimizer", "Limit",
-    "load_study", "search", "NasError", "SpaceError", "ConfigError", "DataError", "StudyError",
+    "load_study", "NasError", "SpaceError", "ConfigError", "DataError", "StudyError",
 ]
 
 
@@ -14,8 +14,4 @@ def __getattr__(name):
         from nas.report import load_study
 
         return load_study
-    if name == "search":  # nas.api.search; nas.api also has prepare, report and export
-        from nas.api import search
-
-        return search
     raise AttributeError(f"module 'nas' has no attribute {name!r}")

@@ -15,7 +15,8 @@ What can be searched:
 
 Example (digits, two short trials of a user training loop):
 
->>> import torch, nas
+>>> import torch
+>>> from nas.api import search, small_cnn_space
 >>> from sklearn.datasets import load_digits
 >>> d = load_digits()
 >>> x, y = torch.tensor(d.images[:, None] / 16, dtype=torch.float32), torch.tensor(d.target)
@@ -31,8 +32,8 @@ Example (digits, two short trials of a user training loop):
 ...             break
 ...     return acc
 >>> import tempfile; folder = tempfile.mkdtemp()
->>> view = nas.search(data=(x, y), train=train, trials=2, warmup=2, out=folder,
-...                   space=nas.api.small_cnn_space())
+>>> view = search(data=(x, y), train=train, trials=2, warmup=2, out=folder,
+...                   space=small_cnn_space())
 >>> [t.status for t in view.trials], view.best.value > 0.5
 (['complete', 'complete'], True)
 """
@@ -230,7 +231,7 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
     if name == "user" and data is None:  # resuming a study on the user's own data: its saved copy
         if old_meta.get("trainer") == "user" and train is None and model is None:
             raise NasError(f"{folder}: its trials ran your own train / model functions; resume it from Python "
-                           "with nas.search(..., train=..., resume=True)")
+                           "with nas.api.search(..., train=..., resume=True)")
         if not old_meta.get("data_file"):
             raise DataError(f"{folder}: its data was streamed from your Dataset; pass data= again to resume")
         from trainers.user_data import load_saved

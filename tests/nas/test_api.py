@@ -13,7 +13,6 @@ import pytest
 import torch
 from torch import nn
 
-import nas
 from nas import api
 from nas.errors import DataError, NasError, SpaceError, StudyError
 from nas.space import Float, Integer, Space
@@ -136,7 +135,7 @@ def test_builtin_trainer_on_tensors_with_the_users_own_validation_split(tmp_path
     x, y = _digits()
     xv, yv = _digits(520)
     xv, yv = xv[N:], yv[N:]  # 120 images the search never trains on
-    view = nas.search(data=(x, y), val_data=(xv.numpy(), yv.numpy()), space=api.small_cnn_space(), out=tmp_path / "s",
+    view = api.search(data=(x, y), val_data=(xv.numpy(), yv.numpy()), space=api.small_cnn_space(), out=tmp_path / "s",
                       **TINY)
     assert [t.status for t in view.trials] == ["complete"] * 2
     assert view.meta["trainer"] == "builtin" and view.meta["dataset"] == "user"
@@ -149,7 +148,7 @@ def test_builtin_trainer_on_tensors_with_the_users_own_validation_split(tmp_path
 
 def test_a_dataset_in_two_worker_processes(tmp_path):
     """The user's Dataset and train function reach spawned workers; every trial records its curve and weights."""
-    view = nas.search(data=Pairs(), train=train_adam, space=api.small_cnn_space(), out=tmp_path / "s", workers=2,
+    view = api.search(data=Pairs(), train=train_adam, space=api.small_cnn_space(), out=tmp_path / "s", workers=2,
                       executor="process", trials=2, warmup=2)
     assert [t.status for t in view.trials] == ["complete"] * 2, [t.error for t in view.trials]
     for t in view.trials:
@@ -159,7 +158,7 @@ def test_a_dataset_in_two_worker_processes(tmp_path):
 
 
 def test_a_streamed_dataset_goes_through_loaders(tmp_path):
-    view = nas.search(data=Pairs(), train=train_adam, in_memory=False, num_classes=10, space=api.small_cnn_space(),
+    view = api.search(data=Pairs(), train=train_adam, in_memory=False, num_classes=10, space=api.small_cnn_space(),
                       out=tmp_path / "s", **TINY)
     assert all(t.status == "complete" for t in view.trials)
     assert not (tmp_path / "s/data.pt").exists()
@@ -169,7 +168,7 @@ def test_a_streamed_dataset_goes_through_loaders(tmp_path):
 
 def test_a_space_that_is_not_a_cnn_with_the_users_model(tmp_path):
     space = Space([Integer("hidden", 8, 32, step=8), Float("lr", 1e-3, 3e-2, log=True)])
-    view = nas.search(data=Pairs(), model=mlp, train=train_adam, space=space, epochs=1, out=tmp_path / "s", **TINY)
+    view = api.search(data=Pairs(), model=mlp, train=train_adam, space=space, epochs=1, out=tmp_path / "s", **TINY)
     assert all(t.status == "complete" and t.macs is None for t in view.trials)
     assert view.meta["score"] == "acc"
     with pytest.raises(SpaceError, match="not a CNN"):
@@ -178,8 +177,8 @@ def test_a_space_that_is_not_a_cnn_with_the_users_model(tmp_path):
 
 def test_an_objective_search_is_torch_free(tmp_path):
     (tmp_path / "blackbox.py").write_text("def f(config):\n    return (config['x'] - 0.3) ** 2\n")
-    code = ("import sys, nas\nfrom nas import Space, Float\nimport blackbox\n"
-            "v = nas.search(objective=blackbox.f, space=Space([Float('x', 0, 1)]), trials=5, warmup=3, "
+    code = ("import sys, nas.api\nfrom nas import Space, Float\nimport blackbox\n"
+            "v = nas.api.search(objective=blackbox.f, space=Space([Float('x', 0, 1)]), trials=5, warmup=3, "
             "direction='minimize', out=sys.argv[1], workers=2)\n"
             "assert len(v.trials) == 5 and v.best.value == min(t.value for t in v.trials)\n"
             "print(sorted(m for m in ('torch', 'trainers', 'search_spaces') if m in sys.modules))\n")
@@ -194,10 +193,10 @@ def test_an_objective_search_is_torch_free(tmp_path):
 def test_resume_keeps_the_data_and_refuses_other_data(tmp_path):
     x, y = _digits()
     out = tmp_path / "s"
-    nas.search(data=(x, y), space=api.small_cnn_space(), out=out, **TINY)
+    api.search(data=(x, y), space=api.small_cnn_space(), out=out, **TINY)
     with pytest.raises(StudyError, match="already holds a study"):
         api.prepare(data=(x, y), space=api.small_cnn_space(), out=out)
-    view = nas.search(data=(x, y), space=api.small_cnn_space(), out=out, resume=True, trials=3, warmup=2)
+    view = api.search(data=(x, y), space=api.small_cnn_space(), out=out, resume=True, trials=3, warmup=2)
     assert len(view.trials) == 3
     with pytest.raises(StudyError, match="other data"):
         api.prepare(data=(x[:300], y[:300]), out=out, resume=True)
@@ -212,7 +211,7 @@ def test_a_study_of_the_users_train_function_resumes_from_python_only(tmp_path, 
     from nas.cli import main
 
     out = tmp_path / "s"
-    nas.search(data=Pairs(), train=train_adam, space=api.small_cnn_space(), out=out, trials=1, warmup=1)
+    api.search(data=Pairs(), train=train_adam, space=api.small_cnn_space(), out=out, trials=1, warmup=1)
     assert main(["search", "--out", str(out), "--resume", "--trials", "2", "--quiet"]) == 2
     assert "resume it from Python" in capsys.readouterr().err
     with pytest.raises(NasError, match="--no-retrain"):
@@ -223,7 +222,7 @@ def test_a_study_of_the_users_train_function_resumes_from_python_only(tmp_path, 
 # ------------------------------------------------------------------------------------------ bad input
 
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
-    view = nas.search(data=Pairs(), train=train_odd_fails, space=api.small_cnn_space(), out=tmp_path / "s",
+    view = api.search(data=Pairs(), train=train_odd_fails, space=api.small_cnn_space(), out=tmp_path / "s",
                       trials=3, warmup=3)
     assert [t.status for t in view.trials] == ["failed", "complete", "failed"]
     assert view.trials[0].error == ("UserFunctionError: train_odd_fails(model, config, data, report) raised "
@@ -240,7 +239,7 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
 ])
 def test_bad_user_functions_fail_each_trial_in_one_line(tmp_path, train, needle):
     with pytest.raises(NasError) as e:
-        nas.search(data=Pairs(), train=train, space=api.small_cnn_space(), out=tmp_path / "s", **TINY)
+        api.search(data=Pairs(), train=train, space=api.small_cnn_space(), out=tmp_path / "s", **TINY)
     assert "none of the 2 trials completed" in str(e.value) and needle in str(e.value)
     assert "\n" not in str(e.value)
     with Storage(tmp_path / "s/study.db", read_only=True) as st:
