@@ -79,11 +79,15 @@ def _threads_for(config: dict, data, allotted: int | None) -> int | None:
 def run_trial(spec: dict) -> dict:
     from nas.user_fn import report_for
     from search_spaces.builder import build_model
+    from search_spaces.size import check_size
     from trainers.train import train_trial
 
     data = trial_data(spec)
     config = fixed_epochs(spec, spec["config"])
     c, _, _ = data.input_shape
+    # Proposals are already under the caps; a trial queued by an older study, or a config edited in the
+    # database, is checked again here, before anything is allocated.
+    check_size(config, input_shape=tuple(data.input_shape), num_classes=data.num_classes)
     threads = _threads_for(config, data, spec.get("threads"))
     report = report_for(spec)
     t0 = time.perf_counter()
