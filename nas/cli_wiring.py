@@ -109,6 +109,23 @@ def _issue13_options(args, old_meta: dict) -> None:
         args.fidelity, args.max_epochs = "off", args.epochs
 
 
+def _api_options(args) -> dict:
+    """``nas.api.prepare`` keyword options for parsed ``nas search`` arguments."""
+    get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+    return {
+        "dataset": get("dataset"), "data_dir": get("data_dir"), "download": bool(get("download", False)),
+        "image_size": get("image_size"), "val_fraction": get("val_fraction") or 0.15,
+        "test_fraction": get("test_fraction") or 0.2, "space": get("space"), "out": get("out"),
+        "trials": get("trials"), "time_budget": get("time_budget"), "max_macs": get("max_macs"),
+        "max_params": get("max_params"), "score": get("score"), "seed": get("seed") or 0,
+        "resume": bool(get("resume", False)), "workers": get("workers", 1), "executor": get("executor"),
+        "ray_address": get("ray_address"), "gpus_per_trial": get("gpus_per_trial", 0.0) or 0.0,
+        "warmup": get("warmup"), "device": get("device"), "epochs": get("epochs"),
+        "precision": get("precision") or "auto", "channels_last": False if get("no_channels_last", False) else None,
+        "progress": not get("quiet", False), "command": " ".join(["nas"] + sys.argv[1:]),
+    }
+
+
 def make_study(args) -> tuple[Study, int | None]:
     from search_spaces.arch import validate_arch
     from search_spaces.counting import count
@@ -124,6 +141,11 @@ def make_study(args) -> tuple[Study, int | None]:
     if args.resume and (out / DB_NAME).exists():
         with Storage(out / DB_NAME, read_only=True) as st:
             old_meta = st.meta()
+    if old_meta.get("dataset") == "user":  # a study of the user's own data: only nas.api knows it
+        from nas import api
+
+        study = api.prepare(**_api_options(args))
+        return study, study.budget.trials
     _issue13_options(args, old_meta)
     for dest, key, default in FROM_STUDY:  # a resume keeps the study's settings unless told otherwise
         if getattr(args, dest, None) is None:
