@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) -m bench.bench_denormal
 	$(PY) -m bench.bench_parallel
 	$(PY) -m bench.bench_multifidelity --seeds 2 --budgets 10 30  # ours' GP makes the full 10 seeds x 3 budgets hours long
+	$(PY) -m bench.bench_lr_ranges
 	$(PY) -m bench.collect
 
 clean:

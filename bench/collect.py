@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["optimizer", "batch", "search", "trainer", "denormal", "parallel", "mf_synthetic", "multifidelity"]
+ORDER = ["optimizer", "batch", "search", "trainer", "denormal", "parallel", "mf_synthetic", "multifidelity", "lr_ranges"]
 TITLES = {
     "optimizer": "Optimiser: NAS-Bench-201, conditional synthetic, two objectives, ask overhead",
     "batch": "Batch and asynchronous proposals on NAS-Bench-201",
@@ -20,6 +20,7 @@ TITLES = {
     "parallel": "Parallel trials: process pool and Ray",
     "mf_synthetic": "Multi-fidelity engine on synthetic learning curves",
     "multifidelity": "Multi-fidelity search on the TaskSet learning curves",
+    "lr_ranges": "Per-optimizer learning-rate and weight-decay ranges vs one shared range",
 }
 
 

@@ -64,6 +64,17 @@ def _fraction_or_count(text: str) -> float:
     return v
 
 
+def _fraction(text: str) -> float:
+    """A number strictly between 0 and 1."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.15, got {text!r}") from None
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text!r}")
+    return v
+
+
 def _amount(text: str) -> float:
     """A count such as ``2e5`` or ``200k`` (suffixes k, M, G)."""
     return _suffixed(text, {"k": 1e3, "m": 1e6, "g": 1e9}, "2e5 or 200k")
@@ -90,8 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("search", help="search architecture and training hyper-parameters on a data set")
     s.add_argument("--dataset",
-                   help="digits (bundled, the default), mnist, fashion-mnist, cifar10, cifar100, or imagefolder")
+                   help="digits (bundled, the default), mnist, fashion-mnist, cifar10, cifar100, or imagefolder "
+                        "(the default when --data-dir is an image folder)")
     s.add_argument("--data-dir", help="where the data set lives (an ImageFolder root for imagefolder)")
+    s.add_argument("--image-size", type=_int_in(8, 1024),
+                   help="resize images to this side (image folders: default 32; torchvision sets: native)")
+    s.add_argument("--val-fraction", type=_fraction, default=0.15, help="validation share (default 0.15)")
+    s.add_argument("--test-fraction", type=_fraction, default=0.2,
+                   help="test share where the data set has no test split (default 0.2)")
+    s.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
+    s.add_argument("--epochs", type=_positive_int, help="train every trial for exactly this many epochs")
     s.add_argument("--download", action="store_true", help="download torchvision data sets if missing")
     s.add_argument("--out", help="study folder (default results/DATASET)")
     s.add_argument("--trials", type=_positive_int, help="number of trials (default: the data set's preset)")
@@ -100,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-params", type=_amount, help="hard limit on parameters")
     s.add_argument("--score", help="acc | mnas[:macs=T,params=P,alpha=A,beta=B] | weighted:macs=W,params=W "
                                     "(default mnas)")
-    s.add_argument("--seed", type=_seed, help="default 0")
+    s.add_argument("--seed", type=_seed,
+                   help="seeds the optimiser, the data splits and every trial's training (default 0)")
     s.add_argument("--resume", action="store_true", help="continue the study in --out (or start it)")
     s.add_argument("--space", help="a search space YAML/JSON file (default: the built-in space for the data set)")
     s.add_argument("--workers", type=_positive_int, default=1, help="trials in parallel")
@@ -136,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-retrain", action="store_true", help="use the trial's own weights instead of retraining")
 
     i = sub.add_parser("inspect", help="params, MACs and the per-module table of an architecture config")
-    i.add_argument("config")
+    i.add_argument("config", help="a JSON or YAML config file, or a shipped reference by name (mobilenet_v2, resnet50)")
     i.add_argument("--input-shape", type=_shape, default=(3, 224, 224))
     i.add_argument("--num-classes", type=_positive_int)
     i.add_argument("--json", action="store_true")
@@ -188,7 +208,7 @@ def cmd_search(args) -> int:
 
     study, total = wiring.make_study(args)
     if not args.quiet:
-        print(f"nas search: {args.dataset} -> {study.folder} ({wiring.describe(study)})", file=sys.stderr)
+        print(f"nas search: {study.folder} ({wiring.describe(study)})", file=sys.stderr)
     try:
         study.run()
     finally:

@@ -88,6 +88,44 @@ def fidelity_from_args(args, preset, old_meta: dict) -> tuple[Fidelity | None, i
     return (fid if mode == "on" else None), int(hi)
 
 
+def _issue13_options(args, old_meta: dict) -> None:
+    """--data-dir alone, --image-size, --val-fraction / --test-fraction, --device, --epochs (issue 13): checked
+    here with nas.api's checks. TODO(lead): make_study should become nas.api.prepare (see nas/api.py)."""
+    from nas import api
+    from nas.user_fn import check_fractions, check_image_size
+
+    check_fractions(getattr(args, "val_fraction", None) or 0.15, getattr(args, "test_fraction", None) or 0.2)
+    check_image_size(getattr(args, "image_size", None))
+    args.device = api._check_device(getattr(args, "device", None))
+    if getattr(args, "dataset", None) is None and args.data_dir and not old_meta.get("dataset"):
+        args.dataset = api._resolve_dataset(None, None, args.data_dir, {})
+    elif getattr(args, "dataset", None) is not None:
+        api._resolve_dataset(None, args.dataset, args.data_dir, {})  # digits with --data-dir is refused
+    if (args.dataset or old_meta.get("dataset")) == "digits" and getattr(args, "image_size", None) not in (None, 8):
+        raise NasError("digits images are 8x8; --image-size applies to image folders and torchvision data sets")
+    if getattr(args, "epochs", None):  # a fixed training length: single fidelity, E epochs
+        if getattr(args, "fidelity", None) == "on":
+            raise NasError("--epochs fixes every trial's length; it cannot go with --fidelity on")
+        args.fidelity, args.max_epochs = "off", args.epochs
+
+
+def _api_options(args) -> dict:
+    """``nas.api.prepare`` keyword options for parsed ``nas search`` arguments."""
+    get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+    return {
+        "dataset": get("dataset"), "data_dir": get("data_dir"), "download": bool(get("download", False)),
+        "image_size": get("image_size"), "val_fraction": get("val_fraction") or 0.15,
+        "test_fraction": get("test_fraction") or 0.2, "space": get("space"), "out": get("out"),
+        "trials": get("trials"), "time_budget": get("time_budget"), "max_macs": get("max_macs"),
+        "max_params": get("max_params"), "score": get("score"), "seed": get("seed") or 0,
+        "resume": bool(get("resume", False)), "workers": get("workers", 1), "executor": get("executor"),
+        "ray_address": get("ray_address"), "gpus_per_trial": get("gpus_per_trial", 0.0) or 0.0,
+        "warmup": get("warmup"), "device": get("device"), "epochs": get("epochs"),
+        "precision": get("precision") or "auto", "channels_last": False if get("no_channels_last", False) else None,
+        "progress": not get("quiet", False), "command": " ".join(["nas"] + sys.argv[1:]),
+    }
+
+
 def make_study(args) -> tuple[Study, int | None]:
     from search_spaces.arch import validate_arch
     from search_spaces.counting import count
@@ -103,6 +141,12 @@ def make_study(args) -> tuple[Study, int | None]:
     if args.resume and (out / DB_NAME).exists():
         with Storage(out / DB_NAME, read_only=True) as st:
             old_meta = st.meta()
+    if old_meta.get("dataset") == "user":  # a study of the user's own data: only nas.api knows it
+        from nas import api
+
+        study = api.prepare(**_api_options(args))
+        return study, study.budget.trials
+    _issue13_options(args, old_meta)
     for dest, key, default in FROM_STUDY:  # a resume keeps the study's settings unless told otherwise
         if getattr(args, dest, None) is None:
             setattr(args, dest, old_meta.get(key, default))
@@ -110,7 +154,9 @@ def make_study(args) -> tuple[Study, int | None]:
     fidelity, max_epochs = fidelity_from_args(args, preset, old_meta)  # bad settings fail before the data loads
     # Load once in the driver: checks the data early (a one-line error before any trial) and gives the
     # input shape and class count of image folders.
-    data = cached_dataset(preset.name, args.data_dir, 0, bool(args.download), None)
+    image_size = getattr(args, "image_size", None)
+    fractions = (getattr(args, "val_fraction", None) or 0.15, getattr(args, "test_fraction", None) or 0.2)
+    data = cached_dataset(preset.name, args.data_dir, args.seed, bool(args.download), image_size, *fractions)
     input_shape, num_classes = tuple(data.input_shape), int(data.num_classes)
 
     space = _load_space(args, old_meta)
@@ -170,9 +216,13 @@ def make_study(args) -> tuple[Study, int | None]:
         "command": " ".join(["nas"] + sys.argv[1:]), "max_epochs": max_epochs,
         "epoch_budget": trials * max_epochs if (fidelity is not None and trials) else None,
         "precision": objective_args_precision(args),
+        "data_seed": args.seed, "image_size": image_size, "val_fraction": fractions[0],
+        "test_fraction": fractions[1], "device": args.device, "epochs": getattr(args, "epochs", None),
     }
     objective_args = {"dataset": preset.name, "data_dir": args.data_dir, "download": bool(args.download),
-                      "data_seed": 0, "augment": preset.augment, "save_weights": True,
+                      "data_seed": args.seed, "image_size": image_size, "val_fraction": fractions[0],
+                      "test_fraction": fractions[1], "device": args.device,
+                      "augment": preset.augment, "save_weights": True,
                       "threads": max(1, _cpu_count() // workers),
                       "precision": objective_args_precision(args),
                       "channels_last": False if getattr(args, "no_channels_last", False) else None}
@@ -271,7 +321,7 @@ def model_section(view):
 
     def section(trial) -> dict:
         model = build_model(trial.config, num_classes=int(meta["num_classes"]), in_chans=shape[0])
-        prof = profile_model(model, shape)
+        prof = profile_model(model, shape, threads=_cpu_count())  # measured with the count it states
         return {"title": f"Best network (trial {trial.id})", "html": model_section_html(prof),
                 "text": format_profile(prof)}
 

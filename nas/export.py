@@ -503,14 +503,38 @@ def _saved_state(view, trial: Trial) -> dict:
     return state
 
 
-def _retrain(view, trial: Trial, info: dict) -> tuple[dict, float, dict]:
-    """Train the trial's config from scratch on train + val (same split, seed and epochs as the search)."""
+def _data_spec(view) -> dict:
+    """The spec entries that find the search's data again (``trainers.runner.trial_data``)."""
+    meta = view.meta
+    keys = ("dataset", "data_dir", "data_file", "data_key", "image_size", "val_fraction", "test_fraction")
+    spec = {k: meta[k] for k in keys if meta.get(k) is not None}
+    spec.update(study_dir=str(view.path), data_seed=int(meta.get("data_seed", 0) or 0), download=False)
+    return spec
+
+
+def _epoch_line(trial_id: int, epochs: int, stream):
+    """Per-epoch progress of the retraining, one line each on stderr."""
+
+    def show(entry: dict) -> None:
+        print(f"nas export: retraining trial {trial_id}: epoch {entry['epoch']}/{epochs}, train loss "
+              f"{entry['train_loss']:.4f}, {entry['elapsed']:.1f}s", file=stream, flush=True)
+
+    return show
+
+
+def _retrain(view, trial: Trial, info: dict, *, progress=None) -> tuple[dict, float, dict]:
+    """Train the trial's config from scratch on train + val (same split, seed and epochs as the search),
+    with the search's thread rule (one thread for small networks)."""
     from search_spaces.builder import build_model
     from trainers import train as train_mod
-    from trainers.runner import cached_dataset
+    from trainers.runner import _threads_for, fixed_epochs, trial_data
 
     meta = view.meta
-    data = cached_dataset(meta.get("dataset", "digits"), meta.get("data_dir"), 0, False, None)
+    if meta.get("trainer", "builtin") != "builtin":
+        raise NasError(f"{view.path}: its trials were trained by your own train function, which export cannot "
+                       "call; export the trial's own weights (--no-retrain, or retrain=False)")
+    spec = _data_spec(view)
+    data = trial_data(spec)
     if tuple(data.input_shape) != tuple(info["input_shape"]) or not _close(data.mean, info["mean"]):
         raise StudyError(f"{view.path}: the data set now loads differently from the search (shape "
                          f"{tuple(data.input_shape)} vs {tuple(info['input_shape'])}, or other statistics); "
@@ -519,17 +543,23 @@ def _retrain(view, trial: Trial, info: dict) -> tuple[dict, float, dict]:
     full = dataclasses.replace(
         data, x_train=torch.cat([data.x_train, data.x_val]), y_train=torch.cat([data.y_train, data.y_val]),
         x_val=data.x_val[:0], y_val=data.y_val[:0])
+    config = fixed_epochs({"epochs": meta.get("epochs")}, trial.config)
     c = info["input_shape"][0]
+    from nas.api import cpu_count
+
+    threads = _threads_for(config, data, cpu_count())
+    epochs = int({**train_mod.TRAIN_DEFAULTS, **config}["epochs"])
     try:
         result = train_mod.train_trial(
-            trial.config, full, seed=trial.seed, keep_weights=True, augment=meta.get("augment"),
+            config, full, seed=trial.seed, keep_weights=True, augment=meta.get("augment"), num_threads=threads,
             precision=meta.get("precision") or "auto",
-            model=lambda: build_model(trial.config, num_classes=info["num_classes"], in_chans=c))
+            model=lambda: build_model(config, num_classes=info["num_classes"], in_chans=c),
+            on_epoch=_epoch_line(trial.id, epochs, progress) if progress is not None else None)
     except train_mod.TrialFailed as e:
         raise NasError(f"retraining trial {trial.id} failed ({e.reason}); export its own weights with "
                        "--no-retrain or choose another --trial") from None
     details = {"epochs": result.epochs_run, "seed": trial.seed, "train_images": len(full.y_train),
-               "train_time": result.train_time, "test_acc": result.test_acc}
+               "train_time": result.train_time, "test_acc": result.test_acc, "threads": threads or cpu_count()}
     return result.state_dict, result.test_acc, details
 
 
@@ -585,9 +615,11 @@ def _onnx(net: torch.nn.Module, example: torch.Tensor) -> tuple[bytes | None, st
 
 # --- entry point -------------------------------------------------------------------------------
 
-def export_study(study_dir, *, out, trial_id: int | None = None, retrain: bool = True) -> list[str]:
+def export_study(study_dir, *, out, trial_id: int | None = None, retrain: bool = True,
+                 progress=True) -> list[str]:
     """Export a trial (default: the study's best complete one) into the folder ``out``; return the paths
-    written. ``retrain=False`` exports the trial's own saved weights instead of retraining.
+    written. ``retrain=False`` exports the trial's own saved weights instead of retraining; ``progress``:
+    one line per retraining epoch on stderr (True), on a given stream, or none (False / None).
 
     Raises StudyError / NasError with a one-line message for a folder that is not a study, a study with no
     complete trial, an unknown or unfinished trial, missing weights, or an ``out`` that is a file.
@@ -613,7 +645,7 @@ def export_study(study_dir, *, out, trial_id: int | None = None, retrain: bool =
     except ConfigError as e:
         raise ConfigError(f"{view.path}: cannot export trial {trial.id}: {e}") from None
     with atomic_folder(out) as staging:  # an export killed or failing half-way leaves no folder behind
-        names = _write_export(view, trial, info, source, staging, retrain)
+        names = _write_export(view, trial, info, source, staging, retrain, progress)
     return [str(out / n) for n in names]
 
 
@@ -621,12 +653,14 @@ def export_study(study_dir, *, out, trial_id: int | None = None, retrain: bool =
 _EXPORT_FILES = {"model.py", "weights.pt", "config.json", "model.ts", "model.onnx", "__pycache__"}
 
 
-def _write_export(view, trial: Trial, info: dict, source: str, out: Path, retrain: bool) -> list[str]:
+def _write_export(view, trial: Trial, info: dict, source: str, out: Path, retrain: bool,
+                  progress=True) -> list[str]:
     """Write every file of the export into the (staging) folder ``out``; return their names."""
 
     notes: list[str] = []
     if retrain:
-        state, test_acc, retrain_info = _retrain(view, trial, info)
+        stream = sys.stderr if progress is True else (progress or None)
+        state, test_acc, retrain_info = _retrain(view, trial, info, progress=stream)
     else:
         state, test_acc, retrain_info = _saved_state(view, trial), trial.metrics.get("test_acc"), None
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}

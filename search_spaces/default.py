@@ -66,24 +66,49 @@ def architecture_params(*, max_stages: int = 6, channels: tuple = (8, 128), stem
     return [stem, stages, head, classifier]
 
 
+# Each optimizer's own learning-rate and weight-decay ranges (log scale), from common practice; the lr
+# ranges assume the batch sizes of the presets (32-256) and the cosine schedule with optional warm-up.
+#   sgd      lr 0.005-0.5: 0.1 at batch 256 is the ResNet recipe (He et al. 2016; Goyal et al. 2017 scale it
+#            linearly with the batch), 0.01-0.05 is common at batch 32-128; below 0.005 SGD barely moves in a
+#            few epochs. L2 1e-5-1e-3: 1e-4 (ImageNet) and 5e-4 (CIFAR) are the standard values.
+#   adam     lr 1e-4-1e-2 around its default 1e-3 (Kingma & Ba 2015); above 1e-2 it diverges on most CNNs.
+#            L2 1e-6-1e-4: in Adam an L2 term is rescaled per weight by the second moment, so it acts far
+#            more weakly than its value says and large values mostly hurt (Loshchilov & Hutter 2019).
+#   adamw    lr 1e-4-1e-2 as Adam. Decoupled decay 1e-3-0.2: torch's default is 0.01, ConvNeXt / ViT
+#            recipes use 0.05; timm multiplies it by the lr at each step, so these are not L2 values.
+#   rmsprop  lr 1e-4-1e-2 around Keras' default 1e-3 (EfficientNet's 0.016 is for batch 4096); with
+#            eps 1e-8 a larger lr blows up. L2 1e-6-1e-4: EfficientNet / MobileNetV3 use 1e-5.
+# Weight decay means what torch does with the argument: decoupled (p -= lr * wd * p) for AdamW, an L2 term
+# added to the gradient for the others.
+OPTIMIZER_RANGES = {
+    "sgd": {"lr": (5e-3, 0.5), "weight_decay": (1e-5, 1e-3)},
+    "adam": {"lr": (1e-4, 1e-2), "weight_decay": (1e-6, 1e-4)},
+    "adamw": {"lr": (1e-4, 1e-2), "weight_decay": (1e-3, 0.2)},
+    "rmsprop": {"lr": (1e-4, 1e-2), "weight_decay": (1e-6, 1e-4)},
+}
+
+
+def _lr_wd(name: str) -> list[Param]:
+    r = OPTIMIZER_RANGES[name]
+    return [Float("lr", *r["lr"], log=True), Float("weight_decay", *r["weight_decay"], log=True)]
+
+
 def training_params(*, batch_sizes: tuple = (32, 64, 128, 256)) -> list[Param]:
-    """The optimiser and schedule parameters; each optimiser branch carries only its own settings.
+    """The optimiser and schedule parameters; each optimiser branch carries only its own settings, its own
+    lr and weight-decay ranges among them (``OPTIMIZER_RANGES``).
 
     The number of epochs is not among them: it is the resource multi-fidelity search hands out (the data
     set preset's min_epochs..max_epochs); a searched length would only teach the GP that longer is better.
     """
     betas = [Float("beta1", 0.8, 0.99), Float("beta2", 0.9, 0.9999)]  # around Adam's 0.9 / 0.999
     optimizer = Group("optimizer", [Categorical("name", {
-        "sgd": [Float("momentum", 0.5, 0.99), Categorical("nesterov", [True, False])],
-        "adam": list(betas),
-        "adamw": list(betas),
-        "rmsprop": [Float("alpha", 0.9, 0.99), Float("momentum", 0.0, 0.9)],
+        "sgd": [Float("momentum", 0.5, 0.99), Categorical("nesterov", [True, False]), *_lr_wd("sgd")],
+        "adam": [*betas, *_lr_wd("adam")],
+        "adamw": [*betas, *_lr_wd("adamw")],
+        "rmsprop": [Float("alpha", 0.9, 0.99), Float("momentum", 0.0, 0.9), *_lr_wd("rmsprop")],
     })])
     return [
         optimizer,
-        # 1e-4 suits Adam, 0.3 is the top of what SGD with warm-up tolerates on small batches.
-        Float("lr", 1e-4, 0.3, log=True),
-        Float("weight_decay", 1e-6, 1e-2, log=True),
         Categorical("batch_size", list(batch_sizes)),
         Float("label_smoothing", 0.0, 0.2),  # 0.1 is the usual choice; above 0.2 hurts small class counts
         # Counted in epochs of the full run; every preset's max_epochs is at least 9, so warm-up stays short.

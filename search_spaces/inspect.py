@@ -101,14 +101,39 @@ def parse_input_shape(text) -> tuple[int, int, int]:
     return _shape(tuple(text) if isinstance(text, (list, tuple)) else text)
 
 
+REFERENCE_DIR = Path(__file__).parent / "reference"  # package data: found from any working directory
+
+
+def reference_names() -> list[str]:
+    return sorted(p.stem for p in REFERENCE_DIR.glob("*.json"))
+
+
+def resolve_config_path(name) -> Path:
+    """A file path as given, or a shipped reference config by name (``mobilenet_v2``, ``resnet50.json``)."""
+    path = Path(name)
+    if path.exists() or path.parent != Path("."):
+        return path
+    ref = REFERENCE_DIR / (path.name if path.suffix == ".json" else f"{path.name}.json")
+    return ref if ref.is_file() else path
+
+
 def _load(path: Path) -> dict:
+    from nas.errors import SpaceError
+    from nas.space import parse_text
+
+    if not path.exists() and path.parent == Path("."):
+        raise ConfigError(f"{path}: no such file (shipped configs by name: {', '.join(reference_names())})")
     raw = read_regular_file(path, max_bytes=MAX_TEXT_FILE_BYTES, what="config", error=ConfigError)
     try:
-        data = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; a config is a JSON file") from None
-    except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the JSON decoder goes
-        raise ConfigError(f"{path}: not valid JSON ({' '.join(str(e).split())[:200]})") from None
+        raise ConfigError(f"{path}: not UTF-8 text; a config is a JSON or YAML file") from None
+    # JSON for .json, YAML otherwise (YAML reads JSON too); the same parser and alias-bomb guard as spaces.
+    source = str(path) if path.suffix.lower() in (".json", ".yaml", ".yml") else f"{path}.yaml"
+    try:
+        data = parse_text(text, source)
+    except SpaceError as e:
+        raise ConfigError(str(e).replace(source, str(path), 1)) from None
     # A trial record or an exported result holds the config under "config".
     if isinstance(data, dict) and "stem" not in data and isinstance(data.get("config"), dict):
         data = data["config"]
@@ -119,9 +144,10 @@ def inspect_main(path, input_shape, as_json: bool, *, num_classes: int | None = 
     """The text ``nas inspect PATH --input-shape CxHxW [--json]`` prints.
 
     ``num_classes`` defaults to the config's ``classifier.num_classes``, else 10 (said in the output).
-    Bad JSON or a bad config raises a one-line ConfigError naming the file.
+    ``path``: a JSON or YAML file, or the name of a shipped reference config (``mobilenet_v2``).
+    Bad JSON / YAML or a bad config raises a one-line ConfigError naming the file.
     """
-    path = Path(path)
+    path = resolve_config_path(path)
     shape = parse_input_shape(input_shape)
     config = _load(path)
     assumed = (num_classes is None and not (isinstance(config, dict) and isinstance(config.get("classifier"), dict)

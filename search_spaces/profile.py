@@ -50,11 +50,12 @@ def _fvcore(model: nn.Module, x: torch.Tensor, max_depth: int) -> dict:
 
 
 def profile_model(model: nn.Module, input_shape: Sequence[int], *, batches: Sequence[int] = (1, 64),
-                  repeats: int = 10, warmup: int = WARMUP, max_depth: int = 3) -> dict:
+                  repeats: int = 10, warmup: int = WARMUP, max_depth: int = 3, threads: int | None = None) -> dict:
     """Measure `model` on CPU for inputs of `input_shape` (one sample, e.g. (3, 32, 32)).
 
     Latency: median wall time of `repeats` forward passes per batch size, after `warmup` passes, in eval
-    mode under torch.inference_mode, with torch's current thread count and denormals flushed to zero (as
+    mode under torch.inference_mode, with `threads` intra-op threads (default: torch's current count; set
+    for the measurement and restored after), the count the result states, and denormals flushed to zero (as
     in training: a network whose weights hold subnormal values would otherwise time several times slower
     than it runs with the flushing most deployments enable). MACs: fvcore at batch 1.
     The model is left in the train/eval mode it came in.
@@ -65,17 +66,22 @@ def profile_model(model: nn.Module, input_shape: Sequence[int], *, batches: Sequ
     dev = next((p.device for p in model.parameters()), torch.device("cpu"))
     m = model if dev.type == "cpu" else copy.deepcopy(model).cpu()  # never move the caller's model
     was_training = m.training
+    old_threads = torch.get_num_threads()
+    used = int(threads) if threads else old_threads
     m.eval()
     try:
+        torch.set_num_threads(used)
         gen = torch.Generator().manual_seed(0)
         with flush_denormals():
             latency = [_latency(m, torch.randn((b, *shape), generator=gen), repeats=repeats, warmup=warmup)
                        for b in batches]
+        used = torch.get_num_threads()  # what the measurement ran with
         fv = _fvcore(m, torch.randn((1, *shape), generator=gen), max_depth)
     finally:
         m.train(was_training)
+        torch.set_num_threads(old_threads)
     return {"input_shape": list(shape), "params": sum(p.numel() for p in m.parameters()),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "latency": latency, **fv}
+            "threads": used, "torch": torch.__version__, "latency": latency, **fv}
 
 
 def _si(x: float | None) -> str:

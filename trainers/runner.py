@@ -2,9 +2,11 @@
 from the config, train it (a whole run, or one segment of it), save its weights, return validation accuracy.
 
 ``run_trial(spec)`` is module-level so executors can pickle it. ``spec`` holds ``trial_id``, ``config``,
-``seed``, ``study_dir`` and the objective arguments the CLI sets: ``dataset``, ``data_dir``, ``download``,
-``data_seed``, ``image_size``, ``threads``, ``save_weights``, ``max_epochs``, ``time_limit``, ``augment``,
-``precision``, ``channels_last``.
+``seed``, ``study_dir`` and the objective arguments ``nas.api`` sets: ``dataset``, ``data_dir``, ``download``,
+``data_seed``, ``image_size``, ``val_fraction``, ``test_fraction`` (or ``data_file`` / ``data_key``: the
+user's in-memory data, saved in the study folder), ``threads``, ``device``, ``epochs``, ``save_weights``,
+``max_epochs``, ``time_limit``, ``augment``, ``precision``, ``channels_last`` and ``reporter`` (see
+``nas.user_fn``).
 
 How many epochs (the run's full length, which the learning-rate schedule spans), first match wins:
     spec["max_resource"]   multi-fidelity mode (see below)
@@ -37,10 +39,42 @@ from nas.fsutil import atomic_write_bytes, remove_stale_temps
 
 
 @lru_cache(maxsize=2)
-def cached_dataset(name: str, data_dir: str | None, seed: int, download: bool, image_size: int | None):
+def cached_dataset(name: str, data_dir: str | None, seed: int, download: bool, image_size: int | None,
+                   val_fraction: float = 0.15, test_fraction: float = 0.2):
     from trainers.data import load_dataset
 
-    return load_dataset(name, data_dir=data_dir, seed=seed, download=download, image_size=image_size)
+    return load_dataset(name, data_dir=data_dir, seed=seed, download=download, image_size=image_size,
+                        val_fraction=val_fraction, test_fraction=test_fraction)
+
+
+def trial_data(spec: dict):
+    """The spec's data: the user's copy in the study folder, or a named data set (both cached per process)."""
+    if spec.get("data_file"):
+        from trainers.user_data import load_saved
+
+        return load_saved(str(Path(spec["study_dir"]) / spec["data_file"]), spec.get("data_key"))
+    return cached_dataset(spec.get("dataset", "digits"), spec.get("data_dir"), int(spec.get("data_seed", 0)),
+                          bool(spec.get("download", False)), spec.get("image_size"),
+                          float(spec.get("val_fraction", 0.15)), float(spec.get("test_fraction", 0.2)))
+
+
+def fixed_epochs(spec: dict, config: dict) -> dict:
+    """The config with the spec's fixed training length, when the search fixes one."""
+    return {**config, "epochs": int(spec["epochs"])} if spec.get("epochs") else config
+
+
+def save_trial_weights(spec: dict, state_dict: dict, metrics: dict) -> None:
+    import torch
+
+    if not spec.get("study_dir"):
+        return
+    buf = io.BytesIO()
+    torch.save(state_dict, buf)
+    path = weights_path(spec["study_dir"], spec["trial_id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)  # a search killed mid-write left one; this trial's folder is ours while it runs
+    atomic_write_bytes(path, buf.getvalue())
+    metrics["weights"] = str(path.relative_to(spec["study_dir"]))
 
 
 def weights_path(study_dir: str | Path, trial_id: int) -> Path:
@@ -89,17 +123,16 @@ def _segment(spec: dict, max_epochs: int) -> tuple[int, int, bytes | None]:
 
 
 def run_trial(spec: dict) -> dict:
-    import torch
 
     from nas.errors import ConfigError
+    from nas.user_fn import report_for
     from search_spaces.builder import build_model
     from search_spaces.size import check_size
     from trainers.checkpoint import as_state
     from trainers.train import train_trial
 
-    data = cached_dataset(spec.get("dataset", "digits"), spec.get("data_dir"), int(spec.get("data_seed", 0)),
-                          bool(spec.get("download", False)), spec.get("image_size"))
-    config = spec["config"]
+    data = trial_data(spec)
+    config = fixed_epochs(spec, spec["config"])
     c, _, _ = data.input_shape
     # Proposals are already under the caps; a trial queued by an older study, or a config edited in the
     # database, is checked again here, before anything is allocated.
@@ -111,25 +144,21 @@ def run_trial(spec: dict) -> dict:
         state = as_state(state)
         if state.epoch != start:
             raise ConfigError(f"the checkpoint holds {state.epoch} epochs, the job says resource_from={start}")
+    report = report_for(spec)
     t0 = time.perf_counter()
     multi = "resource_to" in spec
     result = train_trial(
         config, data, seed=int(spec.get("seed", 0)), keep_weights=bool(spec.get("save_weights", True)),
-        model=lambda: build_model(config, num_classes=data.num_classes, in_chans=c),
+        model=lambda: build_model(config, num_classes=data.num_classes, in_chans=c), device=spec.get("device"),
         num_threads=threads, max_epochs=max_epochs, stop_epoch=stop, resume=state,
         keep_state=multi and stop < max_epochs, time_limit=spec.get("time_limit"), augment=spec.get("augment"),
-        precision=spec.get("precision", "auto"), channels_last=spec.get("channels_last"))
+        precision=spec.get("precision", "auto"), channels_last=spec.get("channels_last"),
+        on_epoch=lambda e: not report(e["epoch"], e["val_acc"]))
     metrics = result.to_dict()
     metrics["wall_time"] = time.perf_counter() - t0
     metrics["pid"] = os.getpid()
-    if result.state_dict is not None and spec.get("study_dir"):
-        buf = io.BytesIO()
-        torch.save(result.state_dict, buf)
-        path = weights_path(spec["study_dir"], spec["trial_id"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(path)  # a search killed mid-write left one; this trial's folder is ours while it runs
-        atomic_write_bytes(path, buf.getvalue())
-        metrics["weights"] = str(path.relative_to(spec["study_dir"]))
+    if result.state_dict is not None:
+        save_trial_weights(spec, result.state_dict, metrics)
     cut = "fraction" in result.curve[-1]  # a time limit stopped mid-epoch: that epoch does not count
     return {"value": result.val_acc, "metrics": metrics, "resource": result.epoch - int(cut),
             "checkpoint": result.state.to_bytes() if result.state is not None else None}

@@ -3,6 +3,7 @@
 Training keys read from the config (all optional; defaults are in `TRAIN_DEFAULTS`):
     optimizer        {"name": sgd|adam|adamw|rmsprop, + that optimizer's own keys}
                        sgd:  momentum, nesterov      adam/adamw: beta1, beta2      rmsprop: alpha, momentum
+                       and, in the shipped space, its own lr and weight_decay (see `optimizer_lr_wd`)
     lr, weight_decay, batch_size, epochs, label_smoothing, warmup_epochs
 
 Notation: N = training images, B = batch size, S = optimizer steps per epoch = N // B (the last, partial
@@ -128,6 +129,17 @@ OPTIMIZERS: dict[str, Callable[[dict], tuple[str, dict]]] = {
 }
 
 
+def optimizer_lr_wd(config: dict) -> tuple[float, float]:
+    """(lr, weight_decay): the optimizer's own keys when it has them (the shipped space puts them there, one
+    range per optimizer), else the top-level keys, else the defaults. weight_decay is decoupled for AdamW
+    and an L2 term in the gradient for the others (what torch's optimizers do with the same argument)."""
+    opt = config.get("optimizer")
+    opt = opt if isinstance(opt, dict) else {}
+    lr = opt.get("lr", config.get("lr", TRAIN_DEFAULTS["lr"]))
+    wd = opt.get("weight_decay", config.get("weight_decay", TRAIN_DEFAULTS["weight_decay"]))
+    return float(lr), float(wd)
+
+
 def build_optimizer(model: nn.Module, config: dict) -> torch.optim.Optimizer:
     """timm `create_optimizer_v2` from the config's optimizer, lr and weight_decay keys."""
     from timm.optim import create_optimizer_v2
@@ -139,9 +151,8 @@ def build_optimizer(model: nn.Module, config: dict) -> torch.optim.Optimizer:
     if name not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
     timm_name, kwargs = OPTIMIZERS[name](opt)
-    return create_optimizer_v2(model, opt=timm_name, lr=float(config.get("lr", TRAIN_DEFAULTS["lr"])),
-                               weight_decay=float(config.get("weight_decay", TRAIN_DEFAULTS["weight_decay"])),
-                               **kwargs)
+    lr, weight_decay = optimizer_lr_wd(config)
+    return create_optimizer_v2(model, opt=timm_name, lr=lr, weight_decay=weight_decay, **kwargs)
 
 
 def build_scheduler(optimizer, *, epochs: int, steps_per_epoch: int, warmup_epochs: float, lr: float):
@@ -306,7 +317,7 @@ def _run(cfg, data, net, *, seed, dev, epochs, stop, resume, keep_state, batch_s
     batch_size = min(batch_size, n)
     steps = n // batch_size  # drop the partial last batch (see module docstring)
 
-    lr = float(cfg["lr"])
+    lr, _ = optimizer_lr_wd(cfg)
     optimizer = build_optimizer(net, cfg)
     scheduler = build_scheduler(optimizer, epochs=epochs, steps_per_epoch=steps,
                                 warmup_epochs=float(cfg["warmup_epochs"]), lr=lr)

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from nas.cli import main
 from nas.storage import Storage
@@ -139,3 +140,66 @@ def test_console_script_exit_code_and_single_line(tmp_path):
                           cwd=ROOT, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "low 1 is above high 0" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> Path:
+    """Two classes of twelve 10x10 PNGs: a dark and a bright one, so a trial can learn them."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("dark", "bright")):
+        (root / name).mkdir()
+        for i in range(12):
+            px = (rng.integers(0, 100, (10, 10, 3)) + 150 * k).astype(np.uint8)
+            Image.fromarray(px).save(root / name / f"{i}.png")
+    return root
+
+
+def test_data_dir_alone_means_an_image_folder_with_the_new_options(capsys, tmp_path, image_folder, tiny_space):
+    out = tmp_path / "s"
+    code, _, err = run(capsys, "search", "--data-dir", str(image_folder), "--image-size", "8", "--epochs", "1",
+                       "--val-fraction", "0.25", "--test-fraction", "0.25", "--seed", "3", "--device", "cpu",
+                       "--trials", "2", "--warmup", "2", "--space", str(tiny_space), "--out", str(out), "--quiet")
+    assert code == 0, err
+    with Storage(out / "study.db", read_only=True) as st:
+        meta, trials = st.meta(), st.trials()
+    assert meta["dataset"] == "imagefolder" and meta["input_shape"] == [3, 8, 8] and meta["num_classes"] == 2
+    assert meta["data_seed"] == 3 and meta["epochs"] == 1 and meta["device"] == "cpu"
+    assert meta["val_fraction"] == 0.25 and meta["image_size"] == 8
+    assert all(t.status == "complete" and t.metrics["epochs_run"] == 1 for t in trials), [t.error for t in trials]
+
+    from trainers.runner import cached_dataset
+
+    a = cached_dataset("imagefolder", str(image_folder), 3, False, 8, 0.25, 0.25)
+    b = cached_dataset("imagefolder", str(image_folder), 0, False, 8, 0.25, 0.25)
+    assert len(a.y_val) == 6 and not torch.equal(a.x_val, b.x_val)  # --seed moves the split
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["--data-dir", "{here}"], ["is not an image folder"]),
+    (["--data-dir", "/nonexistent/dir"], ["/nonexistent/dir", "does not exist"]),
+    (["--dataset", "digits", "--data-dir", "{here}"], ["would be ignored"]),
+    (["--image-size", "4"], ["--image-size", "from 8 to 1024"]),
+    (["--image-size", "2048"], ["--image-size"]),
+    (["--dataset", "digits", "--image-size", "16"], ["digits images are 8x8"]),
+    (["--val-fraction", "1.5"], ["--val-fraction", "strictly between 0 and 1"]),
+    (["--test-fraction", "0"], ["--test-fraction"]),
+    (["--val-fraction", "0.5", "--test-fraction", "0.5"], ["leaves no training data"]),
+    (["--epochs", "0"], ["--epochs"]),
+    (["--device", "tpu"], ["device 'tpu'"]),
+])
+def test_bad_new_search_options_are_one_line(capsys, tmp_path, argv, needles):
+    argv = [a.replace("{here}", str(Path(__file__).parent)) for a in argv]
+    code, _, err = run_safely(capsys, ["search", *argv, "--trials", "1", "--out", str(tmp_path / "s"), "--quiet"])
+    assert_one_line_error(code, err, *needles)
+    assert not (tmp_path / "s" / "study.db").exists()
+
+
+def test_inspect_a_shipped_config_by_name_from_another_folder(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "nas.cli", "inspect", "resnet50", "--json"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["params"] == 25557032

@@ -2,6 +2,7 @@
 interpreter that sees only torch, retraining on train + val, and the refusals (bad trials, code in configs)."""
 import ast
 import importlib.util
+import io
 import itertools
 import json
 import subprocess
@@ -251,7 +252,8 @@ def study(tmp_path_factory):
 def test_no_retrain_exports_the_trials_own_weights(study, tmp_path):
     out = tmp_path / "exp"
     written = export_study(study, out=out, trial_id=1, retrain=False)
-    assert [p.rsplit("/", 1)[-1] for p in written] == ["model.py", "weights.pt", "model.ts", "config.json"]
+    onnx = ["model.onnx"] if importlib.util.find_spec("onnx") else []
+    assert [p.rsplit("/", 1)[-1] for p in written] == ["model.py", "weights.pt", "model.ts", *onnx, "config.json"]
 
     saved = torch.load(weights_path(study, 1), weights_only=True)
     exported = torch.load(out / "weights.pt", weights_only=True)
@@ -299,6 +301,25 @@ assert not ours, ours
 """
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+def test_onnx_file_gives_the_pytorch_outputs(study, tmp_path):
+    """model.onnx run by onnxruntime, at two batch sizes (the batch axis is dynamic), against the module."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "exp"
+    export_study(study, out=out, trial_id=1, retrain=False)
+    net = _import(out / "model.py").load(str(out / "weights.pt"))
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input"]
+    for batch in (1, 5):
+        x = torch.randn(batch, *SHAPE, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            expected = net(x).numpy()
+        (got,) = session.run(["logits"], {"input": x.numpy()})
+        assert got.shape == expected.shape
+        assert abs(got - expected).max() <= 1e-5
+
+
 def test_model_py_runs_alone_in_a_fresh_interpreter(study, tmp_path):
     out = tmp_path / "exp"
     export_study(study, out=out, trial_id=1, retrain=False)
@@ -321,12 +342,18 @@ def test_default_retrains_the_best_trial_on_train_and_val(study, tmp_path, monke
     original = train_mod.train_trial
 
     def spy(config, data, **kw):
-        seen.update(n_train=len(data.y_train), n_val=len(data.y_val), seed=kw["seed"], epochs=config["epochs"])
+        seen.update(n_train=len(data.y_train), n_val=len(data.y_val), seed=kw["seed"], epochs=config["epochs"],
+                    threads=kw["num_threads"])
         return original(config, data, **kw)
 
     monkeypatch.setattr(train_mod, "train_trial", spy)
     out = tmp_path / "exp"
-    export_study(study, out=out)  # best = trial 2 (score 0.9)
+    progress = io.StringIO()
+    export_study(study, out=out, progress=progress)  # best = trial 2 (score 0.9)
+    lines = progress.getvalue().splitlines()
+    assert [ln.split(": epoch ")[1].split(",")[0] for ln in lines] == ["1/2", "2/2"], lines
+    # The search's thread rule: a digits network is far below SMALL_BATCH_MACS, so one thread.
+    assert seen.pop("threads") == 1
 
     data = cached_dataset("digits", None, 0, False, None)
     assert seen == {"n_train": len(data.y_train) + len(data.y_val), "n_val": 0, "seed": 12, "epochs": 2}

@@ -6,12 +6,13 @@ import torch
 
 from nas.space import Space
 from search_spaces import build_model, count
-from search_spaces.default import (SHIPPED, SPACES_DIR, architecture_space, default_space, training_space,
-                                   write_shipped)
+from search_spaces.default import (OPTIMIZER_RANGES, SHIPPED, SPACES_DIR, architecture_space, default_space,
+                                   training_space, write_shipped)
 
 OPTIMIZER_KEYS = {"sgd": {"momentum", "nesterov"}, "adam": {"beta1", "beta2"}, "adamw": {"beta1", "beta2"},
                   "rmsprop": {"alpha", "momentum"}}
-TRAINING_KEYS = {"optimizer", "lr", "weight_decay", "batch_size", "label_smoothing", "warmup_epochs"}
+OPTIMIZER_KEYS = {k: v | {"lr", "weight_decay"} for k, v in OPTIMIZER_KEYS.items()}
+TRAINING_KEYS = {"optimizer", "batch_size", "label_smoothing", "warmup_epochs"}
 ARCH_KEYS = {"stem", "stages", "head", "classifier"}
 
 
@@ -41,7 +42,10 @@ def test_optimizer_branches_carry_only_their_own_params():
         name = opt.pop("name")
         assert set(opt) == OPTIMIZER_KEYS[name]
         seen.add(name)
-        assert 1e-4 <= cfg["lr"] <= 0.3 and cfg["batch_size"] in (32, 64, 128, 256)
+        lo, hi = OPTIMIZER_RANGES[name]["lr"]
+        assert lo <= opt["lr"] <= hi and cfg["batch_size"] in (32, 64, 128, 256)
+        lo, hi = OPTIMIZER_RANGES[name]["weight_decay"]
+        assert lo <= opt["weight_decay"] <= hi
         assert 0 <= cfg["warmup_epochs"] <= 3
     assert seen == set(OPTIMIZER_KEYS)
 
@@ -88,3 +92,12 @@ def test_models_stay_small():
     sizes = [count(c, input_shape=(1, 8, 8), num_classes=10) for c in space.sample_many(300, seed=4)]
     assert np.median([s["params"] for s in sizes]) < 500_000
     assert np.median([s["macs"] for s in sizes]) < 5_000_000
+
+
+def test_each_optimizer_has_its_own_ranges_from_practice():
+    """Adam-family lrs sit two orders below SGD's; AdamW's decoupled decay is orders above the L2 values."""
+    r = OPTIMIZER_RANGES
+    assert r["sgd"]["lr"][0] > r["adam"]["lr"][0] and r["sgd"]["lr"][1] >= 10 * r["adam"]["lr"][1]
+    assert r["adam"]["lr"] == r["adamw"]["lr"] and r["rmsprop"]["lr"][1] <= 1e-2
+    assert r["adamw"]["weight_decay"][0] >= 10 * r["adam"]["weight_decay"][1]
+    assert 5e-4 <= r["sgd"]["weight_decay"][1] and 1e-2 <= r["adamw"]["weight_decay"][1]

@@ -54,3 +54,44 @@ def test_errors_are_one_line_and_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match="expected CxHxW"):
         parse_input_shape("3x8")
     assert parse_input_shape("1 x 28 x 28") == (1, 28, 28) and parse_input_shape([3, 8, 8]) == (3, 8, 8)
+
+
+def test_yaml_configs_and_shipped_names_from_any_folder(tmp_path, monkeypatch):
+    import yaml
+
+    path = tmp_path / "best.yaml"
+    path.write_text(yaml.safe_dump(CFG))
+    r = inspect_config(CFG, input_shape=(3, 16, 16))
+    assert json.loads(inspect_main(path, (3, 16, 16), True))["params"] == r["params"]
+    monkeypatch.chdir(tmp_path)  # not the repository root: the references are package data
+    for name in ("mobilenet_v2", "mobilenet_v2.json"):
+        d = json.loads(inspect_main(name, (3, 224, 224), True))
+        assert d["params"] == 3504872 and d["macs"] == 300774272 and d["path"].endswith("reference/mobilenet_v2.json")
+    with pytest.raises(ConfigError, match="no such file .*mobilenet_v2, resnet50"):
+        inspect_main("mobilenet_v3", (3, 224, 224), True)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stem: [unclosed\n")
+    with pytest.raises(ConfigError, match=f"{bad}: not valid YAML"):
+        inspect_main(bad, (3, 16, 16), True)
+
+
+def test_profile_measures_with_the_thread_count_it_states():
+    import torch
+
+    from search_spaces.profile import profile_model
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return self.fc(x.flatten(1))
+
+    before = torch.get_num_threads()
+    prof = profile_model(Probe(), (1, 2, 2), repeats=2, warmup=1, threads=1)
+    assert prof["threads"] == 1 and seen and set(seen) == {1}
+    assert torch.get_num_threads() == before

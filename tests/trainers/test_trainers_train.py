@@ -232,3 +232,15 @@ def test_sampled_config_end_to_end(digits):
     r = train_trial(config, digits, max_epochs=1, device="cpu",
                     model=lambda: ss.build_model(config, num_classes=10, in_chans=1))
     assert r.epochs_run == 1 and 0.0 <= r.val_acc <= 1.0
+
+
+def test_the_optimizer_s_own_lr_and_weight_decay_win_over_the_top_level_keys():
+    from trainers.train import TRAIN_DEFAULTS, optimizer_lr_wd
+
+    net = nn.Linear(4, 2)
+    cfg = {"optimizer": {"name": "adamw", "lr": 3e-3, "weight_decay": 0.05}, "lr": 0.5, "weight_decay": 1e-6}
+    assert optimizer_lr_wd(cfg) == (3e-3, 0.05)
+    opt = build_optimizer(net, cfg)
+    assert type(opt).__name__ == "AdamW" and opt.param_groups[0]["lr"] == 3e-3
+    assert max(g["weight_decay"] for g in opt.param_groups) == 0.05
+    assert optimizer_lr_wd({"lr": 0.2}) == (0.2, TRAIN_DEFAULTS["weight_decay"])  # old configs still read
