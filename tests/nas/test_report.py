@@ -138,7 +138,7 @@ def test_pareto_front_rows_are_exactly_the_non_dominated(study):
 def test_write_report_files(study):
     files = write_report(study)
     assert set(files) == {"trials.csv", "pareto.csv", "score_over_trials.png", "acc_vs_macs.png",
-                          "param_effects.png", "report.html"}
+                          "pareto_front.png", "param_effects.png", "report.html"}
     for name, path in files.items():
         assert path.parent == study and path.stat().st_size > 0, name
         if name.endswith(".png"):
