@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from bench.bench_optimizer import _init_worker, _quiet, engine_hash, fmt_q, log, machine_note  # noqa: E402
-from bench.nb201 import EDGES, OPS, VAL, load_nb201  # noqa: E402
+from bench.nb201 import VAL, load_nb201  # noqa: E402
 from bench.problems import suggest  # noqa: E402
 
 DEVICES = {"lat_ms_pixel3": "Pixel 3", "lat_ms_raspi4": "Raspberry Pi 4", "lat_ms_1080ti_1": "GTX 1080 Ti, batch 1",

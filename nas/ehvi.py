@@ -110,7 +110,7 @@ class CostGrid:
     def hypervolume(self) -> float:
         """The front's own hypervolume (C cells: the dominated part of each is ``f_cell - r_a`` high)."""
         lo = [np.where(np.isinf(e[:-1]), e[1:], e[:-1]) for e in self.edges]  # the first cell has no front
-        widths = [e[1:] - l for e, l in zip(self.edges, lo)]
+        widths = [e[1:] - low for e, low in zip(self.edges, lo)]
         vol = np.ones(1)
         for w in widths:
             vol = (vol[:, None] * w[None, :]).reshape(-1)

@@ -42,7 +42,7 @@ def test_front_is_nondominated_and_limits_hold(pareto, pending):
     front = opt.pareto_front()
     assert front and [v for _, v, _ in front] == sorted((v for _, v, _ in front), reverse=True)
     obs = [(c, _acc(c), _known(c)["macs"]) for c in asked]
-    for c, v, k in front:
+    for _c, v, k in front:
         assert not any(v2 >= v and m2 <= k["macs"] and (v2 > v or m2 < k["macs"]) for _, v2, m2 in obs)
     # on a front sorted by accuracy, the cost falls too
     macs = [k["macs"] for _, _, k in front]
