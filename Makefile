@@ -1,5 +1,5 @@
 # make demo: set up .venv if missing, run the default search on digits, print the report.
-# make test: set up .venv if missing, run the test suite.
+# make test: set up .venv if missing, lint (ruff), run the test suite (the import-layer contract included).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(NAS) report results/digits-demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=600
 
 # Benchmarks are not part of the test run; each writes bench/results_*.md, merged into bench/RESULTS.md.
@@ -27,6 +28,7 @@ bench: $(STAMP)
 	$(PY) -m bench.bench_batch
 	$(PY) -m bench.bench_search
 	$(PY) -m bench.bench_trainer
+	$(PY) -m bench.bench_denormal
 	$(PY) -m bench.bench_parallel
 	$(PY) -m bench.collect
 

@@ -412,7 +412,7 @@ def report(runs: list, a, *, command: str, total: float) -> int:
         f"{dims['conditional']} conditional). Score: `{study_score}` on validation accuracy (the "
         "CLI default for digits), computed exactly for every method. Each run's pick is its best-scoring "
         "trial; test accuracy is reported for the pick only.", "",
-        f"Optuna / random configs rejected by the search's constraints (never trained): "
+        "Optuna / random configs rejected by the search's constraints (never trained): "
         + ", ".join(f"{m} {n}" for m, n in rejected.items() if m != "ours") + ".", "",
         "## Summary (median [25 %, 75 %] over seeds)", "",
         *summarise(runs, a.methods, a.trials), "",

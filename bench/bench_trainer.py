@@ -150,13 +150,26 @@ def baseline(data, *, seeds, threads):
 
     runs = []
     for seed in seeds:
-        r = train_trial(BASELINE, data, model=factory, seed=seed, device="cpu", num_threads=threads)
+        ends: list[float] = []  # elapsed seconds at each epoch's end, for the flat-epoch check
+        r = train_trial(BASELINE, data, model=factory, seed=seed, device="cpu", num_threads=threads,
+                        on_epoch=lambda e, ends=ends: ends.append(e["elapsed"]))
+        epoch_s = [b - a for a, b in zip([0.0] + ends[:-1], ends)]
         _, _, hnet = hand_loop(data, seed=seed, epochs=BASELINE["epochs"], batch_size=BASELINE["batch_size"],
                                lr=BASELINE["lr"], loader=False)
         runs.append({"seed": seed, "val": r.val_acc, "test": r.test_acc, "time": r.train_time,
-                     "hand_test": accuracy(hnet, data.x_test, data.y_test)})
+                     "hand_test": accuracy(hnet, data.x_test, data.y_test), "flat": flatness(epoch_s)})
     return {"built_by": built_by, "macs": counted["macs"], "params": counted["params"], "fv_macs": fv_macs,
             "torch_params": params, "runs": runs}
+
+
+def flatness(epoch_s: list[float], k: int = 5) -> float:
+    """Median of the last k epoch times over the median of the first k: about 1.0 when epochs stay flat.
+
+    Compared within one run, so it catches a slowdown that grows with training (denormal floats, issue 15)
+    even when the hand-written loop, run alongside, slows down the same way.
+    """
+    k = max(1, min(k, len(epoch_s) // 2))
+    return statistics.median(epoch_s[-k:]) / statistics.median(epoch_s[:k])
 
 
 def main(argv=None):
@@ -174,7 +187,7 @@ def main(argv=None):
     data = load_dataset("digits", seed=0)
     cmd = "cd /work/main && .venv/bin/python bench/bench_trainer.py " + " ".join(argv if argv is not None
                                                                                  else sys.argv[1:])
-    lines = [f"# Trainer benchmark (digits)", "", f"Command: `{cmd.strip()}`", "",
+    lines = ["# Trainer benchmark (digits)", "", f"Command: `{cmd.strip()}`", "",
              f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
              f"{a.threads} thread(s), CPU; {data.summary()}.", ""]
 
@@ -194,12 +207,15 @@ def main(argv=None):
               f"{BASELINE['epochs']} epochs, cosine per step, {a.seeds} seeds", "",
               f"Model built by {b['built_by']}. MACs {b['macs']:,} (analytic; fvcore conv+linear {b['fv_macs']:,}), "
               f"params {b['params']:,} (torch {b['torch_params']:,}). Reference: ~96.7 % test, 157k MACs, 24k params.",
-              "", "| seed | val acc | test acc | train s | hand loop test acc (constant lr) |",
-              "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['seed']} | {r['val']:.4f} | {r['test']:.4f} | {r['time']:.1f} | {r['hand_test']:.4f} |"
-              for r in b["runs"]]
-    lines += [f"| **median** | {med('val'):.4f} | **{med('test'):.4f}** | {med('time'):.1f} | {med('hand_test'):.4f} |",
-              ""]
+              "", "| seed | val acc | test acc | train s | last-5 / first-5 epoch time | "
+              "hand loop test acc (constant lr) |",
+              "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['seed']} | {r['val']:.4f} | {r['test']:.4f} | {r['time']:.1f} | {r['flat']:.2f} | "
+              f"{r['hand_test']:.4f} |" for r in b["runs"]]
+    lines += [f"| **median** | {med('val'):.4f} | **{med('test'):.4f}** | {med('time'):.1f} | {med('flat'):.2f} | "
+              f"{med('hand_test'):.4f} |", "",
+              f"Flat-epoch check: median last-5 / first-5 epoch time {med('flat'):.2f} "
+              f"({'flat' if med('flat') <= 1.1 else 'SLOWING DOWN: above 1.1, look for denormals or a leak'}).", ""]
     text = "\n".join(lines)
     print("\n".join(lines[-len(b['runs']) - 8:]))
     a.out.write_text(text)

@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["optimizer", "batch", "search", "trainer", "parallel", "pareto"]
+ORDER = ["optimizer", "batch", "search", "trainer", "denormal", "parallel", "pareto"]
 TITLES = {
     "optimizer": "Optimiser: NAS-Bench-201, conditional synthetic, two objectives, ask overhead",
     "batch": "Batch and asynchronous proposals on NAS-Bench-201",
     "search": "Digits search: ours vs Optuna TPE vs random, and the hand-written baseline",
     "trainer": "Trainer throughput and the hand-written baseline CNN",
+    "denormal": "Denormal floats: epoch times with and without flushing",
     "parallel": "Parallel trials: process pool and Ray",
     "pareto": "Pareto search: accuracy against latency on NAS-Bench-201 (EHVI with known costs)",
 }

@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gpus-per-trial", type=_fraction_or_count, default=0.0, help="GPUs each trial asks Ray for")
     s.add_argument("--warmup", type=_positive_int, help="random space-filling trials before the GP (default 8)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="training arithmetic: auto = bfloat16 autocast on CPUs with bfloat16 hardware, else fp32")
+    s.add_argument("--no-channels-last", action="store_true",
+                   help="train in NCHW memory format (default on CPU: channels-last, which runs faster there)")
 
     r = sub.add_parser("report", help="tables, Pareto front, plots and report.html of a study")
     r.add_argument("study")

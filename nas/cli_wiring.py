@@ -120,14 +120,21 @@ def make_study(args) -> tuple[Study, int | None]:
         "trials": trials, "time_budget": args.time_budget, "direction": "maximize", "objective": "val_acc",
         "augment": preset.augment, "norm_mean": list(data.mean), "norm_std": list(data.std),
         "command": " ".join(["nas"] + sys.argv[1:]),
+        "precision": objective_args_precision(args),
     }
     objective_args = {"dataset": preset.name, "data_dir": args.data_dir, "download": bool(args.download),
                       "data_seed": 0, "augment": preset.augment, "save_weights": True,
-                      "threads": max(1, _cpu_count() // workers)}
+                      "threads": max(1, _cpu_count() // workers),
+                      "precision": objective_args_precision(args),
+                      "channels_last": False if getattr(args, "no_channels_last", False) else None}
     study = Study(out, optimizer=opt, objective=run_trial, objective_args=objective_args, budget=budget,
                   executor=executor, meta=meta, resume=args.resume,
                   on_progress=None if args.quiet else print_progress(trials))
     return study, trials
+
+
+def objective_args_precision(args) -> str:
+    return getattr(args, "precision", None) or "auto"
 
 
 def describe(study: Study) -> str:

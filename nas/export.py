@@ -509,6 +509,7 @@ def _retrain(view, trial: Trial, info: dict) -> tuple[dict, float, dict]:
     try:
         result = train_mod.train_trial(
             trial.config, full, seed=trial.seed, keep_weights=True, augment=meta.get("augment"),
+            precision=meta.get("precision") or "auto",
             model=lambda: build_model(trial.config, num_classes=info["num_classes"], in_chans=c))
     except train_mod.TrialFailed as e:
         raise NasError(f"retraining trial {trial.id} failed ({e.reason}); export its own weights with "

@@ -19,6 +19,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from search_spaces.numerics import flush_denormals
+
 WARMUP = 3  # first calls pay for allocator growth and oneDNN kernel selection; keep them out of the median
 
 
@@ -52,7 +54,9 @@ def profile_model(model: nn.Module, input_shape: Sequence[int], *, batches: Sequ
     """Measure `model` on CPU for inputs of `input_shape` (one sample, e.g. (3, 32, 32)).
 
     Latency: median wall time of `repeats` forward passes per batch size, after `warmup` passes, in eval
-    mode under torch.inference_mode, with torch's current thread count. MACs: fvcore at batch 1.
+    mode under torch.inference_mode, with torch's current thread count and denormals flushed to zero (as
+    in training: a network whose weights hold subnormal values would otherwise time several times slower
+    than it runs with the flushing most deployments enable). MACs: fvcore at batch 1.
     The model is left in the train/eval mode it came in.
     """
     shape = tuple(int(s) for s in input_shape)
@@ -64,8 +68,9 @@ def profile_model(model: nn.Module, input_shape: Sequence[int], *, batches: Sequ
     m.eval()
     try:
         gen = torch.Generator().manual_seed(0)
-        latency = [_latency(m, torch.randn((b, *shape), generator=gen), repeats=repeats, warmup=warmup)
-                   for b in batches]
+        with flush_denormals():
+            latency = [_latency(m, torch.randn((b, *shape), generator=gen), repeats=repeats, warmup=warmup)
+                       for b in batches]
         fv = _fvcore(m, torch.randn((1, *shape), generator=gen), max_depth)
     finally:
         m.train(was_training)

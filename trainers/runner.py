@@ -3,7 +3,8 @@ from the config, train it, save its weights, return validation accuracy.
 
 ``run_trial(spec)`` is module-level so executors can pickle it. ``spec`` holds ``trial_id``, ``config``,
 ``seed``, ``study_dir`` and the objective arguments the CLI sets: ``dataset``, ``data_dir``, ``download``,
-``data_seed``, ``image_size``, ``threads``, ``save_weights``, ``max_epochs``, ``time_limit``.
+``data_seed``, ``image_size``, ``threads``, ``save_weights``, ``max_epochs``, ``time_limit``, ``precision``,
+``channels_last``.
 """
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def run_trial(spec: dict) -> dict:
         config, data, seed=int(spec.get("seed", 0)), keep_weights=bool(spec.get("save_weights", True)),
         model=lambda: build_model(config, num_classes=data.num_classes, in_chans=c),
         num_threads=threads, max_epochs=spec.get("max_epochs"), time_limit=spec.get("time_limit"),
-        augment=spec.get("augment"))
+        augment=spec.get("augment"), precision=spec.get("precision", "auto"),
+        channels_last=spec.get("channels_last"))
     metrics = result.to_dict()
     metrics["wall_time"] = time.perf_counter() - t0
     metrics["pid"] = os.getpid()

@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 
 from nas.errors import ConfigError
+from search_spaces.numerics import denormals_flushed, flush_denormals
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True},
@@ -69,11 +70,13 @@ class TrialResult:
     epochs_run: int
     curve: list[dict[str, float]]  # per epoch: {epoch, train_loss, val_acc, lr[, fraction]}
     stopped: str | None = None  # None, "time_limit" or "callback"
+    denormals_flushed: bool = False  # observed inside the training loop (CPU work), see search_spaces.numerics
     state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # keep_weights=True
 
     def to_dict(self) -> dict[str, Any]:
         return {"val_acc": self.val_acc, "test_acc": self.test_acc, "train_time": self.train_time,
-                "epochs_run": self.epochs_run, "curve": [dict(c) for c in self.curve], "stopped": self.stopped}
+                "epochs_run": self.epochs_run, "curve": [dict(c) for c in self.curve], "stopped": self.stopped,
+                "denormals_flushed": self.denormals_flushed}
 
 
 # ----------------------------------------------------------------------------------------------- optimizers
@@ -170,6 +173,31 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct.item() / len(y)
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def native_bf16() -> bool:
+    """Whether this CPU does bfloat16 arithmetic in hardware (AMX or AVX512-BF16), as oneDNN sees it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def fast_defaults(dev: torch.device, *, precision: str = "auto", channels_last: bool | None = None) -> dict:
+    """What training on `dev` uses: {"bf16": autocast to bfloat16?, "channels_last": NHWC?}.
+
+    Measured in bench/bench_precision.py: on an AVX2 CPU without bfloat16 hardware, autocast ran 6x
+    *slower* (bfloat16 emulated), so "auto" enables it only where the hardware has it; channels-last ran
+    faster on CPU. CUDA keeps today's float32 NCHW training.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    cpu = dev.type == "cpu"
+    bf16 = precision == "bf16" or (precision == "auto" and cpu and native_bf16())
+    return {"bf16": bf16, "channels_last": cpu if channels_last is None else bool(channels_last)}
+
+
 def _pick_device(device) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -179,7 +207,9 @@ def _pick_device(device) -> torch.device:
 def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module], seed: int = 0,
                 device=None, max_epochs: int | None = None, time_limit: float | None = None,
                 on_epoch: Callable[[dict], Any] | None = None, keep_weights: bool = False,
-                augment: str | None = None, num_threads: int | None = None) -> TrialResult:
+                augment: str | None = None, num_threads: int | None = None,
+                flush_denormal: bool = True, precision: str = "auto",
+                channels_last: bool | None = None) -> TrialResult:
     """Train `model` on `data` (a TensorData) with the config's training keys and return a TrialResult.
 
     model: a module, or a zero-argument factory called under the seed (so the init is seeded too).
@@ -191,6 +221,13 @@ def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module
     keep_weights: put a CPU copy of the final state_dict on the result.
     num_threads: torch intra-op threads for this call (restored afterwards), so parallel workers do not
         oversubscribe the cores.
+    flush_denormal: flush denormal floats to zero while training on a CPU (restored afterwards): without
+        it epochs grow several times slower as training proceeds (search_spaces.numerics). False leaves
+        the caller's mode as it is.
+    precision: "auto" (bfloat16 autocast for the training steps on CPUs with native bfloat16 arithmetic,
+        AMX or AVX512-BF16; float32 elsewhere and on CUDA), "bf16" or "fp32". Evaluation stays float32.
+    channels_last: NHWC memory format for the network and its batches; None decides by `fast_defaults`
+        (on for CPU training, where oneDNN's convolutions run faster in it; see bench/bench_precision.py).
     Raises TrialFailed when the training loss becomes nan or inf, ConfigError for bad training keys.
     """
     cfg = {**TRAIN_DEFAULTS, **{k: v for k, v in config.items() if v is not None}}
@@ -206,18 +243,23 @@ def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module
         torch.set_num_threads(int(num_threads))
     fork_devices = [dev.index or 0] if dev.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=fork_devices):
+        with flush_denormals(flush_denormal and dev.type == "cpu"), torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
             net = model if isinstance(model, nn.Module) else model()
+            fast = fast_defaults(dev, precision=precision, channels_last=channels_last)
             return _run(cfg, data, net, seed=seed, dev=dev, epochs=epochs, batch_size=batch_size,
                         time_limit=time_limit, on_epoch=on_epoch, keep_weights=keep_weights,
-                        augment=AUGMENTATIONS.get(augment))
+                        augment=AUGMENTATIONS.get(augment), **fast)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _run(cfg, data, net, *, seed, dev, epochs, batch_size, time_limit, on_epoch, keep_weights, augment):
+def _run(cfg, data, net, *, seed, dev, epochs, batch_size, time_limit, on_epoch, keep_weights, augment,
+         bf16: bool, channels_last: bool):
     net = net.to(dev).train()
+    channels_last = channels_last and data.x_train.dim() == 4
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
     x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
     x_val, y_val = data.x_val.to(dev), data.y_val.to(dev)
     n = len(y_train)
@@ -249,7 +291,10 @@ def _run(cfg, data, net, *, seed, dev, epochs, batch_size, time_limit, on_epoch,
             xb, yb = x_train[idx], y_train[idx]
             if augment is not None:
                 xb = augment(xb, gen)
-            loss = loss_fn(net(xb), yb)
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(net(xb), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -279,9 +324,11 @@ def _run(cfg, data, net, *, seed, dev, epochs, batch_size, time_limit, on_epoch,
             stopped = "time_limit"
             break
     train_time = time.perf_counter() - start
+    flushed = dev.type == "cpu" and denormals_flushed()  # observed where the work ran, for the record and tests
 
     test_acc = evaluate(net, data.x_test.to(dev), data.y_test.to(dev))
     state = ({k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
              if keep_weights else None)
     return TrialResult(val_acc=curve[-1]["val_acc"], test_acc=test_acc, train_time=train_time,
-                       epochs_run=len(curve), curve=curve, stopped=stopped, state_dict=state)
+                       epochs_run=len(curve), curve=curve, stopped=stopped, state_dict=state,
+                       denormals_flushed=flushed)

@@ -81,7 +81,7 @@ def test_nb201_space_and_lookup():
     import re
 
     with open(nb.path, newline="") as f:
-        for k, row in zip(range(40), csv.DictReader(f)):
+        for _, row in zip(range(40), csv.DictReader(f)):
             ops = re.findall(r"([a-z0-9_]+)~\d", row["arch_str"])
             cfg = dict(zip(EDGES, ops))
             assert nb.lookup(cfg)["val"] == float(row["cifar10valid_val_acc_mean"])
