@@ -75,7 +75,7 @@ def _run_one(method: str, device: str, seed: int, budget: int, nb201_path=None) 
         opt = Optimizer(nb.space, seed=seed, objectives={"val": "maximize", "lat": "minimize"},
                         known=lambda c: {"lat": nb.lookup(c)[device]}, value_bounds=(0.0, 100.0),
                         pareto="ucb" if method == "ours-ucb" else "ehvi", log_costs=not method.endswith("-lin"),
-                        pending="fantasy" if method.endswith("fantasy") else "variance",
+                        pending="variance" if method.endswith("variance") else "fantasy",
                         reference={"val": float(np.median(nb.columns[VAL]))} if method.endswith("-ref") else None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -231,6 +231,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse", default=None, help="runs from an earlier --raw file, kept where method/device/seed "
                     "match")
     ap.add_argument("--report-only", action="store_true", help="with --reuse: tabulate the runs found, run none")
+    ap.add_argument("--note", action="append", default=[], help="a line for the header (e.g. the commands that "
+                    "made the reused runs)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_pareto.md")))
     ap.add_argument("--raw", default=str(Path(__file__).with_name("out") / "pareto_runs.json"))
     args = ap.parse_args(argv)
@@ -290,6 +292,7 @@ def main(argv=None) -> int:
           "qLogNEHVI with 10 random initial cells, a SingleTaskGP on one-hot edges, the latency as a "
           "`GenericDeterministicModel`, given the measure's own reference point, maximised over 2,000 random "
           "unevaluated cells per step.", ""]
+    md += [f"- {n}" for n in args.note] + ([""] if args.note else [])
     failures = [r for r in runs if "error" in r]
     if failures:
         md += [f"- {len(failures)} run(s) failed: " + ", ".join(f"{r['method']} {r['device']} {r['seed']}"
@@ -298,8 +301,9 @@ def main(argv=None) -> int:
     ours = "ours-ehvi"
     peers = [m for m in ("random", "tpe-mo", "nsga2", "gp-mo", "qnehvi") if m in methods]
     md += ["## Wins and losses", ""] + wins_losses(summary, ours, peers, devices)
-    if "ours-ehvi-lin" in methods:
-        md += wins_losses(summary, "ours-ehvi-lin", peers, devices)
+    for variant in ("ours-ucb", "ours-ehvi-lin", "ours-ehvi-ref"):
+        if variant in methods:
+            md += wins_losses(summary, variant, peers, devices)
     Path(args.out).write_text("\n".join(md) + "\n")
     log(f"wrote {args.out}")
     return 0

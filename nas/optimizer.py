@@ -54,7 +54,7 @@ class Optimizer:
                  score: Score | None = None, n_warmup: int = 10, beta_scale: float = 0.2,
                  kernel: str = "arc", n_candidates: int = 256, max_fit_points: int = 300,
                  value_bounds: tuple | None = None, warp: str = "copula", objectives=None,
-                 pareto: str = "ehvi", reference: dict | None = None, pending: str = "variance",
+                 pareto: str = "ehvi", reference: dict | None = None, pending: str = "fantasy",
                  log_costs: bool = True):
         self.objectives = None
         if objectives is not None:  # Pareto search (nas.multiobjective): the modelled objective's direction
