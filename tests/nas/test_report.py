@@ -151,7 +151,7 @@ def test_write_report_files(study):
     assert set(pareto["id"]) == set(load_study(study).pareto_front()["id"])
     html = (study / "report.html").read_text()
     srcs = re.findall(r'src\s*=\s*["\']([^"\']*)', html)
-    assert len(srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "<link" not in html and "http://" not in html and "https://" not in html
     assert "Pareto front" in html and "CUDA out of memory" in html and "Best trial: #" in html
 
