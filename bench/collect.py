@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["optimizer", "batch", "search", "trainer", "denormal", "parallel", "pareto"]
+ORDER = ["optimizer", "batch", "search", "trainer", "denormal", "parallel", "mf_synthetic", "pareto"]
 TITLES = {
     "optimizer": "Optimiser: NAS-Bench-201, conditional synthetic, two objectives, ask overhead",
     "batch": "Batch and asynchronous proposals on NAS-Bench-201",
@@ -18,6 +18,7 @@ TITLES = {
     "trainer": "Trainer throughput and the hand-written baseline CNN",
     "denormal": "Denormal floats: epoch times with and without flushing",
     "parallel": "Parallel trials: process pool and Ray",
+    "mf_synthetic": "Multi-fidelity engine on synthetic learning curves",
     "pareto": "Pareto search: accuracy against latency on NAS-Bench-201 (EHVI with known costs)",
 }
 

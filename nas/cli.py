@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import warnings
 from pathlib import Path
 
 from nas.errors import NasError
@@ -88,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("search", help="search architecture and training hyper-parameters on a data set")
-    s.add_argument("--dataset", default="digits",
-                   help="digits (bundled), mnist, fashion-mnist, cifar10, cifar100, or imagefolder")
+    s.add_argument("--dataset",
+                   help="digits (bundled, the default), mnist, fashion-mnist, cifar10, cifar100, or imagefolder")
     s.add_argument("--data-dir", help="where the data set lives (an ImageFolder root for imagefolder)")
     s.add_argument("--download", action="store_true", help="download torchvision data sets if missing")
     s.add_argument("--out", help="study folder (default results/DATASET)")
@@ -97,10 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--time-budget", type=_seconds, help="stop starting trials after this long (300, 5m, 1h)")
     s.add_argument("--max-macs", type=_amount, help="hard limit: configs above are never trained")
     s.add_argument("--max-params", type=_amount, help="hard limit on parameters")
-    s.add_argument("--score", default="mnas", help="acc | mnas[:macs=T,params=P,alpha=A,beta=B] | weighted:macs=W,params=W")
-    s.add_argument("--objective", choices=["score", "pareto"], default="score",
+    s.add_argument("--score", help="acc | mnas[:macs=T,params=P,alpha=A,beta=B] | weighted:macs=W,params=W "
+                                    "(default mnas)")
+    s.add_argument("--objective", choices=["score", "pareto"],
                    help="score: one network by --score (default); pareto: the whole accuracy-MACs-params front")
-    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--seed", type=_seed, help="default 0")
     s.add_argument("--resume", action="store_true", help="continue the study in --out (or start it)")
     s.add_argument("--space", help="a search space YAML/JSON file (default: the built-in space for the data set)")
     s.add_argument("--workers", type=_positive_int, default=1, help="trials in parallel")
@@ -108,9 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where trials run (default: inprocess for 1 worker, process for more)")
     s.add_argument("--ray-address", help="address of an existing Ray cluster (e.g. ray://head:10001 or auto)")
     s.add_argument("--gpus-per-trial", type=_fraction_or_count, default=0.0, help="GPUs each trial asks Ray for")
+    s.add_argument("--force", action="store_true",
+                   help="allow more --workers than usable cores or than the available memory holds")
     s.add_argument("--warmup", type=_positive_int, help="random space-filling trials before the GP (default 8)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+    s.add_argument("--fidelity", choices=["on", "off"],
+                   help="on: stop poor trials at rungs and continue promising ones (asynchronous successive "
+                        "halving); off: train every trial for --max-epochs (default on; --resume keeps the study's)")
+    s.add_argument("--min-epochs", type=_positive_int, help="first rung (default: the data set's preset)")
+    s.add_argument("--max-epochs", type=_positive_int, help="last rung: a full training (default: the preset)")
+    s.add_argument("--eta", type=_positive_int, help="rungs grow by this factor; the top 1/eta go on (default 3)")
+    s.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=None,
                    help="training arithmetic: auto = bfloat16 autocast on CPUs with bfloat16 hardware, else fp32")
     s.add_argument("--no-channels-last", action="store_true",
                    help="train in NCHW memory format (default on CPU: channels-last, which runs faster there)")
@@ -144,8 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"search": cmd_search, "report": cmd_report, "export": cmd_export,
-                "inspect": cmd_inspect, "space": cmd_space}[args.command](args) or 0
+        with warnings.catch_warnings():  # restores the warning printer when main returns (tests call it)
+            warnings.showwarning = _one_line_warning(args.command)
+            return {"search": cmd_search, "report": cmd_report, "export": cmd_export,
+                    "inspect": cmd_inspect, "space": cmd_space}[args.command](args) or 0
     except NasError as e:
         print(f"nas {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
@@ -154,6 +166,20 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _one_line_warning(command: str):
+    """Warnings as ``nas COMMAND: warning: ...`` on one line: Python's default format adds the file, line
+    and source line of the warn() call, which means nothing to a user."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        stream = file or sys.stderr
+        try:
+            stream.write(f"nas {command}: warning: {' '.join(str(message).split())}\n")
+        except (OSError, ValueError):  # a closed stream: a warning is not worth a traceback
+            pass
+
+    return show
 
 
 def _one_line(e: Exception) -> str:
@@ -171,11 +197,14 @@ def cmd_search(args) -> int:
         study.run()
     finally:
         study.executor.shutdown()  # worker processes, or the Ray instance this search started
-    if not args.quiet:
-        print(file=sys.stderr)
+        close = getattr(study.on_progress, "close", None)
+        if close is not None:
+            close()
     from nas.report import format_summary, load_study
 
     print(format_summary(load_study(study.folder), top=5))
+    if study.stop_reason:
+        print(f"nas search: ended before the budget: {study.stop_reason}", file=sys.stderr)
     return 0
 
 

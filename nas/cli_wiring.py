@@ -11,6 +11,9 @@ from pathlib import Path
 
 from nas.errors import ConfigError, NasError, SpaceError
 from nas.executors import get_executor
+from nas.fidelity import DEFAULT_ETA, Fidelity
+from nas.fsutil import dangerous_out
+from nas.limits import WORKER_BASE_BYTES, check_workers
 from nas.optimizer import Limit, Optimizer
 from nas.score import parse_score
 from nas.space import Space
@@ -28,6 +31,13 @@ DEFAULT_TARGETS = {
     "imagefolder": {"macs": 20e6},
 }
 PARETO_OBJECTIVES = {"acc": "maximize", "macs": "minimize", "params": "minimize"}  # --objective pareto
+
+
+# Options that a resume takes from the study when they are not given: (argparse dest, meta key, default
+# of a new study). Given, they must equal the study's (nas.defining).
+FROM_STUDY = (("dataset", "dataset", "digits"), ("data_dir", "data_dir", None), ("seed", "seed", 0),
+              ("score", "score", "mnas"), ("max_macs", "max_macs", None), ("max_params", "max_params", None),
+              ("precision", "precision", None))
 
 
 def default_space_for(dataset: str) -> Space:
@@ -58,18 +68,47 @@ def _load_space(args, storage_meta: dict | None) -> Space:
     return default_space_for(args.dataset)
 
 
+def fidelity_from_args(args, preset, old_meta: dict) -> tuple[Fidelity | None, int]:
+    """``(Fidelity or None for --fidelity off, max_epochs)``. Unset options come from the study being
+    resumed, then from the preset (``min_epochs`` / ``max_epochs``; presets without them: 1 and the top of
+    their old ``epochs`` range)."""
+    old = old_meta.get("fidelity") if old_meta else None
+    mode = args.fidelity
+    if mode is None:  # a resumed study keeps its mode (one from before multi-fidelity ran with it off)
+        mode = ("on" if old else "off") if old_meta else "on"
+    lo = args.min_epochs or (old or {}).get("min_resource") or getattr(preset, "min_epochs", 1)
+    hi = args.max_epochs or (old or {}).get("max_resource") or old_meta.get("max_epochs") or getattr(
+        preset, "max_epochs", preset.epochs[1])
+    eta = args.eta or (old or {}).get("eta") or DEFAULT_ETA
+    if lo > hi:
+        said = "--max-epochs" if args.max_epochs else f"the {preset.name} preset's max epochs"
+        raise NasError(f"--min-epochs {lo} is above {said} ({hi}); lower --min-epochs or raise --max-epochs")
+    if eta < 2:
+        raise NasError(f"--eta must be at least 2 (each rung keeps the top 1/eta), got {eta}")
+    fid = Fidelity(int(lo), int(hi), int(eta))
+    return (fid if mode == "on" else None), int(hi)
+
+
 def make_study(args) -> tuple[Study, int | None]:
     from search_spaces.arch import validate_arch
     from search_spaces.counting import count
     from trainers.presets import get_preset
+    from search_spaces.size import CAPS as SIZE_CAPS
     from trainers.runner import cached_dataset, run_trial
 
-    preset = get_preset(args.dataset)
-    out = Path(args.out or f"results/{preset.name}")
+    out = Path(args.out or f"results/{get_preset(args.dataset or 'digits').name}")
+    why = dangerous_out(out)
+    if why:
+        raise NasError(f"--out {out}: {why}; pass a new folder for the study, such as results/digits")
     old_meta = {}
     if args.resume and (out / DB_NAME).exists():
         with Storage(out / DB_NAME, read_only=True) as st:
             old_meta = st.meta()
+    for dest, key, default in FROM_STUDY:  # a resume keeps the study's settings unless told otherwise
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, old_meta.get(key, default))
+    preset = get_preset(args.dataset)
+    fidelity, max_epochs = fidelity_from_args(args, preset, old_meta)  # bad settings fail before the data loads
     # Load once in the driver: checks the data early (a one-line error before any trial) and gives the
     # input shape and class count of image folders.
     data = cached_dataset(preset.name, args.data_dir, 0, bool(args.download), None)
@@ -83,10 +122,12 @@ def make_study(args) -> tuple[Study, int | None]:
         src = args.space or "the space"
         raise SpaceError(f"{src}: its configs do not describe a network: {e}") from None
 
+    _note_oversized(space, input_shape, num_classes)
+
     def known(config: dict) -> dict:
         return count(config, input_shape=input_shape, num_classes=num_classes)
 
-    constraints = []
+    constraints = [size_limit(input_shape, num_classes)]  # never propose what cannot be built here
     if args.max_macs:
         constraints.append(Limit("macs", args.max_macs))
     if args.max_params:
@@ -106,20 +147,33 @@ def make_study(args) -> tuple[Study, int | None]:
     # Pareto search: accuracy against the exact MACs and params, by expected hypervolume improvement.
     objectives = PARETO_OBJECTIVES if pareto else None
     opt = Optimizer(space, direction="maximize", seed=args.seed, constraints=constraints, known=known,
-                    score=score, n_warmup=args.warmup or 8, value_bounds=(0.0, 1.0), objectives=objectives)
-    workers = args.workers
+                    score=score, n_warmup=args.warmup or 8, value_bounds=(0.0, 1.0), fidelity=fidelity,
+                    objectives=objectives)
+    workers = min(args.workers, trials)  # a worker beyond the trial budget would only sit idle
     name = args.executor or ("inprocess" if workers == 1 else "process")
     if name == "inprocess" and workers > 1:
         raise NasError("--executor inprocess runs one trial at a time; use --executor process for --workers > 1")
+    if args.gpus_per_trial and name != "ray":
+        raise NasError(f"--gpus-per-trial is a Ray resource request; with --executor {name} trials use "
+                       "no GPU. Add --executor ray, or leave --gpus-per-trial out")
+    if name != "inprocess" and not args.ray_address:  # workers on this machine: cores and memory
+        data_bytes = sum(getattr(data, k).element_size() * getattr(data, k).nelement()
+                         for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"))
+        problem = check_workers(workers, force=bool(getattr(args, "force", False)),
+                                per_worker_bytes=WORKER_BASE_BYTES + data_bytes)  # each holds the data
+        if problem:
+            raise NasError(f"--workers {workers}: {problem}; use fewer workers, or pass --force")
     executor = get_executor(name, workers=workers, ray_address=args.ray_address,
                             resources={"num_cpus": 1, "num_gpus": args.gpus_per_trial})
     meta = {
-        "dataset": preset.name, "data_dir": args.data_dir, "input_shape": list(input_shape),
+        "dataset": preset.name, "data_dir": _data_dir_key(preset.name, args.data_dir),
+        "input_shape": list(input_shape), "size_caps": dict(SIZE_CAPS),
         "num_classes": num_classes, "class_names": list(data.class_names), "space": space.to_dict(),
         "score": opt.score.spec(), "objectives": objectives, "max_macs": args.max_macs, "max_params": args.max_params, "seed": args.seed,
         "trials": trials, "time_budget": args.time_budget, "direction": "maximize", "objective": "val_acc",
         "augment": preset.augment, "norm_mean": list(data.mean), "norm_std": list(data.std),
-        "command": " ".join(["nas"] + sys.argv[1:]),
+        "command": " ".join(["nas"] + sys.argv[1:]), "max_epochs": max_epochs,
+        "epoch_budget": trials * max_epochs if (fidelity is not None and trials) else None,
         "precision": objective_args_precision(args),
     }
     objective_args = {"dataset": preset.name, "data_dir": args.data_dir, "download": bool(args.download),
@@ -127,10 +181,55 @@ def make_study(args) -> tuple[Study, int | None]:
                       "threads": max(1, _cpu_count() // workers),
                       "precision": objective_args_precision(args),
                       "channels_last": False if getattr(args, "no_channels_last", False) else None}
+    if fidelity is None:  # a full training of max_epochs; in multi-fidelity mode the spec's resource keys say it
+        objective_args["epochs"] = max_epochs
     study = Study(out, optimizer=opt, objective=run_trial, objective_args=objective_args, budget=budget,
                   executor=executor, meta=meta, resume=args.resume,
                   on_progress=None if args.quiet else print_progress(trials))
     return study, trials
+
+
+def size_limit(input_shape: tuple, num_classes: int):
+    """A constraint: the config is under the size caps of search_spaces/size.py at this input (params,
+    MACs, estimated training memory), so one that would take the machine's memory is never proposed."""
+    from search_spaces.size import over_caps
+
+    def ok(config: dict) -> bool:
+        try:
+            return over_caps(config, input_shape=input_shape, num_classes=num_classes) is None
+        except ConfigError:
+            return False
+
+    ok.__name__ = "within_size_caps"
+    return ok
+
+
+def _note_oversized(space: Space, input_shape: tuple, num_classes: int, n: int = 200) -> None:
+    """Say on stderr when part of the space is over the size caps: those configs are never proposed (and
+    when all of them are, the optimiser's first ask says so in one line)."""
+    from search_spaces.size import over_caps
+
+    reasons = []
+    for config in space.sample_many(n, seed=0):
+        try:
+            why = over_caps(config, input_shape=input_shape, num_classes=num_classes)
+        except ConfigError:
+            continue
+        if why:
+            reasons.append(why)
+    if reasons and len(reasons) < n:
+        print(f"nas search: note: {len(reasons)} of {n} sampled configs are too large to train here (e.g. "
+              f"{reasons[0]}); they are never proposed", file=sys.stderr)
+
+
+def _data_dir_key(dataset: str, data_dir: str | None) -> str | None:
+    """The data location a study records: absolute (a resume from another folder compares equal), and
+    none for digits, which is bundled and ignores --data-dir."""
+    if dataset == "digits":
+        return None
+    from trainers.data import _default_data_dir
+
+    return str(Path(data_dir or _default_data_dir()).expanduser().resolve())
 
 
 def objective_args_precision(args) -> str:
@@ -140,8 +239,15 @@ def objective_args_precision(args) -> str:
 def describe(study: Study) -> str:
     b = study.budget
     parts = []
-    if b.trials:
+    fid = study.opt.fidelity
+    if b.trials and fid is not None:
+        parts.append(f"{b.trials * fid.max_resource:g} epochs ({b.trials} full trainings)")
+    elif b.trials:
         parts.append(f"{b.trials} trials")
+    if fid is not None:
+        parts.append("rungs " + "/".join(f"{r:g}" for r in fid.rungs) + f" epochs, eta {fid.eta:g}")
+    else:
+        parts.append("fidelity off")
     if b.seconds:
         parts.append(f"time budget {b.seconds:g}s")
     objs = study.opt.objectives

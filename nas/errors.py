@@ -19,3 +19,7 @@ class DataError(NasError):
 
 class StudyError(NasError):
     """A study folder that is missing, locked, empty or not a study."""
+
+
+class SpaceExhausted(NasError):
+    """Every config the space holds (under the constraints) was already tried: a search ends normally."""

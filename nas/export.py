@@ -39,11 +39,12 @@ from typing import Any
 import torch
 
 from nas.errors import ConfigError, NasError, StudyError
-from nas.fsutil import atomic_write_bytes, atomic_write_text
+from nas.fsutil import atomic_folder, atomic_write_bytes, atomic_write_text, dangerous_out, foreign_files
 from nas.report import load_study
-from nas.trial import COMPLETE, Trial
+from nas.trial import COMPLETE, PAUSED, Trial
 from search_spaces.arch import Arch, validate_arch
 from search_spaces.blocks import ACTIVATIONS, BLOCKS
+from search_spaces.size import check_size
 
 __all__ = ["export_study", "model_source", "arch_literal"]
 
@@ -434,8 +435,8 @@ def _choose(view, trial_id: int | None) -> Trial:
     if trial_id is None:
         best = view.best
         if best is None:
-            raise StudyError(f"{view.path}: no complete trial to export yet; run `nas search` until one "
-                             "finishes (see `nas report`)")
+            raise StudyError(f"{view.path}: no complete trial to export yet (multi-fidelity: none reached the top "
+                             "rung); run `nas search` until one finishes, or pick one with --trial (see `nas report`)")
         return best
     if isinstance(trial_id, bool) or not isinstance(trial_id, int):
         raise NasError(f"trial id {trial_id!r} is not an integer; pass --trial with a number from `nas report`")
@@ -444,7 +445,9 @@ def _choose(view, trial_id: int | None) -> Trial:
         span = f"ids {min(by_id)}-{max(by_id)}" if by_id else "no trials"
         raise StudyError(f"{view.path}: no trial {trial_id} ({span}); pick one from `nas report {view.path}`")
     t = by_id[trial_id]
-    if t.status != COMPLETE:
+    # Multi-fidelity: a trial paused at a lower rung may be chosen by hand (its weights are its last rung's);
+    # without --trial only top-rung (complete) trials compete.
+    if t.status not in (COMPLETE, PAUSED) or t.value is None:
         why = f": {' '.join(str(t.error).split())[:200]}" if t.error else ""
         raise StudyError(f"{view.path}: trial {trial_id} is {t.status}{why}; export a complete trial "
                          "(leave out --trial for the best one)")
@@ -462,12 +465,19 @@ def _study_meta(view) -> dict:
         names = meta.get("class_names") or [str(i) for i in range(num_classes)]
         if len(names) != num_classes:
             raise ConfigError(f"class_names has {len(names)} names for {num_classes} classes")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"class_names is {_short(names)}, not a list of names")
         mean, std = meta.get("norm_mean"), meta.get("norm_std")
         if mean is None or std is None:
             raise ConfigError("norm_mean / norm_std missing (studies from `nas search` store them); "
                               "rerun the search with this version of lightnas")
-    except ConfigError as e:
-        raise StudyError(f"{where}: {e}") from None
+        for key, v in (("norm_mean", mean), ("norm_std", std)):
+            if not isinstance(v, list) or len(v) != shape[0]:
+                raise ConfigError(f"{key} is {_short(v)}, not one number per channel ({shape[0]})")
+            for x in v:
+                _real(x, key, integer=False)
+    except (ConfigError, TypeError, ValueError) as e:  # TypeError / ValueError: edited into other types
+        raise StudyError(f"{where}: {e}; the database was edited or damaged") from None
     return {"input_shape": shape, "num_classes": num_classes, "class_names": list(names),
             "mean": list(mean), "std": list(std)}
 
@@ -482,7 +492,11 @@ def _saved_state(view, trial: Trial) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated or foreign files
-        raise StudyError(f"{path}: not readable as weights ({' '.join(str(e).split())[:200]}); "
+        # torch's message for a file holding objects ends in advice to pass weights_only=False, which
+        # would run whatever the file holds: never echo it.
+        why = ("it holds objects other than tensors, which are never unpickled" if "weights_only" in str(e)
+               else " ".join(str(e).split())[:200])
+        raise StudyError(f"{path}: not readable as weights ({why}); "
                          "export without --no-retrain to retrain the trial") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise StudyError(f"{path} holds no state_dict; export without --no-retrain to retrain the trial")
@@ -581,14 +595,34 @@ def export_study(study_dir, *, out, trial_id: int | None = None, retrain: bool =
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NasError(f"--out {out} is a file; pass a folder (it is created if missing)")
+    why = dangerous_out(out)
+    if why:
+        raise NasError(f"--out {out}: {why}; pass a new folder for the export")
+    other = foreign_files(out, _EXPORT_FILES)
+    if other:
+        raise NasError(f"--out {out} holds other files ({', '.join(other[:3])}); an export replaces its "
+                       "folder as a whole: choose another --out (a new or empty folder, or an old export)")
     view = load_study(study_dir)
     trial = _choose(view, trial_id)
     info = _study_meta(view)
     try:  # check the config and write the source before spending minutes on retraining
+        check_size(trial.config, input_shape=info["input_shape"], num_classes=info["num_classes"],
+                   train=retrain)
         source = model_source(trial.config, input_shape=info["input_shape"], mean=info["mean"],
                               std=info["std"], class_names=info["class_names"], trial_id=trial.id)
     except ConfigError as e:
         raise ConfigError(f"{view.path}: cannot export trial {trial.id}: {e}") from None
+    with atomic_folder(out) as staging:  # an export killed or failing half-way leaves no folder behind
+        names = _write_export(view, trial, info, source, staging, retrain)
+    return [str(out / n) for n in names]
+
+
+# Files an export writes; an existing --out holding only these (or nothing) is replaced as a whole.
+_EXPORT_FILES = {"model.py", "weights.pt", "config.json", "model.ts", "model.onnx", "__pycache__"}
+
+
+def _write_export(view, trial: Trial, info: dict, source: str, out: Path, retrain: bool) -> list[str]:
+    """Write every file of the export into the (staging) folder ``out``; return their names."""
 
     notes: list[str] = []
     if retrain:
@@ -607,12 +641,7 @@ def export_study(study_dir, *, out, trial_id: int | None = None, retrain: bool =
                          f"({' '.join(str(e).split())[:200]}); export without --no-retrain") from None
     reference.eval()
 
-    try:  # the first write finds a folder that exists but cannot be written
-        out.mkdir(parents=True, exist_ok=True)
-        written = [atomic_write_text(out / "model.py", source)]
-    except OSError as e:
-        raise NasError(f"--out {out}: cannot create the folder or write into it ({e.strerror}); "
-                       "choose another --out") from None
+    written = [atomic_write_text(out / "model.py", source)]
     buf = io.BytesIO()
     torch.save(state, buf)
     written.append(atomic_write_bytes(out / "weights.pt", buf.getvalue()))
@@ -663,4 +692,4 @@ def export_study(study_dir, *, out, trial_id: int | None = None, retrain: bool =
         "config": trial.config,
     }
     written.append(atomic_write_text(out / "config.json", json.dumps(record, indent=2) + "\n"))
-    return [str(p) for p in written]
+    return [p.name for p in written]

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from nas.errors import NasError
+from nas.errors import NasError, SpaceExhausted
 from nas.space import Space
 
 
@@ -40,7 +40,7 @@ def sample_feasible(space: Space, n: int, rng: np.random.Generator, feasible: Ca
             out.append(c)
     if not out:
         raise NasError(f"no config satisfies the constraints: {tries} random configs from the space all broke "
-                       "them; loosen --max-macs / --max-params or shrink the space")
+                       "them (limits, size caps or other hard constraints); loosen the limits or shrink the space")
     return out
 
 
@@ -88,7 +88,7 @@ def maximize(space: Space, acquisition: Callable[[list], np.ndarray], *, rng: np
         for c in sample_feasible(space, n_random, rng, feasible):
             if config_key(c) not in exclude:
                 return c, float(np.asarray(acquisition([c]))[0])
-        raise NasError("the space seems exhausted: every candidate found was already evaluated")
+        raise SpaceExhausted("the space seems exhausted: every candidate found was already evaluated")
     return best_c, float(best_v)
 
 

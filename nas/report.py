@@ -28,13 +28,15 @@ from nas.errors import StudyError
 from nas.fsutil import atomic_write_bytes, atomic_write_text
 from nas.pareto import pareto_mask
 from nas.storage import Storage
-from nas.trial import COMPLETE, FAILED, INFEASIBLE, STATUSES, Trial
+from nas import report_mf
+from nas.trial import COMPLETE, FAILED, INFEASIBLE, PAUSED, STATUSES, Trial
 
 DB_NAME = "study.db"
 TOP_EFFECTS = 8  # parameters shown in param_effects.png: a 2 x 4 grid stays readable
 _FIXED = ("id", "status", "value", "score", "macs", "params")
+_MF_FIXED = ("rung", "resource")  # multi-fidelity studies only: the last rung index and the epochs trained
 _TAIL = ("duration", "error", "seed", "attempts")
-_FINISHED = (COMPLETE, FAILED, INFEASIBLE)
+_FINISHED = (COMPLETE, FAILED, INFEASIBLE, PAUSED)  # paused: a rung value is recorded (multi-fidelity)
 
 ModelSection = Callable[[Trial], dict]
 
@@ -168,13 +170,16 @@ class StudyView:
             metric_cols.update(dict.fromkeys(k for k in m if k not in _FIXED))
             config_cols.update(dict.fromkeys(c))
             rows.append((t, m, c))
-        fixed = list(_FIXED) + list(metric_cols) + (["blocks"] if has_stages else []) + list(_TAIL)
+        mf = any(t.resource is not None for t in self.trials)
+        head = _FIXED + (_MF_FIXED if mf else ())
+        metric_cols = {k: None for k in metric_cols if k not in head}
+        fixed = list(head) + list(metric_cols) + (["blocks"] if has_stages else []) + list(_TAIL)
         rename = {k: (f"config.{k}" if k in fixed else k) for k in _nested_order(list(config_cols))}
         columns = fixed + list(rename.values())
         records = []
         for t, m, c in rows:
-            r = {k: getattr(t, k) for k in _FIXED}
-            r.update({k: v for k, v in m.items() if k not in _FIXED})
+            r = {k: getattr(t, k) for k in head}
+            r.update({k: v for k, v in m.items() if k not in head})
             if has_stages:
                 r["blocks"] = block_summary(t.config)
             r.update(duration=t.duration, error=t.error, seed=t.seed, attempts=t.attempts)
@@ -298,6 +303,12 @@ def format_summary(view: StudyView, top: int = 10) -> str:
     lines = [f"study {view.path}  ({len(view.trials)} trials: "
              + ", ".join(f"{k} {v}" for k, v in counts.items()) + f"; {view.direction} score)"]
     ranked = view.ranked()
+    mf = report_mf.fidelity_of(view) is not None
+    if mf:
+        lines += ["", report_mf.format_fidelity(view)]
+    if not ranked and mf:
+        lines.append("no trial reached the top rung yet; best so far at lower rungs:")
+        lines.append(_text_table(report_mf.stopped_trials(view)))
     if not ranked:
         lines.append("no complete trials yet.")
         errs = [t for t in view.trials if t.error][-5:]
@@ -526,6 +537,8 @@ def _report_html(view: StudyView, pngs: dict[str, bytes], importance: pd.Series,
              f"<p>{len(view.trials)} trials ({html.escape(counts)}); generated "
              f"{html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))}</p>",
              "<h2>Study</h2>", _meta_html(view.meta)]
+    if report_mf.fidelity_of(view) is not None:
+        parts.append(report_mf.fidelity_html(view, _html_table))
     if best is not None:
         parts += [f"<h2>Best trial: #{best.id}</h2>",
                   _html_table(_summary_table(_top_frame(view, 1))),
@@ -570,6 +583,9 @@ def write_report(path: str | Path, *, model_section: ModelSection | None = None,
             "acc_vs_macs.png": plot_value_vs_cost(view),
             "pareto_front.png": plot_front(view),
             "param_effects.png": plot_param_effects(view, importance)}
+    if report_mf.fidelity_of(view) is not None:
+        pngs["learning_curves.png"] = report_mf.plot_curves(view, _png)
+        pngs["epochs_per_rung.png"] = report_mf.plot_epochs_per_rung(view, _png)
     section = None
     if model_section is not None and view.best is not None:
         try:

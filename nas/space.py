@@ -33,6 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from nas.errors import SpaceError
+from nas.spacefile import MAX_NODES, parse_text  # noqa: F401 - MAX_NODES is part of this module's API
 
 Config = dict
 
@@ -41,7 +42,6 @@ _SCALARS = (str, int, float, bool, type(None))
 # the encoding (four nested max-64 repeats would be 16M dimensions), and YAML aliases can repeat one list a
 # billion times. The shipped CNN spaces have under 100 dimensions and a few hundred values.
 MAX_DIMS = 10_000
-MAX_NODES = 100_000
 
 
 def _fmt(v: Any) -> str:
@@ -55,6 +55,27 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return a == b
     return type(a) is type(b) and a == b
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _no_numeric_strings(name: str, **values) -> None:
+    """YAML 1.1 reads 1e-4 (no dot) as a string: say so instead of "must be a number"."""
+    for what, v in values.items():
+        if isinstance(v, str):
+            try:
+                float(v)
+            except ValueError:
+                continue
+            hint = (f"YAML reads an exponent without a dot as a string: write {_yaml_number(v)} or {float(v):g}"
+                    if "e" in v.lower() else "remove the quotes")
+            raise SpaceError(f"{name}: {what} {v!r} is a string, not a number ({hint})")
+
+
+def _yaml_number(text: str) -> str:
+    mant, _, exp = text.strip().lower().partition("e")
+    return f"{mant if '.' in mant else mant + '.0'}e{exp}"
 
 
 def _is_number(v: Any) -> bool:
@@ -86,6 +107,7 @@ class Float(Param):
     def __init__(self, name: str, low: float, high: float, *, log: bool = False):
         self.name, self.log = name, bool(log)
         self._check_name()
+        _no_numeric_strings(name, low=low, high=high)
         if not (_is_number(low) and _is_number(high)) or not (math.isfinite(low) and math.isfinite(high)):
             raise SpaceError(f"{name}: low and high must be finite numbers, got {low!r}, {high!r}")
         if low > high:
@@ -145,9 +167,12 @@ class Integer(Param):
     def __init__(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False):
         self.name, self.log = name, bool(log)
         self._check_name()
+        _no_numeric_strings(name, low=low, high=high, step=step)
         for what, v in (("low", low), ("high", high), ("step", step)):
-            if not _is_number(v) or int(v) != v:
+            if not _is_number(v) or not math.isfinite(v) or int(v) != v:
                 raise SpaceError(f"{name}: {what} must be an integer, got {v!r}")
+            if not _INT64[0] <= int(v) <= _INT64[1]:  # numpy samples in int64; SQLite stores int64
+                raise SpaceError(f"{name}: {what} {int(v)} is beyond the 64-bit integer range (+-9.2e18)")
         low, high, step = int(low), int(high), int(step)
         if low > high:
             raise SpaceError(f"{name}: low {low} is above high {high}")
@@ -252,6 +277,10 @@ class Categorical(Param):
         for value, params in choices:
             if not isinstance(value, _SCALARS):
                 raise SpaceError(f"{name}: choice {value!r} must be a string, number, bool or null")
+            if isinstance(value, float) and not math.isfinite(value):  # NaN equals nothing, not even itself
+                raise SpaceError(f"{name}: choice {value!r} is not a finite number")
+            if isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
+                raise SpaceError(f"{name}: choice {value} is beyond the 64-bit integer range (+-9.2e18)")
             if any(_same(value, c) for c in self.choices):
                 raise SpaceError(f"{name}: choice {_fmt(value)} appears twice")
             self.choices.append(value)
@@ -703,49 +732,19 @@ class Space:
 
     @classmethod
     def load(cls, path: str | Path) -> "Space":
+        from nas.fsutil import read_regular_file
+        from nas.limits import MAX_TEXT_FILE_BYTES
+
         path = Path(path)
+        raw = read_regular_file(path, max_bytes=MAX_TEXT_FILE_BYTES, what="space", error=SpaceError)
         try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise SpaceError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise SpaceError(f"{path}: cannot read ({e.__class__.__name__})") from None
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SpaceError(f"{path}: not UTF-8 text; a space is a YAML or JSON file") from None
         return cls.from_dict(parse_text(text, str(path)), source=str(path))
 
     def __repr__(self) -> str:
         return f"Space({self.name!r}, {self.n_dims} dims)"
-
-
-def parse_text(text: str, source: str) -> Any:
-    """JSON or YAML text to data, with a one-line SpaceError naming the file on failure."""
-    import yaml
-
-    try:
-        if source.endswith(".json"):
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError, RecursionError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise SpaceError(f"{source}: not valid {'JSON' if source.endswith('.json') else 'YAML'} ({msg})") from None
-    _check_node_count(data, source)
-    return data
-
-
-def _check_node_count(data: Any, source: str) -> None:
-    """Refuse more than MAX_NODES values, counting an aliased list once per use (as the parser would walk
-    it). Iterative, and stops at the limit, so a billion-item alias bomb costs microseconds."""
-    stack, seen = [data], 0
-    while stack:
-        v = stack.pop()
-        seen += 1
-        if seen > MAX_NODES:
-            raise SpaceError(f"{source}: more than {MAX_NODES:,} values (YAML aliases can repeat one list "
-                             "many times); write the space out without aliases")
-        if isinstance(v, dict):
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
 
 
 def _yaml_dump(d: dict) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from nas.errors import StudyError
+from nas.fsutil import lock_held
 from nas.trial import RUNNING, INTERRUPTED, STATUSES, Trial
 
 SCHEMA_VERSION = 1
@@ -38,12 +39,16 @@ CREATE TABLE IF NOT EXISTS trials (
     value REAL, score REAL, macs INTEGER, params INTEGER,
     metrics TEXT, error TEXT,
     seed INTEGER, attempts INTEGER,
-    started_at REAL, finished_at REAL
+    started_at REAL, finished_at REAL,
+    rung INTEGER, resource REAL
 );
 CREATE INDEX IF NOT EXISTS trials_status ON trials(status);
 """
 _COLUMNS = ("id", "status", "config", "value", "score", "macs", "params", "metrics", "error",
-            "seed", "attempts", "started_at", "finished_at")
+            "seed", "attempts", "started_at", "finished_at", "rung", "resource")
+# Columns added after the first release: a study.db written before them gets them on its first writable
+# open (ALTER TABLE ... ADD COLUMN, NULL for old rows); a read-only open reads NULL in their place.
+_ADDED_COLUMNS = {"rung": "INTEGER", "resource": "REAL"}
 
 
 class Storage:
@@ -54,9 +59,14 @@ class Storage:
         self.read_only = read_only
         self._lock = threading.Lock()  # one connection shared by the study's threads
         self._has_schema = True
+        self._select = ", ".join(_COLUMNS)
         if read_only and not self.path.is_file():
             raise StudyError(f"{self.path.parent} is not a study (no {self.path.name}); "
                              "pass the folder given to `nas search --out`")
+        if read_only and self.path.stat().st_size == 0 and not lock_held(self.path.parent):
+            # 0 bytes and no search writing it: not a study that has not started, a damaged copy
+            raise StudyError(f"{self.path} is empty (0 bytes), not a study; restore it from a copy, or pass "
+                             "the folder given to `nas search --out`")
         try:
             if read_only:
                 # as_uri percent-escapes '?', '#' and spaces, which would otherwise end the file name.
@@ -87,6 +97,8 @@ class Storage:
                 if not {"meta", "trials"} <= tables:
                     raise StudyError(f"{self.path} is a SQLite file but not a lightnas study "
                                      "(no meta/trials tables); pass a folder written by `nas search`")
+                have = {r[1] for r in self._conn.execute("PRAGMA table_info(trials)")}
+                self._select = ", ".join(c if c in have else f"NULL AS {c}" for c in _COLUMNS)
             else:
                 mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if mode.lower() != "wal":
@@ -97,6 +109,10 @@ class Storage:
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             self._conn.execute(statement)
+                    have = {r[1] for r in self._conn.execute("PRAGMA table_info(trials)")}
+                    for col, kind in _ADDED_COLUMNS.items():
+                        if col not in have:  # a study.db from before multi-fidelity
+                            self._conn.execute(f"ALTER TABLE trials ADD COLUMN {col} {kind}")
                     self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                                        (json.dumps(SCHEMA_VERSION),))
         version = self.get_meta("schema_version")
@@ -117,12 +133,15 @@ class Storage:
         if "disk is full" in low or "disk i/o" in low:
             return StudyError(f"{where}: cannot write the study database ({msg}); "
                               "free disk space or choose another --out")
+        # A reader (report, export) has no --out of its own to change: its way out is another study path.
         if "locked" in low or "busy" in low:
             return StudyError(f"{where}: database stayed locked for {BUSY_TIMEOUT_S:.0f} s ({msg}); "
-                              "another process holds it: wait for it or choose another --out")
+                              "another process holds it: wait for it and try again"
+                              + ("" if self.read_only else ", or choose another --out"))
         if "not a database" in low or "malformed" in low or "encrypted" in low:
             return StudyError(f"{where} is not a readable study database ({msg}); "
-                              "move the file away or choose another --out")
+                              + ("restore it from a copy, or pass another study folder" if self.read_only
+                                 else "move the file away or choose another --out"))
         if "unable to open" in low:
             return StudyError(f"{where}: cannot open the study database ({msg}); "
                               "check that the folder exists and is accessible")
@@ -218,20 +237,20 @@ class Storage:
                 error = f"{error}; {note}" if error else note
         cur = self._write(
             "UPDATE trials SET status=?, config=?, value=?, score=?, macs=?, params=?, metrics=?, error=?, "
-            "seed=?, attempts=?, started_at=?, finished_at=? WHERE id=?",
+            "seed=?, attempts=?, started_at=?, finished_at=?, rung=?, resource=? WHERE id=?",
             (trial.status, cfg, value, score, _opt_int(trial.macs), _opt_int(trial.params), metrics, error,
              int(trial.seed), int(trial.attempts), _opt_float(trial.started_at),
-             _opt_float(trial.finished_at), int(trial.id)))
+             _opt_float(trial.finished_at), _opt_int(trial.rung), _opt_float(trial.resource), int(trial.id)))
         if cur.rowcount != 1:
             raise StudyError(f"{self.path}: no trial with id {trial.id}; add it with add_trial first")
 
     def get_trial(self, trial_id: int) -> Trial | None:
-        rows = self._read(f"SELECT {', '.join(_COLUMNS)} FROM trials WHERE id = ?", (int(trial_id),))
+        rows = self._read(f"SELECT {self._select} FROM trials WHERE id = ?", (int(trial_id),))
         return self._trial(rows[0]) if rows else None
 
     def trials(self, status: str | None = None) -> list[Trial]:
         """All trials (or those with `status`), ordered by id."""
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM trials"
+        sql = f"SELECT {self._select} FROM trials"
         if status is None:
             return [self._trial(r) for r in self._read(sql + " ORDER BY id")]
         _check_status(status)
@@ -280,8 +299,17 @@ def _check_status(status: str) -> None:
         raise ValueError(f"unknown trial status {status!r}; use one of {', '.join(STATUSES)}")
 
 
+_INT64 = (-(2**63), 2**63 - 1)  # SQLite's INTEGER
+
+
 def _opt_int(x) -> int | None:
-    return None if x is None else int(x)
+    if x is None:
+        return None
+    x = int(x)
+    if not _INT64[0] <= x <= _INT64[1]:
+        raise StudyError(f"{x:.3e} does not fit a 64-bit integer column; such a count means a config far "
+                         "beyond what can be trained (the size caps should have refused it)")
+    return x
 
 
 def _opt_float(x) -> float | None:
@@ -325,8 +353,19 @@ def _to_json(obj: Any, where: str) -> tuple[str, list[str]]:
     return json.dumps(clean, allow_nan=False, separators=(",", ":")), bad
 
 
+_NUMERIC = {"value": float, "score": float, "started_at": float, "finished_at": float, "macs": int,
+            "params": int, "seed": int, "attempts": int}
+
+
 def _row_to_trial(row: tuple) -> Trial:
     d = dict(zip(_COLUMNS, row))
+    for col, kind in _NUMERIC.items():  # SQLite keeps any type in any column: a tampered row may hold text
+        v = d[col]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                              or (kind is int and not isinstance(v, int))):
+            raise TypeError(f"{col} is {v!r}, not a number")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{col} is {v!r}, not a finite number")
     d["config"] = json.loads(d["config"])
     d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
     d["seed"] = d["seed"] or 0

@@ -8,20 +8,26 @@ marks those interrupted and runs them again.
 The objective is any picklable ``objective(spec) -> {"value": float, "metrics": {...}}`` where ``spec`` is
 ``{"trial_id", "config", "seed", "study_dir", **objective_args}``. It may raise; the trial is then
 recorded as failed with the error and the search goes on.
+
+With an optimizer made with ``fidelity=Fidelity(...)`` the study runs trials as segments between rungs
+under asynchronous successive halving (``nas.segments``): the spec then also holds ``resource_from``,
+``resource_to``, ``max_resource`` and ``checkpoint``, and ``Budget(trials=N)`` buys ``N * max_resource``
+units of resource (epochs).
 """
 from __future__ import annotations
 
 import math
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from nas.errors import NasError, StudyError
+from nas.defining import DEFINING, check_resume
+from nas.errors import NasError, SpaceExhausted, StudyError
 from nas.executors import Executor, InProcessExecutor
 from nas.fsutil import StudyLock
 from nas.optimizer import Optimizer
+from nas.progress import Progress, ProgressPrinter
 from nas.storage import Storage
 from nas.trial import COMPLETE, FAILED, INTERRUPTED, RUNNING, Trial
 
@@ -43,29 +49,20 @@ class Budget:
             raise NasError(f"--time-budget must be positive, got {self.seconds}")
 
 
-@dataclass
-class Progress:
-    done: int = 0
-    failed: int = 0
-    running: int = 0
-    best: float | None = None
-    elapsed: float = 0.0
-    left: float | None = None
-    events: list = field(default_factory=list)
-
-
 class Study:
     """Run or resume the study in ``folder``. ``objective_args`` travel to every trial's spec."""
 
     def __init__(self, folder: str | Path, *, optimizer: Optimizer, objective: Callable[[dict], dict],
                  objective_args: dict | None = None, budget: Budget, executor: Executor | None = None,
                  meta: dict | None = None, resume: bool = False,
-                 on_progress: Callable[[Progress], None] | None = None):
+                 on_progress: Callable[[Progress], None] | None = None, defining=DEFINING):
         self.folder = Path(folder)
         self.opt, self.objective = optimizer, objective
         self.objective_args = dict(objective_args or {})
         self.budget, self.executor = budget, executor or InProcessExecutor()
         self.meta, self.resume, self.on_progress = dict(meta or {}), resume, on_progress
+        self.stop_reason: str | None = None  # why the search ended before its budget (space exhausted)
+        self.defining = tuple(defining)  # nas.defining.Setting rows --resume may not change
 
     # ------------------------------------------------------------------ set-up
     def _open(self) -> Storage:
@@ -73,13 +70,17 @@ class Study:
         if db.exists() and not self.resume:
             raise StudyError(f"{self.folder} already holds a study; pass --resume to continue it or choose another --out")
         storage = Storage(db)
-        if db.exists() and storage.count() and self.resume:
-            old = storage.get_meta("space")
-            if old is not None and old != self.meta.get("space", old):
-                raise StudyError(f"{self.folder}: --resume with a different search space than the study's; "
-                                 "use the same --space, or another --out")
+        fid = self.opt.fidelity
+        self.meta["fidelity"] = fid.to_dict() if fid is not None else None
+        recorded = storage.meta()
+        if storage.count():  # trials exist: a different defining setting would mix two runs in one study
+            from nas.segments import check_fidelity_meta
+
+            check_fidelity_meta(recorded.get("fidelity"), fid)
+            check_resume(recorded, self.meta, where=str(self.folder), settings=self.defining)
+        keep = {"created_at"} | ({s.key for s in self.defining} if storage.count() else set())
         for k, v in self.meta.items():
-            if storage.get_meta(k) is None or k not in ("created_at",):
+            if k not in recorded or k not in keep:  # a defining setting is recorded once, never overwritten
                 storage.set_meta(k, v)
         if storage.get_meta("created_at") is None:
             storage.set_meta("created_at", time.time())
@@ -112,6 +113,10 @@ class Study:
         prog = Progress()
         start = time.monotonic()
         elapsed0 = float(storage.get_meta("elapsed", 0.0) or 0.0)
+        if self.opt.fidelity is not None:
+            from nas.segments import SegmentLoop
+
+            return SegmentLoop(self, storage).run(prog, start, elapsed0)
         queue = self._replay(storage)
         running: dict[int, Trial] = {}
         finished = lambda: storage.count(COMPLETE) + storage.count(FAILED)  # noqa: E731
@@ -120,6 +125,8 @@ class Study:
             return elapsed0 + time.monotonic() - start
 
         def budget_left() -> bool:
+            if self.stop_reason is not None:
+                return False
             if self.budget.trials is not None and finished() + len(running) >= self.budget.trials:
                 return False
             return self.budget.seconds is None or spent() < self.budget.seconds
@@ -127,7 +134,11 @@ class Study:
         try:
             while True:
                 while len(running) < self.executor.capacity and budget_left():
-                    trial = self._next_trial(storage, queue)
+                    try:
+                        trial = self._next_trial(storage, queue)
+                    except SpaceExhausted as e:  # a normal end: the budget outlived the space
+                        self.stop_reason = str(e)
+                        break
                     running[trial.id] = trial
                     self._submit(trial)
                 self._report(storage, prog, running, spent())  # after the refill: shows busy workers
@@ -228,27 +239,7 @@ class Study:
         self.on_progress(prog)
 
 
-def print_progress(total: int | None, stream=sys.stderr) -> Callable[[Progress], None]:
-    """A one-line progress bar: trials done, best score so far, time left."""
-
-    def show(p: Progress) -> None:
-        n = p.done + p.failed
-        bar = ""
-        if total:
-            filled = int(20 * min(n, total) / total)
-            bar = "[" + "#" * filled + "." * (20 - filled) + f"] {n}/{total}"
-        else:
-            bar = f"{n} trials"
-        best = f"best {p.best:.4f}" if p.best is not None else "best -"
-        left = f"left {_fmt_s(p.left)}" if p.left is not None else ""
-        extra = f" failed {p.failed}" if p.failed else ""
-        line = f"\r{bar}  {best}  running {p.running}{extra}  elapsed {_fmt_s(p.elapsed)}  {left}"
-        stream.write(line.ljust(100))
-        stream.flush()
-
-    return show
-
-
-def _fmt_s(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+def print_progress(total: int | None, stream=None) -> ProgressPrinter:
+    """The progress callback the CLI uses (nas.progress.ProgressPrinter): a bar on a terminal, plain lines
+    in a log."""
+    return ProgressPrinter(total, stream)

@@ -5,10 +5,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Status values. "interrupted" trials are run again by --resume; "infeasible" ones broke a hard
-# budget and were never trained.
-PENDING, RUNNING, COMPLETE, FAILED, INTERRUPTED, INFEASIBLE = (
-    "pending", "running", "complete", "failed", "interrupted", "infeasible")
-STATUSES = (PENDING, RUNNING, COMPLETE, FAILED, INTERRUPTED, INFEASIBLE)
+# budget and were never trained. Multi-fidelity: "paused" trials stopped at a rung below the top and may
+# still be promoted; "complete" ones reached the top rung (only they count for "best").
+PENDING, RUNNING, COMPLETE, FAILED, INTERRUPTED, INFEASIBLE, PAUSED = (
+    "pending", "running", "complete", "failed", "interrupted", "infeasible", "paused")
+STATUSES = (PENDING, RUNNING, COMPLETE, FAILED, INTERRUPTED, INFEASIBLE, PAUSED)
 
 
 @dataclass
@@ -26,6 +27,10 @@ class Trial:
     attempts: int = 0
     started_at: float | None = None  # unix seconds
     finished_at: float | None = None
+    # Multi-fidelity only (None otherwise): the index of the last rung recorded and the resource trained
+    # so far (epochs). metrics["rungs"] holds [{"resource", "value"}] and metrics["curve"] the whole run.
+    rung: int | None = None
+    resource: float | None = None
 
     @property
     def duration(self) -> float | None:

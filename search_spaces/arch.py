@@ -36,6 +36,10 @@ _POOLS = (None, "none", "max")
 # Blocks per stage. Every block is materialised (a BlockSpec here, a module in the builder), so a typo such as
 # repeats: 1000000000 would exhaust memory; ResNet-152's longest stage has 36.
 MAX_REPEATS = 256
+# Stages, and blocks in all: fvcore's tracer and the builder take minutes on thousands of blocks (a config of
+# 5,000 stages hung `nas inspect`); MobileNetV2 has 7 stages and ResNet-152 50 blocks.
+MAX_STAGES = 64
+MAX_BLOCKS = 1024
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,15 @@ def validate_arch(config: Any, *, num_classes: int | None = None, in_chans: int 
 
     if not isinstance(config["stages"], list):
         raise ConfigError(f"stages: expected a list of stage mappings, got {type(config['stages']).__name__}")
-    stages = []
+    if len(config["stages"]) > MAX_STAGES:
+        raise ConfigError(f"stages: {len(config['stages'])} stages, above {MAX_STAGES}; use fewer stages")
+    stages, n_blocks = [], 0
     for i, raw in enumerate(config["stages"]):
         blocks, chs = _stage(raw, f"stages[{i}]", chs)
+        n_blocks += len(blocks)
+        if n_blocks > MAX_BLOCKS:
+            raise ConfigError(f"stages: more than {MAX_BLOCKS} blocks in all (at stages[{i}]); use fewer "
+                              "stages or repeats")
         stages.append(blocks)
 
     head_spec = None

@@ -20,17 +20,19 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas.errors import ConfigError
+from nas.fsutil import read_regular_file
+from nas.limits import MAX_TEXT_FILE_BYTES
+from search_spaces import size
 from search_spaces.builder import build_model
 from search_spaces.counting import _shape, count
 
 __all__ = ["inspect_config", "inspect_main", "parse_input_shape"]
 
 _DEFAULT_CLASSES = 10  # what inspect assumes when neither the caller nor the config says
-# inspect builds the network and runs it three times at batch 1 on the CPU. Past these (4 GB of float32
-# weights; 25x ResNet-50's MACs at 224) a config is refused from its analytic count before anything is
-# allocated: a typo like channels: 100000 must not take the machine's memory.
-MAX_PARAMS = 1_000_000_000
-MAX_MACS = 100_000_000_000
+# inspect builds the network and runs it three times at batch 1 on the CPU: a config over the caps of
+# search_spaces/size.py is refused from its analytic count before anything is allocated, so a typo like
+# channels: 100000 does not take the machine's memory.
+MAX_PARAMS, MAX_MACS = size.MAX_PARAMS, size.MAX_MACS
 
 
 def inspect_config(config: dict, *, input_shape: tuple, num_classes: int | None = None,
@@ -38,10 +40,8 @@ def inspect_config(config: dict, *, input_shape: tuple, num_classes: int | None 
     """Analytic params / MACs, the same counted on the built model, and fvcore's per-module table."""
     shape = _shape(tuple(input_shape))
     analytic = count(config, input_shape=shape, num_classes=num_classes)
-    size = f"{analytic['params']:,} parameters and {analytic['macs']:,} MACs"
-    if analytic["params"] > MAX_PARAMS or analytic["macs"] > MAX_MACS:
-        raise ConfigError(f"{size} at input {'x'.join(map(str, shape))}: too large to build here (limits "
-                          f"{MAX_PARAMS:,} and {MAX_MACS:,}); check channels, repeats and --input-shape")
+    size.check_size(config, input_shape=shape, num_classes=num_classes, train=False)
+    size_text = f"{analytic['params']:,} parameters and {analytic['macs']:,} MACs"
     try:
         torch.manual_seed(0)  # the counts do not depend on the weights; fix them anyway for repeatable tables
         model = build_model(config, num_classes=num_classes, in_chans=shape[0]).eval()
@@ -52,7 +52,7 @@ def inspect_config(config: dict, *, input_shape: tuple, num_classes: int | None 
     except (MemoryError, RuntimeError) as e:
         if not isinstance(e, MemoryError) and "allocate" not in str(e):
             raise
-        raise ConfigError(f"not enough memory to build and run the network ({size}); "
+        raise ConfigError(f"not enough memory to build and run the network ({size_text}); "
                           "try a smaller --input-shape or run it on a larger machine") from None
     result = {
         "params": analytic["params"],
@@ -102,12 +102,11 @@ def parse_input_shape(text) -> tuple[int, int, int]:
 
 
 def _load(path: Path) -> dict:
+    raw = read_regular_file(path, max_bytes=MAX_TEXT_FILE_BYTES, what="config", error=ConfigError)
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e.__class__.__name__})") from None
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; a config is a JSON file") from None
     except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the JSON decoder goes
         raise ConfigError(f"{path}: not valid JSON ({' '.join(str(e).split())[:200]})") from None
     # A trial record or an exported result holds the config under "config".

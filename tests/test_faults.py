@@ -485,6 +485,7 @@ def check_search(space: Path, extra: list[str]) -> None:
         with fake_training() as calls:
             try:
                 code, out, err = call(["search", "--dataset", "digits", "--space", space, "--trials", "1",
+                                       "--fidelity", "off", "--max-epochs", "2",
                                        "--quiet", "--out", folder / "s", *extra])
             except _Enough:
                 return
@@ -538,7 +539,9 @@ def test_fuzz_search_space_file(data, fmt, tiny_space_dict):
 
 # ============================================================================================ kill -9
 def _search_argv(space: Path, out: Path, trials: int, *extra) -> list:
-    return ["search", "--dataset", "digits", "--space", space, "--trials", trials, "--out", out, "--quiet", *extra]
+    # Single-fidelity: these tests count whole trials (multi-fidelity kills are tested further down).
+    return ["search", "--dataset", "digits", "--space", space, "--trials", trials, "--out", out, "--quiet",
+            "--fidelity", "off", "--max-epochs", "2", *extra]
 
 
 def _started_since(folder: Path, t0: float) -> bool:
@@ -662,6 +665,99 @@ def test_a_trial_killed_before_its_first_update_resumes_with_its_own_seed(tmp_pa
     assert [(c["trial_id"], c["seed"]) for c in calls] == [(half_made.id, expected)]
     rerun = trials_of(folder)[-1]
     assert (rerun.id, rerun.status, rerun.seed, rerun.attempts) == (half_made.id, "complete", expected, 1)
+
+
+# A `nas search` in multi-fidelity mode whose trainer is a contract-following stand-in: 0.15 s an epoch,
+# the state (epochs trained, every epoch's number) torch.save'd as the checkpoint, and a loud failure if a
+# segment is handed a checkpoint that is not the state at its resource_from (a repeated or skipped epoch).
+_MF_SEARCH = r"""
+import io, sys, time, zlib, json
+import torch
+import trainers.runner as runner
+def fake(spec):
+    state = {"epoch": torch.tensor(0), "trace": torch.zeros(0, dtype=torch.long)}
+    if spec["checkpoint"] is not None:
+        state = torch.load(io.BytesIO(spec["checkpoint"]), weights_only=True)
+    if int(state["epoch"]) != spec["resource_from"]:
+        raise RuntimeError(f"checkpoint at epoch {int(state['epoch'])}, segment from {spec['resource_from']}")
+    level = 0.3 + 0.6 * (zlib.crc32(json.dumps(spec["config"], sort_keys=True).encode()) % 1000) / 1000
+    curve = []
+    for e in range(spec["resource_from"] + 1, spec["resource_to"] + 1):
+        time.sleep(0.15)
+        curve.append({"epoch": e, "val_acc": level * (1 - 0.5 / e)})
+    trace = torch.cat([state["trace"], torch.arange(spec["resource_from"] + 1, spec["resource_to"] + 1)])
+    buf = io.BytesIO()
+    torch.save({"epoch": torch.tensor(spec["resource_to"]), "trace": trace}, buf)
+    return {"value": curve[-1]["val_acc"], "metrics": {"curve": curve}, "checkpoint": buf.getvalue(),
+            "resource": spec["resource_to"]}
+runner.run_trial = fake
+from nas.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _rung_values(folder: Path) -> dict:
+    return {t.id: t.metrics.get("rungs", []) for t in trials_of(folder)}
+
+
+def test_kill_9_during_a_promoted_segment_then_resume_continues_from_the_last_rung(tmp_path, tiny_space):
+    """Multi-fidelity: SIGKILL while a promoted trial trains (its row is "running" with a rung recorded),
+    then mid-search; each --resume must keep every rung value recorded, rerun the killed segment from the
+    checkpoint of its last rung (the stand-in trainer fails on any other), and the last one must spend the
+    epoch budget with no failed trial."""
+    import torch
+
+    rng = random.Random(20261201)
+    out, logs = tmp_path / "study", tmp_path / "logs"
+    argv = ["search", "--dataset", "digits", "--space", tiny_space, "--trials", 3, "--min-epochs", 1,
+            "--max-epochs", 9, "--eta", 3, "--warmup", 3, "--seed", 3, "--out", out, "--quiet", "--resume"]
+    prefix = [sys.executable, "-c", _MF_SEARCH]
+
+    def promoted_running(t0):
+        return any(t.status == "running" and (t.resource or 0) > 0 and (t.started_at or 0) > 0
+                   and t.metrics.get("rungs") for t in trials_of(out)) and time.time() > t0
+
+    def n_rungs():
+        return sum(len(v) for v in _rung_values(out).values())
+
+    killed = 0
+    for i, moment in enumerate(["promoted", "mid"]):
+        before = _rung_values(out)
+        kept = snapshot(out)
+        t0 = time.time()
+        with reaped(spawn(argv, logs, f"run{i}", prefix=prefix)) as proc:
+            if moment == "promoted":
+                alive = wait_for(lambda t0=t0: promoted_running(t0), timeout=240, proc=proc, what="a promoted segment")
+                time.sleep(rng.uniform(0.0, 0.3))
+            else:
+                goal = n_rungs() + rng.randint(1, 2)
+                alive = wait_for(lambda goal=goal: n_rungs() >= goal, timeout=240, proc=proc, what=f"{goal} rung values")
+                time.sleep(rng.uniform(0.0, 0.2))
+            if alive and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed += 1
+                assert proc.wait(timeout=30) == -signal.SIGKILL
+            else:
+                assert proc.wait(timeout=240) == 0, logs_of(logs, f"run{i}")
+        _check_after_kill(out, kept)
+        after = _rung_values(out)
+        for tid, rv in before.items():
+            assert after[tid][:len(rv)] == rv, (tid, rv, after[tid])  # no rung value lost or changed
+        if moment == "promoted":
+            assert killed == 1, "the search ended before a promoted segment could be killed"
+            assert any(t.status == "running" and t.resource for t in trials_of(out))  # the kill hit one
+
+    with reaped(spawn(argv, logs, "final", prefix=prefix)) as proc:
+        assert proc.wait(timeout=300) == 0, logs_of(logs, "final")
+    trials = trials_of(out)
+    assert all(t.status in ("complete", "paused") for t in trials), [(t.id, t.status, t.error) for t in trials]
+    assert sum(t.resource for t in trials) >= 27 and any(t.status == "complete" for t in trials)
+    for t in trials:
+        assert [p["epoch"] for p in t.metrics["curve"]] == list(range(1, int(t.resource) + 1)), t.id
+        state = torch.load(out / "trials" / str(t.id) / "checkpoint.pt", weights_only=True)
+        assert state["trace"].tolist() == list(range(1, int(t.resource) + 1)), t.id  # no epoch ran twice
+    assert not temp_leftovers(out), temp_leftovers(out)
+    assert not list(out.rglob("checkpoint.*.pt"))
 
 
 # ============================================================================================ concurrency
@@ -843,7 +939,7 @@ def test_data_that_vanishes_mid_search_and_between_runs(tmp_path, tiny_space):
     normally. Still gone at --resume: one line naming the folder, exit 2, the study untouched."""
     data, out, logs = _image_folder(tmp_path / "images"), tmp_path / "study", tmp_path / "logs"
     argv = ["search", "--dataset", "imagefolder", "--data-dir", data, "--space", tiny_space, "--trials", 3,
-            "--warmup", 3, "--out", out, "--quiet"]
+            "--warmup", 3, "--out", out, "--quiet", "--fidelity", "off", "--max-epochs", 2]
     t0 = time.time()
     with reaped(spawn(argv, logs, "search")) as proc:
         wait_for(lambda: _started_since(out, t0), timeout=180, proc=proc, what="the first trial")

@@ -38,6 +38,10 @@ from trainers.presets import get_preset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp")
 DEFAULT_FOLDER_IMAGE_SIZE = 32
+# Pixels an image may declare in its header (about 8,000 x 8,000): larger ones are skipped as unreadable
+# before decoding, since a folder image is resized to a few dozen pixels anyway. PIL's own bomb check
+# raises only at twice its 89M-pixel warning level, and decoding that much costs gigabytes.
+MAX_IMAGE_PIXELS = 64_000_000
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F", "P;gray"}
 
 
@@ -193,15 +197,21 @@ def _class_files(root: Path) -> dict[str, list[Path]]:
 
 
 def _read_image(path: Path, size: int):
-    """(uint8 array (size, size, 3), was_gray) or None when PIL cannot read the file."""
+    """(uint8 array (size, size, 3), was_gray) or None when PIL cannot read the file, or when its header
+    declares more than MAX_IMAGE_PIXELS (checked before decoding: a 100,000 x 100,000 PNG is a few KB)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            img.load()  # decode now: truncated files only fail here
-            gray = img.mode in _GRAY_MODES
-            img = img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own cap
+            with Image.open(path) as img:
+                w, h = img.size  # from the header; nothing decoded yet
+                if w * h > MAX_IMAGE_PIXELS:
+                    return None
+                img.load()  # decode now: truncated files only fail here
+                gray = img.mode in _GRAY_MODES
+                img = img.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
     w, h = img.size
     scale = size / min(w, h)
@@ -243,10 +253,23 @@ def _load_imagefolder(*, data_dir, seed, val_fraction, test_fraction, image_size
                 labels.append(index[c])
                 origin.append(split)
     if skipped:
-        warnings.warn(f"{len(skipped)} unreadable image file(s) in {root} skipped, e.g. {skipped[0]}",
-                      stacklevel=3)
+        warnings.warn(f"{len(skipped)} unreadable (or over {MAX_IMAGE_PIXELS:,}-pixel) image file(s) in {root} "
+                      f"skipped, e.g. {skipped[0]}", stacklevel=3)
     if not images:
         raise DataError(f"no readable images in {root} ({len(skipped)} unreadable files skipped)")
+    if len(set(labels)) < 2:
+        raise DataError(f"{root} holds one class ({class_names[labels[0]]!r}); a classifier needs at least two "
+                        "class folders (with one, every prediction is right)")
+    if "train" in layouts:
+        have = {s: {c for c, fs in files.items() if fs} for s, files in layouts.items()}
+        for split in ("val", "test"):
+            if split in have and have[split] and have[split] != have["train"]:
+                only_split, only_train = sorted(have[split] - have["train"]), sorted(have["train"] - have[split])
+                diff = "; ".join(x for x in (f"only in {split}/: {', '.join(only_split[:5])}" if only_split else "",
+                                             f"only in train/: {', '.join(only_train[:5])}" if only_train else "")
+                                 if x)
+                raise DataError(f"{root}: {split}/ and train/ hold different classes ({diff}); give both the "
+                                "same class folders")
 
     x = np.stack(images).transpose(0, 3, 1, 2)  # (N, 3, S, S)
     if all(grays):

@@ -46,12 +46,16 @@ def run_trial(spec: dict) -> dict:
     import torch
 
     from search_spaces.builder import build_model
+    from search_spaces.size import check_size
     from trainers.train import train_trial
 
     data = cached_dataset(spec.get("dataset", "digits"), spec.get("data_dir"), int(spec.get("data_seed", 0)),
                           bool(spec.get("download", False)), spec.get("image_size"))
     config = spec["config"]
     c, _, _ = data.input_shape
+    # Proposals are already under the caps; a trial queued by an older study, or a config edited in the
+    # database, is checked again here, before anything is allocated.
+    check_size(config, input_shape=tuple(data.input_shape), num_classes=data.num_classes)
     threads = _threads_for(config, data, spec.get("threads"))
     t0 = time.perf_counter()
     result = train_trial(

@@ -9,6 +9,8 @@ import pytest
 from nas.cli import main
 from nas.storage import Storage
 
+OFF = ("--fidelity", "off", "--max-epochs", "2")  # these tests count whole trials of at most 2 epochs
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -30,7 +32,7 @@ def assert_one_line_error(code, err, *needles):
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, tiny_space) -> Path:
     out = tmp_path_factory.mktemp("study") / "digits"
-    code = main(["search", "--dataset", "digits", "--trials", "4", "--warmup", "3", "--space", str(tiny_space),
+    code = main(["search", "--dataset", "digits", "--trials", "4", "--warmup", "3", "--space", str(tiny_space), *OFF,
                  "--out", str(out), "--quiet", "--seed", "1"])
     assert code == 0
     return out
@@ -52,10 +54,10 @@ def test_search_writes_every_trial(study):
 
 
 def test_resume_extends_and_a_second_plain_search_is_refused(capsys, study, tiny_space):
-    code, _, err = run(capsys, "search", "--dataset", "digits", "--trials", "4", "--space", str(tiny_space),
+    code, _, err = run(capsys, "search", "--dataset", "digits", "--trials", "4", "--space", str(tiny_space), *OFF,
                        "--out", str(study), "--quiet")
     assert_one_line_error(code, err, "--resume")
-    code, out, _ = run(capsys, "search", "--dataset", "digits", "--trials", "5", "--space", str(tiny_space),
+    code, out, _ = run(capsys, "search", "--dataset", "digits", "--trials", "5", "--space", str(tiny_space), *OFF,
                        "--out", str(study), "--quiet", "--resume")
     assert code == 0
     with Storage(study / "study.db", read_only=True) as st:

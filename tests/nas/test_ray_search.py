@@ -178,6 +178,7 @@ def test_nas_search_cli_on_ray(ray_ex, tmp_path, capsys, tiny_space):
 
     out = tmp_path / "digits"
     code = main(["search", "--dataset", "digits", "--space", str(tiny_space), "--trials", "3", "--workers", "2",
+                 "--fidelity", "off", "--max-epochs", "2",
                  "--executor", "ray", "--out", str(out), "--quiet", "--seed", "2"])
     printed = capsys.readouterr().out
     assert code == 0
