@@ -17,9 +17,18 @@ def run(capsys, *argv):
 def pareto_study(tmp_path_factory, tiny_space):
     out = tmp_path_factory.mktemp("pareto") / "digits"
     code = main(["search", "--dataset", "digits", "--trials", "6", "--warmup", "3", "--space", str(tiny_space),
-                 "--out", str(out), "--quiet", "--seed", "2", "--objective", "pareto", "--max-macs", "400k"])
+                 "--out", str(out), "--quiet", "--seed", "2", "--objective", "pareto", "--max-macs", "400k", "--fidelity", "off"])
     assert code == 0
     return out
+
+
+def test_pareto_search_with_multi_fidelity_keeps_the_limit(tmp_path, tiny_space):
+    out = tmp_path / "mf"
+    assert main(["search", "--dataset", "digits", "--trials", "5", "--warmup", "3", "--space", str(tiny_space),
+                 "--out", str(out), "--quiet", "--seed", "3", "--objective", "pareto", "--max-macs", "400k"]) == 0
+    with Storage(out / "study.db", read_only=True) as st:
+        trials = st.trials()
+    assert trials and all(t.macs <= 400e3 for t in trials)
 
 
 def test_search_records_the_objectives_and_respects_the_limit(pareto_study):
