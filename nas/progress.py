@@ -57,8 +57,8 @@ class Progress:
     # Multi-fidelity only: trials paused at a rung, epochs (resource) trained out of the budget, and per
     # running job {"trial", "resource_to", "resource", "value"} (the last two from its live file, or None).
     paused: int = field(default=0, metadata=shown("paused", _count_if_any))
-    epochs: float | None = field(default=None, metadata=shown("epochs", lambda v: None if v is None else f"{v:g}"))
-    epoch_budget: float | None = field(default=None, metadata=shown("of", lambda v: None if not v else f"{v:g}"))
+    epochs: float | None = None  # shown by the counter: "12/36 ep  1 full"
+    epoch_budget: float | None = None
     jobs: list = field(default_factory=list, metadata=shown("jobs", lambda js: " ".join(
         f"#{j['trial']}:{_fmt_job(j)}" for j in js) or None))
     extra: dict = field(default_factory=dict)  # free-form {label: value} items, shown last
@@ -114,15 +114,17 @@ class ProgressPrinter:
         else:
             self._plain(p)
 
-    def _counter(self, n: int) -> str:
-        return f"{n}/{self.total} trials" if self.total else f"{n} trials"
+    def _counter(self, p: Progress) -> str:
+        if p.epoch_budget:  # multi-fidelity: the budget is epochs; trials count as they reach the top rung
+            return f"{p.epochs or 0:g}/{p.epoch_budget:g} ep  {p.done} full"
+        return f"{p.finished}/{self.total} trials" if self.total else f"{p.finished} trials"
 
     def _plain(self, p: Progress, *, force: bool = False) -> None:
         now = time.monotonic()
-        n = p.finished
+        n = p.epochs if p.epoch_budget else p.finished  # a line whenever the count moves
         if not force and n == self._last_n and now - self._last_t < self.interval:
             return
-        line = "  ".join([self._counter(n)] + render_fields(p))
+        line = "  ".join([self._counter(p)] + render_fields(p))
         self._last_n, self._last_t = n, now
         if line != self._last_line:
             self.stream.write(line + "\n")
@@ -132,12 +134,13 @@ class ProgressPrinter:
     def _draw_bar(self, p: Progress) -> None:
         from tqdm import tqdm
 
+        total, unit = (p.epoch_budget, "ep") if p.epoch_budget else (self.total, "trial")
         if self._bar is None:
             # Our own time-left estimate knows the time budget; tqdm's rate-based one does not.
-            self._bar = tqdm(total=self.total, file=self.stream, unit="trial", dynamic_ncols=True, leave=True,
-                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {postfix}" if self.total
+            self._bar = tqdm(total=total, file=self.stream, unit=unit, dynamic_ncols=True, leave=True,
+                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} " + unit + " {postfix}" if total
                              else "{n_fmt} trials {postfix}")
-        self._bar.n = p.finished
+        self._bar.n = (p.epochs or 0) if p.epoch_budget else p.finished
         self._bar.set_postfix_str("  ".join(render_fields(p)), refresh=False)
         self._bar.refresh()
 

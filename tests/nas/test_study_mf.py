@@ -210,4 +210,4 @@ def test_progress_line_shows_epochs_and_running_targets():
                        {"trial": 5, "resource_to": 1, "resource": None, "value": None}])
     print_progress(4, stream=buf)(p)
     line = buf.getvalue()
-    assert "12/36 ep" in line and "#4:5/9ep 0.812" in line and "#5:->1ep" in line and "paused 3" in line
+    assert "12/36 ep  1 full" in line and "#4:5/9ep 0.812" in line and "#5:->1ep" in line and "paused 3" in line
