@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["optimizer", "batch", "search", "trainer", "denormal", "parallel", "mf_synthetic", "multifidelity", "lr_ranges"]
+ORDER = ["optimizer", "batch", "search", "trainer", "denormal", "parallel", "mf_synthetic", "multifidelity",
+         "pareto", "lr_ranges"]
 TITLES = {
     "optimizer": "Optimiser: NAS-Bench-201, conditional synthetic, two objectives, ask overhead",
     "batch": "Batch and asynchronous proposals on NAS-Bench-201",
@@ -21,6 +22,7 @@ TITLES = {
     "mf_synthetic": "Multi-fidelity engine on synthetic learning curves",
     "multifidelity": "Multi-fidelity search on the TaskSet learning curves",
     "lr_ranges": "Per-optimizer learning-rate and weight-decay ranges vs one shared range",
+    "pareto": "Pareto search: accuracy against latency on NAS-Bench-201 (EHVI with known costs)",
 }
 
 

@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-params", type=_amount, help="hard limit on parameters")
     s.add_argument("--score", help="acc | mnas[:macs=T,params=P,alpha=A,beta=B] | weighted:macs=W,params=W "
                                     "(default mnas)")
+    s.add_argument("--objective", choices=["score", "pareto"],
+                   help="score: one network by --score (default); pareto: the whole accuracy-MACs-params front")
     s.add_argument("--seed", type=_seed,
                    help="seeds the optimiser, the data splits and every trial's training (default 0)")
     s.add_argument("--resume", action="store_true", help="continue the study in --out (or start it)")
@@ -154,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--trial", type=int, help="trial id (default: the best by score)")
     e.add_argument("--out", required=True, help="folder to write model.py, weights.pt, config.json, model.ts")
     e.add_argument("--no-retrain", action="store_true", help="use the trial's own weights instead of retraining")
+    e.add_argument("--max-macs", type=_amount, help="export the most accurate front member within this many MACs")
+    e.add_argument("--max-params", type=_amount, help="... and within this many parameters")
 
     i = sub.add_parser("inspect", help="params, MACs and the per-module table of an architecture config")
     i.add_argument("config", help="a JSON or YAML config file, or a shipped reference by name (mobilenet_v2, resnet50)")
@@ -245,7 +249,16 @@ def cmd_report(args) -> int:
 def cmd_export(args) -> int:
     from nas.export import export_study
 
-    written = export_study(args.study, out=args.out, trial_id=args.trial, retrain=not args.no_retrain)
+    trial_id = args.trial
+    if args.max_macs is not None or args.max_params is not None:
+        if trial_id is not None:
+            raise NasError("give --trial or a budget (--max-macs / --max-params), not both")
+        from nas.front import pick_within
+        from nas.report import load_study
+
+        trial_id = pick_within(load_study(args.study), max_macs=args.max_macs, max_params=args.max_params)
+        print(f"front member within the budget: trial {trial_id}", file=sys.stderr)
+    written = export_study(args.study, out=args.out, trial_id=trial_id, retrain=not args.no_retrain)
     for name in written:
         print(name)
     return 0

@@ -30,6 +30,7 @@ DEFAULT_TARGETS = {
     "cifar100": {"macs": 30e6},
     "imagefolder": {"macs": 20e6},
 }
+PARETO_OBJECTIVES = {"acc": "maximize", "macs": "minimize", "params": "minimize"}  # --objective pareto
 
 
 # Options that a resume takes from the study when they are not given: (argparse dest, meta key, default
@@ -184,12 +185,16 @@ def make_study(args) -> tuple[Study, int | None]:
         targets["macs"] = min(targets.get("macs", args.max_macs), args.max_macs)
     if args.max_params:
         targets["params"] = args.max_params
-    score = parse_score(args.score, default_targets=targets)
+    pareto = getattr(args, "objective", "score") == "pareto"
+    score = None if pareto else parse_score(args.score, default_targets=targets)
 
     trials = args.trials if args.trials is not None else preset.trials  # with --time-budget: whichever ends first
     budget = Budget(trials=trials, seconds=args.time_budget)
+    # Pareto search: accuracy against the exact MACs and params, by expected hypervolume improvement.
+    objectives = PARETO_OBJECTIVES if pareto else None
     opt = Optimizer(space, direction="maximize", seed=args.seed, constraints=constraints, known=known,
-                    score=score, n_warmup=args.warmup or 8, value_bounds=(0.0, 1.0), fidelity=fidelity)
+                    score=score, n_warmup=args.warmup or 8, value_bounds=(0.0, 1.0), fidelity=fidelity,
+                    objectives=objectives)
     workers = min(args.workers, trials)  # a worker beyond the trial budget would only sit idle
     name = args.executor or ("inprocess" if workers == 1 else "process")
     if name == "inprocess" and workers > 1:
@@ -210,7 +215,7 @@ def make_study(args) -> tuple[Study, int | None]:
         "dataset": preset.name, "data_dir": _data_dir_key(preset.name, args.data_dir),
         "input_shape": list(input_shape), "size_caps": dict(SIZE_CAPS),
         "num_classes": num_classes, "class_names": list(data.class_names), "space": space.to_dict(),
-        "score": score.spec(), "max_macs": args.max_macs, "max_params": args.max_params, "seed": args.seed,
+        "score": opt.score.spec(), "objectives": objectives, "max_macs": args.max_macs, "max_params": args.max_params, "seed": args.seed,
         "trials": trials, "time_budget": args.time_budget, "direction": "maximize", "objective": "val_acc",
         "augment": preset.augment, "norm_mean": list(data.mean), "norm_std": list(data.std),
         "command": " ".join(["nas"] + sys.argv[1:]), "max_epochs": max_epochs,
@@ -295,7 +300,8 @@ def describe(study: Study) -> str:
         parts.append("fidelity off")
     if b.seconds:
         parts.append(f"time budget {b.seconds:g}s")
-    parts.append(f"score {study.opt.score.spec()}")
+    objs = study.opt.objectives
+    parts.append(f"Pareto front of {', '.join(objs.names)}" if objs else f"score {study.opt.score.spec()}")
     parts.append(f"{study.executor.capacity} worker(s)")
     return ", ".join(parts)
 

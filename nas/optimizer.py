@@ -41,6 +41,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from nas import acquisition as acq
+from nas import multiobjective as mo
 from nas.errors import NasError, SpaceError, SpaceExhausted
 from nas.fidelity import Fidelity
 from nas.gp import GP
@@ -69,13 +70,24 @@ class Optimizer:
                  constraints: Sequence = (), known: Callable[[dict], dict] | None = None,
                  score: Score | None = None, n_warmup: int = 10, beta_scale: float = 0.2,
                  kernel: str = "arc", n_candidates: int = 256, max_fit_points: int = 300,
-                 value_bounds: tuple | None = None, warp: str = "copula", fidelity: Fidelity | None = None):
+                 value_bounds: tuple | None = None, warp: str = "copula", fidelity: Fidelity | None = None,
+                 objectives=None, pareto: str = "ehvi", reference: dict | None = None, pending: str = "fantasy",
+                 log_costs: bool = True):
+        self.objectives = None
+        if objectives is not None:  # Pareto search (nas.multiobjective): the modelled objective's direction
+            self.objectives = mo.parse_objectives(objectives, log_costs=log_costs)
+            direction = "maximize" if self.objectives.modelled[1] else "minimize"
+            if score is not None:
+                raise NasError("objectives= searches the whole front; a score= collapses it to one number: "
+                               "give one of the two")
         if direction not in ("maximize", "minimize"):
             raise NasError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
         self.space, self.direction, self.seed = space, direction, seed
         self.score = score or Identity()
         if self.score.needs and known is None:
             raise NasError(f"score {self.score.spec()} needs known objectives {self.score.needs}: pass known=")
+        if self.objectives is not None and known is None:
+            raise NasError(f"objectives {self.objectives.names[1:]} are known objectives: pass known=")
         if direction == "minimize" and not isinstance(self.score, Identity):
             raise NasError("a score combines accuracy-like objectives: use direction='maximize' with it")
         self.known_fn = known
@@ -110,6 +122,17 @@ class Optimizer:
         self._gp_n = -1  # observations the GP holds
         self._gp_fit_n = 0  # observations at the last hyper-parameter fit
         self._best_score_n, self._best_score_cache = -1, -math.inf
+        if self.objectives is not None:
+            if pareto not in mo.ACQUISITIONS or pending not in mo.PENDING:
+                raise NasError(f"pareto must be one of {mo.ACQUISITIONS} and pending one of {mo.PENDING}, "
+                               f"got {pareto!r} and {pending!r}")
+            self.pareto, self.pending = pareto, pending
+            probe = sample_feasible(space, mo.REF_SAMPLES, np.random.default_rng(seed), self.feasible)
+            self.objectives.check_known(self.known(probe[0]))
+            limits = {c.name: c.max for c in self.constraints if isinstance(c, Limit)}
+            self._ref_value, self._ref_costs = mo.reference_point(
+                self.objectives, [self.known(c) for c in probe], limits=limits, value_bounds=value_bounds,
+                reference=reference)
 
     # ------------------------------------------------------------------ known objectives
     def known(self, config: dict) -> dict:
@@ -400,10 +423,70 @@ class Optimizer:
                 ucb = self._warp.inverse(ucb)  # back to the objective's units, where the score applies
             return self.score_of(configs, ucb)
 
+        if self.objectives is not None:
+            acquisition = self._pareto_acquisition(gp, beta, pend)
         incumbents = self._top_configs(3)
         cfg, _ = maximize(self.space, acquisition, rng=self.rng, feasible=self._candidate_filter(),
                           exclude=self._seen, seeds=incumbents, n_random=self.n_candidates)
         return cfg
+
+    # ------------------------------------------------------------------ Pareto search
+    def _front_observations(self) -> list:
+        """The (config, value) pairs the front is made of: top-rung values only in a multi-fidelity study."""
+        return self._top_obs()
+
+    def _predict_top(self, gp, configs: list) -> tuple:
+        """Posterior (mean, std) in the GP's units at the top rung (multi-fidelity) or plainly."""
+        X, A = self._encode(configs, [1.0] * len(configs), validate=False)
+        mean, std = gp.predict(X, A)
+        return (mean + self._trend_at(1.0) if self.fidelity is not None else mean), std
+
+    def _to_gp_units(self, values) -> np.ndarray:
+        """Told values as the GP sees them: maximised, warped (monotone, so the front is the same)."""
+        v = np.asarray(values, dtype=float)
+        v = -v if self.direction == "minimize" else v
+        return self._warp(v) if self._warp is not None else v
+
+    def _pareto_acquisition(self, gp, beta: float, pending: list):
+        """EHVI (or the HVI of the UCB) of (modelled value, known costs), in the GP's units."""
+        from nas.ehvi import CostGrid
+
+        obs = self._front_observations() or self._obs  # no top-rung value yet: the front of what there is
+        cfgs, vals = [c for c, _ in obs], self._to_gp_units([v for _, v in obs])
+        if self._ref_value is None:
+            ref = float(vals.min())  # no bound given: the worst observation
+        else:
+            r = -self._ref_value if self.direction == "minimize" else self._ref_value
+            ref = float(self._warp(np.array([r]))[0]) if self._warp is not None else r
+        if pending and self.pending == "fantasy":  # pending points join the front at their posterior mean
+            cfgs, vals = cfgs + list(pending), np.concatenate([vals, self._predict_top(gp, pending)[0]])
+        U = self.objectives.costs([self.known(c) for c in cfgs])
+        keep = mo.pareto_indices(vals, U)
+        grid = CostGrid(vals[keep], U[keep], ref, self._ref_costs)
+        root_beta = math.sqrt(beta)
+
+        def acquisition(configs):
+            mean, std = self._predict_top(gp, configs)  # proposals on the predicted top-rung value
+            Uc = self.objectives.costs([self.known(c) for c in configs])
+            if self.pareto == "ucb":
+                return grid.hvi(mean + root_beta * std, Uc)
+            return grid.ehvi(mean, std, Uc)
+
+        return acquisition
+
+    def pareto_front(self) -> list:
+        """``[(config, value, known), ...]``: the told configs no other told config dominates in (value, known
+        objectives); with ``objectives=`` only. Sorted by value, best first."""
+        if self.objectives is None:
+            raise NasError("pareto_front() needs objectives=; this optimizer searches one score")
+        obs = self._front_observations()
+        if not obs:
+            return []
+        vals = np.array([v for _, v in obs], dtype=float)
+        vals = -vals if self.direction == "minimize" else vals
+        U = self.objectives.costs([self.known(c) for c, _ in obs])
+        idx = sorted(mo.pareto_indices(vals, U), key=lambda i: -vals[i])
+        return [(obs[i][0], obs[i][1], self.known(obs[i][0])) for i in idx]
 
     def _top_configs(self, n: int) -> list:
         obs = self._top_obs() or self._obs  # multi-fidelity before any top-rung value: the best at any rung

@@ -104,6 +104,7 @@ class StudyView:
     trials: list[Trial]
     _frame: pd.DataFrame | None = field(default=None, repr=False)
     _config_columns: list[str] = field(default_factory=list, repr=False)
+    _front_cache: pd.DataFrame | None = field(default=None, repr=False)  # with posterior: one GP fit per view
 
     @property
     def direction(self) -> str:
@@ -199,11 +200,24 @@ class StudyView:
                 objs.append((col, False))
         return objs
 
-    def pareto_front(self) -> pd.DataFrame:
+    def pareto_front(self, *, posterior: bool = True) -> pd.DataFrame:
         """Complete trials not dominated on (value max, macs min, params min), cheapest first.
 
         Uses macs / params only where the study has them; a complete trial missing a used one is left out.
+        With ``posterior``, columns ``post_mean`` and ``post_std``: the value a GP refitted on the complete
+        trials predicts for each member (``nas.front``).
         """
+        if not posterior:
+            return self._front()
+        if self._front_cache is None:
+            from nas.front import front_posterior
+
+            front = self._front()
+            front["post_mean"], front["post_std"] = front_posterior(self, front)
+            self._front_cache = front
+        return self._front_cache.copy()
+
+    def _front(self) -> pd.DataFrame:
         df = self.trials_dataframe()
         objs = self.pareto_objectives()
         cols = [c for c, _ in objs]
@@ -263,6 +277,8 @@ def _summary_table(df: pd.DataFrame) -> pd.DataFrame:
     out["MACs"] = df["macs"].map(_si)
     out["params"] = df["params"].map(_si)
     out["score"] = df["score"].map(_num)
+    if "post_mean" in df and df["post_mean"].notna().any():  # the front's GP posterior (nas.front)
+        out["posterior"] = [f"{_num(m)} ± {_num(sd)}" for m, sd in zip(df["post_mean"], df["post_std"])]
     if "duration" in df and df["duration"].notna().any():
         out["time_s"] = df["duration"].map(lambda d: _num(d, 1))
     if "blocks" in df:
@@ -557,12 +573,15 @@ def write_report(path: str | Path, *, model_section: ModelSection | None = None,
     `model_section(best_trial) -> {"title", "html", "text"}` adds a section about the best model; if it
     raises, the report says so instead of failing.
     """
+    from nas.front import plot_front
+
     view = load_study(path)
     _require_finished(view)
     out = Path(out) if out is not None else view.path
     importance = parameter_importance(view)
     pngs = {"score_over_trials.png": plot_score_over_trials(view),
             "acc_vs_macs.png": plot_value_vs_cost(view),
+            "pareto_front.png": plot_front(view),
             "param_effects.png": plot_param_effects(view, importance)}
     if report_mf.fidelity_of(view) is not None:
         pngs["learning_curves.png"] = report_mf.plot_curves(view, _png)

@@ -138,7 +138,7 @@ def test_pareto_front_rows_are_exactly_the_non_dominated(study):
 def test_write_report_files(study):
     files = write_report(study)
     assert set(files) == {"trials.csv", "pareto.csv", "score_over_trials.png", "acc_vs_macs.png",
-                          "param_effects.png", "report.html"}
+                          "pareto_front.png", "param_effects.png", "report.html"}
     for name, path in files.items():
         assert path.parent == study and path.stat().st_size > 0, name
         if name.endswith(".png"):
@@ -151,7 +151,7 @@ def test_write_report_files(study):
     assert set(pareto["id"]) == set(load_study(study).pareto_front()["id"])
     html = (study / "report.html").read_text()
     srcs = re.findall(r'src\s*=\s*["\']([^"\']*)', html)
-    assert len(srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "<link" not in html and "http://" not in html and "https://" not in html
     assert "Pareto front" in html and "CUDA out of memory" in html and "Best trial: #" in html
 

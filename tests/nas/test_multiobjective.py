@@ -1,0 +1,115 @@
+"""Optimizer(objectives=...): the Pareto search on a small black box, its limits and its bad input."""
+import math
+
+import numpy as np
+import pytest
+
+from nas import Limit, NasError, Optimizer
+from nas.multiobjective import parse_objectives, reference_point
+from nas.space import Categorical, Float, Integer, Space
+
+
+def _space():
+    return Space([Integer("w", 1, 64, log=True), Float("x", 0.0, 1.0), Categorical("act", ["relu", "tanh"])])
+
+
+def _known(c):
+    return {"macs": 1000.0 * c["w"] ** 2, "params": 10.0 * c["w"]}
+
+
+def _acc(c):  # more width helps, with diminishing returns; x has an optimum at 0.3
+    return 1.0 - 0.5 / (1 + c["w"]) - 0.2 * (c["x"] - 0.3) ** 2 - 0.05 * (c["act"] == "tanh")
+
+
+def _run(opt, n, k=1):
+    while opt.n_observed < n:
+        for c in opt.ask(k):
+            opt.tell(c, _acc(c))
+
+
+@pytest.mark.parametrize("pareto,pending", [("ehvi", "variance"), ("ucb", "variance"), ("ehvi", "fantasy")])
+def test_front_is_nondominated_and_limits_hold(pareto, pending):
+    opt = Optimizer(_space(), seed=0, n_warmup=5, objectives={"acc": "maximize", "macs": "minimize"},
+                    known=_known, constraints=[Limit("macs", 1e6)], value_bounds=(0.0, 1.0), pareto=pareto,
+                    pending=pending)
+    asked = []
+    while opt.n_observed < 20:
+        batch = opt.ask(2)
+        asked += batch
+        for c in batch:
+            opt.tell(c, _acc(c))
+    assert all(_known(c)["macs"] <= 1e6 for c in asked)  # the hard limit: w <= 31
+    front = opt.pareto_front()
+    assert front and [v for _, v, _ in front] == sorted((v for _, v, _ in front), reverse=True)
+    obs = [(c, _acc(c), _known(c)["macs"]) for c in asked]
+    for _c, v, k in front:
+        assert not any(v2 >= v and m2 <= k["macs"] and (v2 > v or m2 < k["macs"]) for _, v2, m2 in obs)
+    # on a front sorted by accuracy, the cost falls too
+    macs = [k["macs"] for _, _, k in front]
+    assert macs == sorted(macs, reverse=True)
+
+
+def test_pareto_search_spreads_over_costs_and_beats_random():
+    from nas.hypervolume import hypervolume
+
+    def hv(configs):
+        Q = np.array([[-_acc(c), math.log(_known(c)["macs"])] for c in configs])
+        return hypervolume(Q, [0.0, math.log(64 ** 2 * 1000 * 1.1)])
+
+    opt = Optimizer(_space(), seed=1, n_warmup=5, objectives={"acc": "maximize", "macs": "minimize"},
+                    known=_known, value_bounds=(0.0, 1.0))
+    _run(opt, 25)
+    ours = hv([c for c, _ in opt._obs])
+    rng = np.random.default_rng(1)
+    rand = np.median([hv(_space().sample_many(25, seed=int(s))) for s in rng.integers(0, 1000, 5)])
+    assert ours > rand
+    assert len({_known(c)["macs"] for c, _, _ in opt.pareto_front()}) >= 4
+
+
+def test_three_objectives_and_a_minimised_model():
+    opt = Optimizer(_space(), seed=0, n_warmup=4,
+                    objectives={"err": "minimize", "macs": "minimize", "params": "minimize"}, known=_known)
+    while opt.n_observed < 10:
+        for c in opt.ask(1):
+            opt.tell(c, 1.0 - _acc(c))
+    assert opt.direction == "minimize"
+    assert opt.best[1] == min(v for _, v in opt._obs)
+    assert len(opt.pareto_front()) >= 1
+
+
+def test_reference_point_from_bounds_and_limits():
+    objs = parse_objectives({"acc": "maximize", "macs": "minimize"})
+    sample = [{"macs": 10.0}, {"macs": 1000.0}]
+    rv, rc = reference_point(objs, sample, limits={}, value_bounds=(0.0, 1.0))
+    assert rv == 0.0 and rc[0] == pytest.approx(math.log(1100.0))
+    _, rc = reference_point(objs, sample, limits={"macs": 500.0}, value_bounds=None)
+    assert rc[0] == pytest.approx(math.log(550.0))
+    lin = parse_objectives({"acc": "maximize", "macs": "minimize"}, log_costs=False)
+    assert reference_point(lin, sample, limits={}, value_bounds=None)[1][0] == pytest.approx(1100.0)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"objectives": {"acc": "maximize", "latency": "minimize"}}, "latency"),
+    ({"objectives": {"acc": "maximize", "macs": "smaller"}}, "minimize"),
+    ({"objectives": {"acc": "maximize"}}, "at least one known"),
+    ({"objectives": {"acc": "maximize", "macs": "minimize"}, "reference": {"macs": 1.0}}, "dominate"),
+    ({"objectives": {"acc": "maximize", "macs": "minimize"}, "reference": {"acc": 1.0}}, "dominate"),
+    ({"objectives": {"acc": "maximize", "macs": "minimize"}, "reference": {"flops": 1.0}}, "not an objective"),
+    ({"objectives": {"acc": "maximize", "macs": "minimize"}, "pareto": "qehvi"}, "pareto must be"),
+])
+def test_bad_input_is_one_line(kwargs, match):
+    with pytest.raises(NasError, match=match) as e:
+        Optimizer(_space(), known=_known, value_bounds=(0.0, 1.0), **kwargs)
+    assert "\n" not in str(e.value)
+
+
+def test_scalar_path_is_untouched_by_the_hook():
+    a = Optimizer(_space(), seed=3, n_warmup=4)
+    b = Optimizer(_space(), seed=3, n_warmup=4, pareto="ucb", pending="fantasy")  # ignored without objectives
+    for _ in range(8):
+        ca, cb = a.ask(1)[0], b.ask(1)[0]
+        assert ca == cb
+        a.tell(ca, _acc(ca))
+        b.tell(cb, _acc(cb))
+    with pytest.raises(NasError, match="objectives"):
+        a.pareto_front()
