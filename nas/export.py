@@ -543,7 +543,8 @@ def _retrain(view, trial: Trial, info: dict, *, progress=None) -> tuple[dict, fl
     full = dataclasses.replace(
         data, x_train=torch.cat([data.x_train, data.x_val]), y_train=torch.cat([data.y_train, data.y_val]),
         x_val=data.x_val[:0], y_val=data.y_val[:0])
-    config = fixed_epochs({"epochs": meta.get("epochs")}, trial.config)
+    # The search's full run length: a fixed --epochs, else the study's max_epochs (epochs are not searched).
+    config = fixed_epochs({"epochs": meta.get("epochs") or meta.get("max_epochs")}, trial.config)
     c = info["input_shape"][0]
     from nas.api import cpu_count
 

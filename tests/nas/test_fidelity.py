@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from nas.errors import NasError
-from nas.fidelity import ASHA, PAUSED, Fidelity, Reporter, read_live
+from nas.fidelity import ASHA, PAUSED, RUNNING, Fidelity, Reporter, read_live
 from nas.optimizer import Optimizer
 from nas.space import Categorical, Float, Space
 
@@ -95,10 +95,13 @@ def test_reporter_refuses_resource_at_or_below_its_start_and_bad_ranges():
 # -------------------------------------------------------------------------------------------- ASHA
 def brute_force_promotion(values, state, reached, keys, eta, top):
     """An independent statement of Li et al.'s rule: a trial paused at rung k is promotable iff fewer than
-    floor(n_k / eta) trials at rung k rank strictly above it; take the highest such rung, then its best."""
+    floor(n_k / eta) trials at rung k rank strictly above it and fewer than floor(n_k / eta) went on from
+    rung k already; take the highest such rung, then its best."""
     for k in range(top - 1, -1, -1):
         members = list(values[k])
         n_top = math.floor(len(members) / eta)
+        if sum(1 for t in members if reached[t] > k or state[t] == RUNNING) >= n_top:
+            continue
 
         key = keys[k]
         ok = [t for t in members if state[t] == PAUSED and reached[t] == k
