@@ -79,6 +79,12 @@ class Setting:
 DEFINING: tuple[Setting, ...] = (
     Setting("dataset", "--dataset"),
     Setting("data_dir", "--data-dir"),
+    # Causes before their effects: these change how the data are split and resized, so the data's shape
+    # and statistics below differ too, and the message should name the option, not its consequence.
+    Setting("image_size", "--image-size"),
+    Setting("val_fraction", "--val-fraction"),
+    Setting("test_fraction", "--test-fraction"),
+    Setting("seed", "--seed"),
     Setting("input_shape", "the data's input shape"),
     Setting("num_classes", "the data's classes"),
     Setting("class_names", "the data's class folders"),
@@ -90,12 +96,8 @@ DEFINING: tuple[Setting, ...] = (
     Setting("max_params", "--max-params"),
     Setting("score", "--score"),
     Setting("size_caps", "the size caps"),
-    Setting("seed", "--seed"),
     Setting("direction", "the direction"),
     Setting("objective", "the objective"),
-    Setting("image_size", "--image-size"),
-    Setting("val_fraction", "--val-fraction"),
-    Setting("test_fraction", "--test-fraction"),
     Setting("precision", "--precision"),
     Setting("fidelity", "the fidelity settings"),
 )
