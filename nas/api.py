@@ -74,18 +74,26 @@ def default_space_for(dataset: str, *, epochs: int | None = None) -> Space:
     from search_spaces.default import default_space
     from trainers.presets import get_preset
 
-    bounds = dict(get_preset(dataset).space_bounds)
-    if epochs is not None:
-        bounds["epochs"] = int(epochs)
-    return default_space(**bounds)
+    return _with_epochs(default_space(**get_preset(dataset).space_bounds), epochs)
+
+
+def _with_epochs(space: Space, epochs: int | tuple | None) -> Space:
+    """Epochs are not a parameter of the shipped space (the run length comes from the study); a fixed or
+    searched ``epochs`` asked for here becomes one, which the trial runner honours when nothing else says."""
+    from nas.space import Constant, Integer
+
+    if epochs is None:
+        return space
+    param = Constant("epochs", int(epochs)) if isinstance(epochs, int) else Integer("epochs", *map(int, epochs))
+    return Space([*space.root.params, param], name=space.name)
 
 
 def small_cnn_space(*, epochs: int | tuple = (1, 2)) -> Space:
     """A tiny CNN space (two narrow stages) for examples and tests: a digits trial trains in about a second."""
     from search_spaces.default import default_space
 
-    return default_space(max_stages=2, channels=(8, 16), stem_channels=(8, 16), head_channels=(0, 32),
-                         max_repeats=1, epochs=epochs, batch_sizes=(64, 128), allow_stem_stride=False)
+    return _with_epochs(default_space(max_stages=2, channels=(8, 16), stem_channels=(8, 16), head_channels=(0, 32),
+                                      max_repeats=1, batch_sizes=(64, 128), allow_stem_stride=False), epochs)
 
 
 def downsample_limit(max_downsamples: int):
