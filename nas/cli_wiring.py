@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from nas.api import default_space_for, downsample_limit  # noqa: F401  (re-exported)
 from nas.errors import ConfigError, NasError, SpaceError
 from nas.executors import get_executor
 from nas.fidelity import DEFAULT_ETA, Fidelity
@@ -40,24 +41,8 @@ FROM_STUDY = (("dataset", "dataset", "digits"), ("data_dir", "data_dir", None), 
               ("precision", "precision", None))
 
 
-def default_space_for(dataset: str) -> Space:
-    from search_spaces.default import default_space
-    from trainers.presets import get_preset
-
-    return default_space(**get_preset(dataset).space_bounds)
-
-
-def downsample_limit(max_downsamples: int):
-    """A constraint: at most ``max_downsamples`` stride-2 layers (stem included), so small inputs keep
-    some spatial extent for the last stages."""
-
-    def ok(config: dict) -> bool:
-        n = int(config.get("stem", {}).get("stride", 1) == 2)
-        n += sum(int(s.get("stride", 1) == 2) for s in config.get("stages", []))
-        return n <= max_downsamples
-
-    ok.__name__ = f"at_most_{max_downsamples}_downsamples"
-    return ok
+# default_space_for and downsample_limit live in nas.api (the CLI is wired through it); imported here for
+# the wiring below and for callers that knew them here.
 
 
 def _load_space(args, storage_meta: dict | None) -> Space:
