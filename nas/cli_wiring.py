@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from nas.api import default_space_for, downsample_limit  # noqa: F401  (re-exported)
+from nas.api import DEFAULT_TARGETS, default_space_for, downsample_limit  # noqa: F401  (re-exported)
 from nas.errors import ConfigError, NasError, SpaceError
 from nas.executors import get_executor
 from nas.fidelity import DEFAULT_ETA, Fidelity
@@ -21,16 +21,6 @@ from nas.space import Space
 from nas.storage import Storage
 from nas.study import DB_NAME, Budget, Study, print_progress
 
-# Below this target the default score barely rewards shrinking further (see nas.score); chosen per data
-# set so that the default search lands near networks that are accurate *and* cheap on that input size.
-DEFAULT_TARGETS = {
-    "digits": {"macs": 60e3},
-    "mnist": {"macs": 2e6},
-    "fashion-mnist": {"macs": 2e6},
-    "cifar10": {"macs": 20e6},
-    "cifar100": {"macs": 30e6},
-    "imagefolder": {"macs": 20e6},
-}
 PARETO_OBJECTIVES = {"acc": "maximize", "macs": "minimize", "params": "minimize"}  # --objective pareto
 
 

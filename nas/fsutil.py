@@ -40,7 +40,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -62,7 +62,7 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "ut
     return atomic_write_bytes(path, text.encode(encoding))
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     # Makes the rename itself durable; some file systems refuse fsync on folders, which is harmless.
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
@@ -264,4 +264,4 @@ def atomic_folder(out: str | os.PathLike):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _fsync_dir(out.parent)
+    fsync_dir(out.parent)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from nas.errors import NasError
 from nas.fidelity import ASHA, Fidelity, read_live
-from nas.fsutil import atomic_write_bytes, remove_stale_temps
+from nas.fsutil import atomic_write_bytes, fsync_dir, remove_stale_temps
 from nas.trial import COMPLETE, FAILED, INTERRUPTED, PAUSED, RUNNING, Trial
 
 MAX_ATTEMPTS = 2  # a segment whose worker is lost is run once more, then the trial is recorded as failed
@@ -58,12 +58,7 @@ def publish_checkpoint(study_dir, trial_id: int, resource) -> None:
     staged = folder / f"checkpoint.{_res_name(resource)}.pt"
     if staged.exists():
         os.replace(staged, folder / "checkpoint.pt")
-        with contextlib.suppress(OSError):
-            fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        fsync_dir(folder)
 
 
 def load_checkpoint(study_dir, trial_id: int, resource) -> bytes | None:
