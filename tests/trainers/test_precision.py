@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nas.errors import ConfigError
-from trainers import load_dataset, train_trial
+from trainers import train_trial
 from trainers.train import fast_defaults, native_bf16
 
 CFG = {"optimizer": {"name": "adam"}, "lr": 0.01, "weight_decay": 0.0, "batch_size": 64, "epochs": 2}
@@ -15,11 +15,6 @@ def net():
     return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
                          nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)
 
 
 def test_auto_follows_the_hardware_and_cuda_keeps_float32():

@@ -11,23 +11,10 @@ import torch
 import torch.nn as nn
 
 from nas.errors import ConfigError
-from trainers import load_dataset, train_trial
+from trainers import train_trial
 from trainers.checkpoint import TrainingState
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)
 
 
 def net():

@@ -9,11 +9,6 @@ from trainers import PRESETS, get_preset, load_dataset
 from trainers.data import _stratified_split
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)
-
-
 # ----------------------------------------------------------------------------------------------- presets
 
 def test_every_preset_has_a_loader_and_sane_bounds():

@@ -12,14 +12,6 @@ CONFIG = {"stem": {"channels": 8}, "stages": [{"block": "Conv", "channels": 16, 
           "batch_size": 128, "label_smoothing": 0.0, "warmup_epochs": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def spec(folder, **extra):
     return {"trial_id": 1, "config": CONFIG, "seed": 4, "study_dir": str(folder), "dataset": "digits",
             "data_seed": 0, "save_weights": True, "threads": 1, **extra}

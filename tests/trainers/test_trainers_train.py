@@ -6,22 +6,8 @@ import torch
 import torch.nn as nn
 
 from nas.errors import ConfigError
-from trainers import TrialFailed, load_dataset, train_trial
+from trainers import TrialFailed, train_trial
 from trainers.train import _flip_crop, build_optimizer, build_scheduler
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these models are tiny, and a second spinning thread only hurts on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)
 
 
 def small_cnn(dropout=0.0):
