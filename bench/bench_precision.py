@@ -36,7 +36,7 @@ from bench.bench_trainer import BASELINE  # noqa: E402
 from search_spaces.builder import build_model  # noqa: E402
 from trainers import load_dataset, train_trial  # noqa: E402
 from trainers.runner import cached_dataset  # noqa: E402
-from trainers.train import native_bf16  # noqa: E402
+from trainers.train import amx_bf16, native_bf16  # noqa: E402
 
 OUT = Path(__file__).parent / "results_precision.md"
 VARIANTS = {"fp32": ("fp32", False), "cl": ("fp32", True), "bf16": ("bf16", False), "cl+bf16": ("bf16", True)}
@@ -88,7 +88,7 @@ def main(argv=None) -> None:
              f"Command: `python -m bench.bench_precision {' '.join(sys.argv[1:] if argv is None else argv)}`. "
              f"Date: {datetime.date.today().isoformat()}; {os.cpu_count()} CPUs shared with other jobs; "
              f"torch {torch.__version__}; CPU capability {torch.backends.cpu.get_cpu_capability()}; native bfloat16 "
-             f"(oneDNN): {native_bf16()}; {platform.processor() or platform.machine()}.", "",
+             f"(oneDNN): {native_bf16()}; AMX tiles: {amx_bf16()}; {platform.processor() or platform.machine()}.", "",
              f"## Throughput ({a.repeats} interleaved repeats, one thread)", "",
              "| network | variant | median img/s | median ratio to fp32 | ratio range |", "|---|---|---:|---:|---:|"]
     if have_cifar:

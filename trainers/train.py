@@ -213,17 +213,28 @@ def native_bf16() -> bool:
         return False
 
 
+def amx_bf16() -> bool:
+    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later), the bfloat16 hardware "auto" uses."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def fast_defaults(dev: torch.device, *, precision: str = "auto", channels_last: bool | None = None) -> dict:
     """What training on `dev` uses: {"bf16": autocast to bfloat16?, "channels_last": NHWC?}.
 
-    Measured in bench/bench_precision.py: on an AVX2 CPU without bfloat16 hardware, autocast ran 6x
-    *slower* (bfloat16 emulated), so "auto" enables it only where the hardware has it; channels-last ran
-    faster on CPU. CUDA keeps today's float32 NCHW training.
+    Measured in bench/bench_precision.py: where bfloat16 is emulated (AVX2) autocast ran 2.5-7x slower, and
+    on an AMD CPU with native AVX512-BF16 it still ran slower (0.55x on the 8.2M-MAC cifar10-dev network,
+    0.87x on digits: autocast's casts cost more than its faster convolutions save at these sizes). So "auto"
+    turns it on only with AMX tiles, whose bfloat16 matrix units are many times faster than AVX512; the AMX
+    case is not measured here (no such CPU), "fp32" turns it off. Channels-last ran faster on every CPU
+    measured. CUDA keeps float32 NCHW training.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     cpu = dev.type == "cpu"
-    bf16 = precision == "bf16" or (precision == "auto" and cpu and native_bf16())
+    bf16 = precision == "bf16" or (precision == "auto" and cpu and amx_bf16() and native_bf16())
     return {"bf16": bf16, "channels_last": cpu if channels_last is None else bool(channels_last)}
 
 

@@ -5,7 +5,8 @@ import torch
 
 from nas.errors import ConfigError
 from trainers import train_trial
-from trainers.train import fast_defaults, native_bf16
+import trainers.train as train_mod
+from trainers.train import fast_defaults
 
 CFG = {"optimizer": {"name": "adam"}, "lr": 0.01, "weight_decay": 0.0, "batch_size": 64, "epochs": 2}
 
@@ -17,13 +18,20 @@ def net():
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
 
 
-def test_auto_follows_the_hardware_and_cuda_keeps_float32():
-    cpu = fast_defaults(torch.device("cpu"))
-    assert cpu == {"bf16": native_bf16(), "channels_last": True}
+@pytest.mark.parametrize("amx, native", [(True, True), (False, True), (False, False)])
+def test_auto_uses_bf16_only_with_amx_and_cuda_keeps_float32(monkeypatch, amx, native):
+    # AVX512-BF16 without AMX measured slower than float32 (bench/results_precision.md): auto stays fp32 there.
+    monkeypatch.setattr(train_mod, "amx_bf16", lambda: amx)
+    monkeypatch.setattr(train_mod, "native_bf16", lambda: native)
+    assert fast_defaults(torch.device("cpu")) == {"bf16": amx and native, "channels_last": True}
     assert fast_defaults(torch.device("cuda")) == {"bf16": False, "channels_last": False}
     assert fast_defaults(torch.device("cpu"), precision="bf16", channels_last=False) == \
         {"bf16": True, "channels_last": False}
     assert fast_defaults(torch.device("cpu"), precision="fp32")["bf16"] is False
+
+
+def test_hardware_probes_answer_booleans():
+    assert isinstance(train_mod.amx_bf16(), bool) and isinstance(train_mod.native_bf16(), bool)
 
 
 def test_unknown_precision_is_a_config_error(digits):
