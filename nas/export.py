@@ -13,10 +13,11 @@ and epochs, and config.json reports the test accuracy of those weights; ``retrai
 weights the search kept.
 
 model.py is written by ``nas.export_source`` from the block modules' own source; nothing read from a study
-goes into it but checked plain values (see there). Before anything is written the generated module is imported
-and compared with ``search_spaces``' builder on one random batch.
+goes into it but checked plain values (see there). Before the export folder appears, the written module is
+imported and compared with ``search_spaces``' builder on one random batch.
 
-This module and ``nas.cli`` are the only parts of ``nas`` that import torch and the CNN packages.
+Part of the composition layer (tests/test_layers.py): with nas.export_source, nas.api, nas.cli and
+nas.cli_wiring, the only parts of ``nas`` that import torch and the CNN packages.
 
 >>> export_study("results/digits", out="exported")        # doctest: +SKIP
 ['exported/model.py', 'exported/weights.pt', 'exported/model.ts', 'exported/config.json']

@@ -355,6 +355,8 @@ def _block_sources(classes: list) -> tuple[list[str], list[str]]:
         bodies.append(body)
 
     for cls in classes:
+        if cls.__qualname__ != cls.__name__:  # BLOCKS in model.py names the class at the module's top level
+            raise ConfigError(f"block class {cls.__qualname__} is not at the top level of its module; define it there")
         add(cls.__module__)
     return imports, bodies
 
@@ -362,7 +364,11 @@ def _block_sources(classes: list) -> tuple[list[str], list[str]]:
 def _module_body(module) -> tuple[str, list[str], list[str], set[str]]:
     """A block module's source without its docstring and imports: (body, the sibling modules it imports from,
     its torch import lines, the top-level names it defines). Any other import is a ConfigError."""
-    source = inspect.getsource(module)
+    try:
+        source = inspect.getsource(module)
+    except (OSError, TypeError) as e:  # a module with no file (defined interactively, or compiled only)
+        raise ConfigError(f"cannot read the source of block module {module.__name__} ({e}); define the block "
+                          "in a .py file") from None
     tree = ast.parse(source)
     for node in ast.walk(tree):  # imports inside functions too: model.py must need nothing but torch
         if isinstance(node, (ast.Import, ast.ImportFrom)) and not _allowed(node, top=node in tree.body):

@@ -203,6 +203,19 @@ def test_export_refuses_a_block_module_that_imports_more_than_torch():
     assert "\n" not in str(e.value)
 
 
+def test_export_refuses_a_block_class_nested_in_a_function():
+    from nas.export_source import model_source
+
+    class Nested(ConvBlock):
+        pass
+
+    nested = BlockDef("Nested", Nested, count=_dwsep_count, activations=_dwsep_activations,
+                      space=lambda: [Integer("kernel", 3, 3)])
+    with registry.registered(nested), pytest.raises(ConfigError, match="not at the top level of its module"):
+        model_source({"stem": {"channels": 8}, "stages": [{"block": "Nested", "channels": 8}]},
+                     input_shape=(1, 8, 8), mean=[0.5], std=[0.5], class_names=["a", "b"])
+
+
 class _LocalBlock(ConvBlock):
     """A block defined in a module that imports pytest, json, ...: buildable, but export cannot copy it."""
 
