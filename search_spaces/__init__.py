@@ -1,4 +1,6 @@
-"""CNN search spaces: blocks, the config -> model builder, analytic MACs / params, the spaces we ship."""
+"""CNN search spaces: the block registry and its blocks, the config -> model builder, analytic MACs / params,
+size caps, the spaces we ship. A block is defined once: its torch-only module plus one registry entry
+(search_spaces/registry.py)."""
 from search_spaces.blocks import get_act, get_block
 from search_spaces.builder import build_model, validate_arch
 from search_spaces.counting import count

@@ -7,28 +7,29 @@ error, so a typo such as ``kernal`` does not silently fall back to a default.
 
 Defaults for optional keys (the config layout in the README):
     stem        kernel 3, stride 1, activation relu, pool none ("max" = 3x3 stride-2 max pool, ResNet)
-    stages[i]   stride 1, repeats 1, kernel 3, activation relu;
-                BottleNeck expansion 4; InvertedResidual expansion 6, se_ratio 0
+    stages[i]   stride 1, repeats 1, kernel 3, activation relu; each block kind's own keys and their
+                defaults come from the block registry (BottleNeck expansion 4; InvertedResidual
+                expansion 6, se_ratio 0)
     head        absent or channels 0: no head conv; activation relu
     classifier  absent: dropout 0; num_classes optional (the caller's num_classes wins)
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from nas.errors import ConfigError
-from search_spaces.blocks import ACTIVATIONS, BLOCKS
+from search_spaces import registry
+from search_spaces.blocks.activations import ACT_LAYERS
+from search_spaces.checks import integer as _int
+from search_spaces.checks import kernel as _kernel
+from search_spaces.checks import number as _number
+from search_spaces.checks import stride as _stride
+from search_spaces.registry import REQUIRED as _REQ
+from search_spaces.registry import STAGE_KEYS as _STAGE_COMMON
 
-# Keys each block kind accepts beyond the common ones, with their defaults.
-_BLOCK_EXTRA = {
-    "Conv": {},
-    "BottleNeck": {"expansion": 4},  # ResNet's
-    "InvertedResidual": {"expansion": 6, "se_ratio": 0.0},  # MobileNetV2's
-}
-_REQ = object()  # marks a required key in the tables below
-_STAGE_COMMON = {"block": _REQ, "channels": _REQ, "stride": 1, "repeats": 1, "kernel": 3, "activation": "relu"}
+ACTIVATIONS = tuple(ACT_LAYERS)
+
 _STEM = {"channels": _REQ, "kernel": 3, "stride": 1, "activation": "relu", "pool": None}
 _HEAD = {"channels": 0, "activation": "relu"}
 _CLASSIFIER = {"dropout": 0.0, "num_classes": None}
@@ -132,28 +133,23 @@ def _stage(raw: Any, where: str, in_chs: int) -> tuple[tuple, int]:
         raise ConfigError(f"{where}: expected a mapping with block and channels, got {type(raw).__name__}")
     name = raw.get("block")
     if name is None:
-        raise ConfigError(f"{where}.block: missing (one of {', '.join(BLOCKS)})")
-    if not isinstance(name, str) or name not in BLOCKS:
-        raise ConfigError(f"{where}.block: unknown block {name!r} (expected {', '.join(BLOCKS)})")
-    s = _fill(raw, {**_STAGE_COMMON, **_BLOCK_EXTRA[name]}, where, optional=False, kind=f"a {name} stage")
+        raise ConfigError(f"{where}.block: missing (one of {', '.join(registry.names())})")
+    try:
+        block = registry.get(name)
+    except ConfigError as e:
+        raise ConfigError(f"{where}.block: {e}") from None
+    keys = {k: key.default for k, key in block.keys.items()}
+    s = _fill(raw, {**_STAGE_COMMON, **keys}, where, optional=False, kind=f"a {name} stage")
     out = _int(s["channels"], f"{where}.channels", low=1)
     stride = _stride(s["stride"], f"{where}.stride")
     repeats = _int(s["repeats"], f"{where}.repeats", low=1)
     if repeats > MAX_REPEATS:
         raise ConfigError(f"{where}.repeats: {repeats} is above {MAX_REPEATS}; use fewer blocks per stage")
     args = {"kernel_size": _kernel(s["kernel"], f"{where}.kernel"), "act": _act(s["activation"], f"{where}.activation")}
-    if name == "BottleNeck":
-        e = args["expansion"] = _int(s["expansion"], f"{where}.expansion", low=1)
-        if out % e:
-            raise ConfigError(f"{where}.channels: {out} is not divisible by expansion {e} (a BottleNeck's inner "
-                              f"width is channels / expansion); use a multiple of {e}")
-    elif name == "InvertedResidual":
-        e = args["expansion"] = _number(s["expansion"], f"{where}.expansion")
-        if not 1 <= e <= 64:
-            raise ConfigError(f"{where}.expansion: {e} is outside [1, 64]")
-        r = args["se_ratio"] = _number(s["se_ratio"], f"{where}.se_ratio")
-        if not 0 <= r <= 1:
-            raise ConfigError(f"{where}.se_ratio: {r} is outside [0, 1] (0 = no squeeze-excite)")
+    for k, key in block.keys.items():
+        args[k] = key.check(s[k], f"{where}.{k}")
+    if block.check is not None:
+        block.check({"in_chs": in_chs, "out_chs": out, "stride": stride, **args}, where)
     # The first block of a stage changes stride and width; the rest keep them.
     blocks = tuple(BlockSpec(name, {"in_chs": in_chs if j == 0 else out, "out_chs": out,
                                     "stride": stride if j == 0 else 1, **args})
@@ -176,35 +172,6 @@ def _fill(d: Any, defaults: dict, where: str, *, optional: bool = True, kind: st
         if v is _REQ and k not in d:
             raise ConfigError(f"{where}.{k}: missing")
     return {**defaults, **d}
-
-
-def _number(v: Any, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ConfigError(f"{where}: expected a number, got {v!r}")
-    return v
-
-
-def _int(v: Any, where: str, *, low: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or int(v) != v:
-        raise ConfigError(f"{where}: expected an integer, got {v!r}")
-    if v < low:
-        what = "positive" if low == 1 else f"at least {low}"
-        raise ConfigError(f"{where}: {int(v)} must be {what}")
-    return int(v)
-
-
-def _kernel(v: Any, where: str) -> int:
-    k = _int(v, where, low=1)
-    if k % 2 == 0:
-        raise ConfigError(f"{where}: {k} must be odd (1, 3, 5, 7, ...) so that padding k // 2 keeps the size")
-    return k
-
-
-def _stride(v: Any, where: str) -> int:
-    s = _int(v, where, low=1)
-    if s not in (1, 2):
-        raise ConfigError(f"{where}: {s} must be 1 or 2")
-    return s
 
 
 def _act(v: Any, where: str) -> str:

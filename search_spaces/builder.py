@@ -1,7 +1,7 @@
 """Turn a config (a plain JSON dict) into an ``nn.Module``.
 
 The config is decoded and checked once by ``search_spaces.arch.validate_arch``; this module only maps the
-decoded blocks onto the block registry. Layout of the built model (the names show up in fvcore's table):
+decoded blocks onto the block registry (search_spaces/registry.py). Layout of the built model (the names show up in fvcore's table):
 
     stem      ConvBlock, then ``pool`` (3x3 stride-2 max pool, or identity)
     stages    stages[i][j] = block j of stage i; block 0 carries the stage's stride
@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from search_spaces import registry
 from search_spaces.arch import Arch, BlockSpec, validate_arch
-from search_spaces.blocks import get_block
 
 __all__ = ["build_model", "validate_arch", "Net"]
 
@@ -37,7 +37,7 @@ class Net(nn.Module):
 
 
 def _make(spec: BlockSpec) -> nn.Module:
-    return get_block(spec.block)(**spec.args)
+    return registry.get(spec.block).module(**spec.args)
 
 
 def build_model(config: dict, *, num_classes: int | None = None, in_chans: int = 3) -> nn.Module:

@@ -1,9 +1,6 @@
 """MACs and parameter counts of a config, by arithmetic alone (no module is built; microseconds).
 
-Notation
-    H, W            spatial size entering a layer; a k x k conv with stride s and padding k // 2 gives
-                    H' = floor((H + 2 * (k // 2) - k) / s) + 1      (torch.nn.Conv2d docs, "Shape")
-    c_in, c_out, g  conv channels and groups (depthwise: g = c_in = c_out)
+Notation: search_spaces/costs.py (H, W, c_in, c_out, g; a conv's output size).
 
 What counts (chosen to equal ``torch.utils.flop_counter.FlopCounterMode`` total / 2 for a batch of one):
     conv     MACs = H' * W' * c_out * (c_in / g) * k * k; the bias is not counted (conv_flop_count)
@@ -11,77 +8,42 @@ What counts (chosen to equal ``torch.utils.flop_counter.FlopCounterMode`` total 
     nothing else: BatchNorm, activations, pooling, residual adds and the SE gate cost 0 MACs.
 Params are every weight and bias: conv c_out * c_in / g * k * k (+ c_out with a bias), BatchNorm 2 * c
 (weight and bias; running statistics are buffers), linear in * out + out.
-The block layouts are those of ``search_spaces/blocks.py``.
+Each block counts itself (its registry entry's ``count``, written from search_spaces/costs.py); this module
+walks the network: stem, optional max pool, stages, head, classifier.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from nas.errors import ConfigError
-from search_spaces.arch import Arch, BlockSpec, validate_arch
+from search_spaces import registry
+from search_spaces.arch import Arch, validate_arch
+from search_spaces.costs import out_size
+from search_spaces.registry import BlockDef
 
-__all__ = ["count", "count_arch"]
-
-
-def _out(h: int, k: int, s: int) -> int:
-    return (h + 2 * (k // 2) - k) // s + 1
-
-
-def _conv(h: int, w: int, c_in: int, c_out: int, k: int, s: int = 1, g: int = 1,
-          *, bias: bool = False, bn: bool = True) -> tuple[int, int, int, int]:
-    """(macs, params, H', W') of one conv, with its BatchNorm when ``bn``."""
-    ho, wo = _out(h, k, s), _out(w, k, s)
-    weights = c_out * (c_in // g) * k * k
-    params = weights + (c_out if bias else 0) + (2 * c_out if bn else 0)
-    return ho * wo * weights, params, ho, wo
+__all__ = ["count", "count_arch", "walk"]
 
 
-def _conv_block(a: dict, h: int, w: int) -> tuple[int, int, int, int]:
-    return _conv(h, w, a["in_chs"], a["out_chs"], a["kernel_size"], a["stride"])
+_out = out_size  # the name search_spaces.size and older callers import
 
 
-def _bottleneck(a: dict, h: int, w: int) -> tuple[int, int, int, int]:
-    c_in, c_out, k, s = a["in_chs"], a["out_chs"], a["kernel_size"], a["stride"]
-    mid = c_out // a["expansion"]
-    m1, p1, _, _ = _conv(h, w, c_in, mid, 1)
-    m2, p2, ho, wo = _conv(h, w, mid, mid, k, s)
-    m3, p3, _, _ = _conv(ho, wo, mid, c_out, 1)
-    macs, params = m1 + m2 + m3, p1 + p2 + p3
-    if s != 1 or c_in != c_out:  # projection shortcut
-        m4, p4, _, _ = _conv(h, w, c_in, c_out, 1, s)
-        macs, params = macs + m4, params + p4
-    return macs, params, ho, wo
-
-
-def _inverted_residual(a: dict, h: int, w: int) -> tuple[int, int, int, int]:
-    c_in, c_out, k, s, e = a["in_chs"], a["out_chs"], a["kernel_size"], a["stride"], a["expansion"]
-    mid = round(c_in * e)
-    macs = params = 0
-    if e != 1:
-        macs, params, _, _ = _conv(h, w, c_in, mid, 1)
-    m, p, ho, wo = _conv(h, w, mid, mid, k, s, g=mid)  # depthwise
-    macs, params = macs + m, params + p
-    if a["se_ratio"] > 0:  # two 1x1 convs with bias on the pooled (1 x 1) map, no BN
-        rd = max(1, int(c_in * a["se_ratio"]))
-        for ci, co in ((mid, rd), (rd, mid)):
-            m, p, _, _ = _conv(1, 1, ci, co, 1, bias=True, bn=False)
-            macs, params = macs + m, params + p
-    m, p, _, _ = _conv(ho, wo, mid, c_out, 1)
-    return macs + m, params + p, ho, wo
-
-
-_COUNTERS = {"Conv": _conv_block, "BottleNeck": _bottleneck, "InvertedResidual": _inverted_residual}
-
-
-def _block(spec: BlockSpec, h: int, w: int) -> tuple[int, int, int, int]:
-    return _COUNTERS[spec.block](spec.args, h, w)
+def walk(arch: Arch, h: int, w: int) -> Iterator[tuple[BlockDef, dict, int, int, tuple]]:
+    """Every block of ``arch`` in order (stem, stages, head): (its registry entry, its args, the H and W entering
+    it, its count (MACs, params, H', W'))."""
+    specs = [arch.stem] + [b for stage in arch.stages for b in stage] + ([arch.head] if arch.head else [])
+    for i, spec in enumerate(specs):
+        block = registry.get(spec.block)
+        counted = block.count(spec.args, h, w)
+        yield block, spec.args, h, w, counted
+        h, w = counted[2:]
+        if i == 0 and arch.stem_pool:
+            h, w = out_size(h, 3, 2), out_size(w, 3, 2)
 
 
 def count_arch(arch: Arch, h: int, w: int) -> dict:
     """``{"macs", "params"}`` of a decoded architecture on an ``h`` x ``w`` input."""
-    macs, params, h, w = _block(arch.stem, h, w)
-    if arch.stem_pool:
-        h, w = _out(h, 3, 2), _out(w, 3, 2)
-    for spec in [b for stage in arch.stages for b in stage] + ([arch.head] if arch.head else []):
-        m, p, h, w = _block(spec, h, w)
+    macs = params = 0
+    for *_, (m, p, _, _) in walk(arch, h, w):
         macs, params = macs + m, params + p
     macs += arch.features * arch.num_classes
     params += arch.features * arch.num_classes + arch.num_classes

@@ -15,22 +15,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nas.errors import ConfigError
 from nas.space import Categorical, Constant, Float, Group, Integer, Param, Repeat, Space
+from search_spaces import registry
 from search_spaces.blocks import ACTIVATIONS
 
 SPACES_DIR = Path(__file__).parent / "spaces"
-_ARCH_BOUNDS = ("max_stages", "channels", "stem_channels", "head_channels", "allow_stem_stride", "max_repeats")
+_ARCH_BOUNDS = ("max_stages", "channels", "stem_channels", "head_channels", "allow_stem_stride", "max_repeats",
+                "blocks")
 _TRAIN_BOUNDS = ("batch_sizes",)
 
 
 def architecture_params(*, max_stages: int = 6, channels: tuple = (8, 128), stem_channels: tuple = (8, 32),
                         head_channels: tuple = (0, 256), allow_stem_stride: bool = True,
-                        max_repeats: int = 3) -> list[Param]:
+                        max_repeats: int = 3, blocks: tuple | None = None) -> list[Param]:
     """The stem, stages, head and classifier parameters (the config layout of ``search_spaces.arch``).
 
     Channel bounds are (low, high) and must be multiples of 8 (head: of 32, 0 allowed = no head conv);
     8 keeps the widths friendly to vectorised kernels and the grid coarse enough for the GP.
     ``max_stages`` and ``max_repeats`` cap the depth; ``allow_stem_stride=False`` fixes the stem stride at 1.
+    ``blocks`` names the block kinds a stage may use (default: every registered one, in registration order);
+    each brings its own parameters from its registry entry, plus ``activation``.
     """
     act = Categorical("activation", list(ACTIVATIONS))
     stem = Group("stem", [
@@ -41,15 +46,8 @@ def architecture_params(*, max_stages: int = 6, channels: tuple = (8, 128), stem
         Integer("stride", 1, 2) if allow_stem_stride else Constant("stride", 1),
         act,
     ])
-    block = Categorical("block", {
-        # kernel 1 gives a pointwise stage: a cheap way to change width.
-        "Conv": [Integer("kernel", 1, 5, step=2), act],
-        # expansion 1 is a plain two-conv residual block with a 1x1 squeeze; 4 is ResNet's.
-        "BottleNeck": [Integer("kernel", 3, 5, step=2), Categorical("expansion", [1, 2, 4]), act],
-        # expansion up to MobileNetV2's 6; SE ratio 0.25 is MobileNetV3 / EfficientNet's.
-        "InvertedResidual": [Integer("kernel", 3, 7, step=2), Integer("expansion", 1, 6),
-                             Categorical("se_ratio", [0.0, 0.25]), act],
-    })
+    names = registry.names() if blocks is None else (blocks,) if isinstance(blocks, str) else tuple(blocks)
+    block = Categorical("block", {name: [*_block(name).space(), act] for name in names})
     stages = Repeat("stages", 1, max_stages, [
         block,
         Integer("channels", *channels, step=8),
@@ -64,6 +62,13 @@ def architecture_params(*, max_stages: int = 6, channels: tuple = (8, 128), stem
     # Dropout above 0.3 mostly hurts models this small.
     classifier = Group("classifier", [Float("dropout", 0.0, 0.3)])
     return [stem, stages, head, classifier]
+
+
+def _block(name) -> registry.BlockDef:
+    try:
+        return registry.get(name)
+    except ConfigError as e:
+        raise ConfigError(f"blocks: {e}") from None
 
 
 # Each optimizer's own learning-rate and weight-decay ranges (log scale), from common practice; the lr

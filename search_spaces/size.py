@@ -4,7 +4,7 @@ One gate for every place a config enters: ``nas search`` (every proposed config 
 over the caps is never proposed; a trial checks again before it builds), ``nas inspect`` and ``nas export``.
 
 Notation: per image, ``activations`` is the number of floats the blocks' convolutions write
-(search_spaces/counting.py's layouts; BatchNorm and the activation keep one copy each for backward, so
+(each block's registry entry says how many; BatchNorm and the activation keep one copy each for backward, so
 training holds about 3x that), ``batch`` the config's batch size. Training memory is estimated as
 
     4 bytes * (3 * batch * activations + 4 * params)      (weights, gradients and two optimiser moments)
@@ -15,8 +15,8 @@ gigabytes (channels: 100000) before a trial allocates it.
 from __future__ import annotations
 
 from nas.errors import ConfigError
-from search_spaces.arch import Arch, BlockSpec, validate_arch
-from search_spaces.counting import _out, _shape, count_arch
+from search_spaces.arch import Arch, validate_arch
+from search_spaces.counting import _shape, count_arch, walk
 
 # 4 GB of float32 weights; 25x ResNet-50's MACs at 224 (inspect runs the network on the CPU three times).
 MAX_PARAMS = 1_000_000_000
@@ -29,29 +29,9 @@ DEFAULT_BATCH = 64  # what trainers/train.py uses when a config has no batch_siz
 CAPS = {"max_params": MAX_PARAMS, "max_macs": MAX_MACS, "max_train_bytes": MAX_TRAIN_BYTES}
 
 
-def _block_activations(spec: BlockSpec, h: int, w: int) -> tuple[int, int, int]:
-    """(floats written by the block's convs for one image, H', W')."""
-    a = spec.args
-    k, s, c_out = a["kernel_size"], a["stride"], a["out_chs"]
-    ho, wo = _out(h, k, s), _out(w, k, s)
-    if spec.block == "Conv":
-        return ho * wo * c_out, ho, wo
-    if spec.block == "BottleNeck":
-        mid = c_out // a["expansion"]
-        return h * w * mid + ho * wo * (mid + 2 * c_out), ho, wo  # + the projection shortcut
-    mid = round(a["in_chs"] * a["expansion"])  # InvertedResidual
-    return h * w * mid + ho * wo * (mid + c_out), ho, wo
-
-
 def activations(arch: Arch, h: int, w: int) -> int:
-    """Floats the network's convolutions write for one ``h`` x ``w`` image."""
-    total, h, w = _block_activations(arch.stem, h, w)
-    if arch.stem_pool:
-        h, w = _out(h, 3, 2), _out(w, 3, 2)
-    for spec in [b for stage in arch.stages for b in stage] + ([arch.head] if arch.head else []):
-        n, h, w = _block_activations(spec, h, w)
-        total += n
-    return total
+    """Floats the network's convolutions write for one ``h`` x ``w`` image (each block's registry estimate)."""
+    return sum(block.activations(args, h_in, w_in) for block, args, h_in, w_in, _ in walk(arch, h, w))
 
 
 def measure(config: dict, *, input_shape, num_classes: int | None = None) -> dict:

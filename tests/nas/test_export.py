@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from nas.errors import ConfigError, NasError, StudyError
-from nas.export import _ACT_SOURCE, _check_arch, _literal, arch_literal, export_study, model_source
+from nas.export import arch_literal, export_study, model_source
+from nas.export_source import _ACT_SOURCE, _check_arch, _literal
 from nas.storage import Storage
 from nas.trial import COMPLETE, FAILED, RUNNING
 from search_spaces import build_model, count, get_act
