@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nas.errors import NasError, SpaceError
-from nas.optimize import config_key
+from nas.acq_maximizer import config_key
 from nas.optimizer import Limit, Optimizer
 from nas.score import Identity, MnasScore, WeightedScore, parse_score
 from nas.space import Categorical, Float, Integer, Space
@@ -174,7 +174,7 @@ def test_parse_score_errors(spec, msg):
 def test_copula_warp_is_monotone_gaussian_and_invertible_on_the_data():
     from scipy.stats import norm
 
-    from nas.optimizer import CopulaWarp
+    from nas.surrogate import CopulaWarp
 
     rng = np.random.default_rng(0)
     y = np.concatenate([rng.uniform(0.9, 0.99, 40), [0.1, 0.12]])  # skewed: two diverged runs
