@@ -58,6 +58,10 @@ __all__ = ["Optimizer", "Limit"]
 
 
 class Optimizer:
+    """Ask / tell over ``space`` (see the module docstring). It holds the trials (told, failed, pending, each
+    config's resource) and the options; ``self.surrogate`` models, ``self.constraints`` filters and scores,
+    an acquisition object (``BUCB`` or ``HypervolumeImprovement``) ranks and ``maximize`` searches."""
+
     def __init__(self, space: Space, *, direction: str = "maximize", seed: int = 0,
                  constraints: Sequence = (), known: Callable[[dict], dict] | None = None,
                  score: Score | None = None, n_warmup: int = 10, beta_scale: float = 0.2,
