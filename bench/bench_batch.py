@@ -82,7 +82,7 @@ def run_one(task: dict) -> dict:
 
 def _run_one(mode: str, k: int, seed: int, budget: int, nb201=None) -> dict:
     """Records in the order trials finished: ``{"val", "test", "t_end", "key"}``."""
-    from nas.optimize import config_key
+    from nas.acq_maximizer import config_key
     from nas.optimizer import Optimizer
 
     nb = _nb(nb201)

@@ -166,7 +166,7 @@ def _run_one(problem: str, method: str, seed: int, budget: int, nb201_path=None,
 
 
 def _key(cfg: dict) -> str:
-    from nas.optimize import config_key
+    from nas.acq_maximizer import config_key
 
     return config_key(cfg)
 
@@ -286,7 +286,8 @@ def time_optuna(kind: str, n_obs: int, reps: int, seed: int = 0) -> list:
 
 
 # ------------------------------------------------------------------------------------------ main
-ENGINE = ("nas/optimizer.py", "nas/gp.py", "nas/acquisition.py", "nas/optimize.py", "nas/space.py", "nas/score.py")
+ENGINE = ("nas/optimizer.py", "nas/surrogate.py", "nas/gp.py", "nas/kernel.py", "nas/gp_fit.py", "nas/acquisition.py",
+          "nas/acq_maximizer.py", "nas/constraints.py", "nas/space.py", "nas/params.py", "nas/score.py")
 
 
 def engine_hash() -> str:

@@ -1,17 +1,18 @@
-"""Acquisition: upper / lower confidence bounds, the GP-UCB beta schedule, and GP-BUCB batches.
+"""Acquisition functions as objects: the GP-UCB beta schedule, UCB, GP-BUCB for pending points, and the Pareto
+hypervolume improvement (EHVI, or the HVI of the UCB).
 
 Notation and shapes
-    m        candidate points; ``X`` (m, d) encodings and ``active`` (m, d) as in ``nas.gp``
-    mean, std  (m,) posterior mean and standard deviation of the modelled objective, in its own units
-    beta     exploration weight; the bounds are ``mean +- sqrt(beta) * std``
-    t        1-based round: the number of the point (or batch) being chosen
-    D        the finite set the bound is taken over; ``size`` = |D|
-    delta    the probability with which Srinivas et al.'s regret bound may fail
-    k        batch size
+    m          candidate configs; an acquisition maps a list of m configs to (m,) values, higher is better
+    posterior  ``posterior(configs) -> (mean, std)``, each (m,), of the modelled objective in the GP's units
+               (``nas.surrogate.ConfigPosterior``); ``posterior.with_pending(configs, zs)`` conditions it
+    beta       exploration weight; the bound is ``mean + sqrt(beta) * std``
+    t          1-based round: the number of the point being chosen
+    D          the finite set the bound is taken over; ``size`` = |D|
+    delta      the probability with which Srinivas et al.'s regret bound may fail
 
-The acquisition is the optimistic value of the modelled objective (e.g. the UCB of validation accuracy).
-Known objectives (MACs, parameters) are applied afterwards by the score module: a score monotone increasing
-in accuracy turns ``ucb`` into the optimistic score, which is why ``ucb_bounds`` returns all three arrays.
+The GP always models a "higher is better" objective (a minimised one negated), so only the upper bound is
+needed. Known objectives (MACs, parameters) are applied afterwards: ``utility(configs, bound)`` turns the
+bound into the optimistic score (the score is monotone increasing in the modelled value).
 
 >>> import numpy as np
 >>> ucb(np.array([0.5, 0.7]), np.array([0.2, 0.0]), beta=4.0).tolist()
@@ -20,10 +21,14 @@ in accuracy turns ``ucb`` into the optimistic score, which is why ``ucb_bounds``
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
-__all__ = ["beta_srinivas", "ucb", "lcb", "ucb_bounds", "UCB", "bucb_batch"]
+from nas import multiobjective as mo
+from nas.ehvi import CostGrid
+
+__all__ = ["beta_srinivas", "beta_for_round", "ucb", "UCB", "BUCB", "HypervolumeImprovement"]
 
 # Srinivas et al. 2010 (section 6) scale the theoretical beta_t down by a factor of 5 in their own
 # experiments: the bound holds for every t at once and is far more cautious than needed in practice.
@@ -51,6 +56,11 @@ def beta_srinivas(t: int, *, size: float, delta: float = DEFAULT_DELTA,
     return scale * 2.0 * (log_size + 2.0 * math.log(t) + math.log(math.pi**2 / (6.0 * delta)))
 
 
+def beta_for_round(t: int, *, space_size, n_candidates: int, scale: float = DEFAULT_BETA_SCALE) -> float:
+    """``beta_srinivas`` with |D| the space's size, or for a continuous space the candidates scored per round."""
+    return beta_srinivas(t, size=space_size if space_size != math.inf else n_candidates, scale=scale)
+
+
 def _check_beta(beta: float) -> float:
     if not (math.isfinite(beta) and beta >= 0):
         raise ValueError(f"beta={beta!r} must be finite and >= 0")
@@ -62,65 +72,64 @@ def ucb(mean, std, beta: float) -> np.ndarray:
     return np.asarray(mean, float) + math.sqrt(_check_beta(beta)) * np.asarray(std, float)
 
 
-def lcb(mean, std, beta: float) -> np.ndarray:
-    """Lower confidence bound ``mean - sqrt(beta) std``, the optimistic value for minimisation."""
-    return np.asarray(mean, float) - math.sqrt(_check_beta(beta)) * np.asarray(std, float)
-
-
-def ucb_bounds(gp, X, active, beta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(mean, std, ucb)`` at the candidates, each (m,): what the score module turns into optimistic scores."""
-    mean, std = gp.predict(X, active)
-    return mean, std, ucb(mean, std, beta)
+def _identity(configs: list, bound: np.ndarray) -> np.ndarray:
+    return bound
 
 
 class UCB:
-    """The optimistic value of the objective at candidates: UCB when maximising, LCB when minimising.
+    """``utility(configs, mean + sqrt(beta) std)``: the optimistic score of each config (GP-UCB).
 
-    ``UCB(gp, beta=beta_srinivas(t, size=space.size()))(X, active)`` -> (m,) values.
+    ``utility`` defaults to the bound itself; the optimiser passes "back to the objective's units, then score".
     """
 
-    def __init__(self, gp, *, beta: float, maximize: bool = True):
-        self.gp, self.beta, self.maximize = gp, _check_beta(beta), bool(maximize)
+    def __init__(self, posterior, *, beta: float, utility: Callable | None = None):
+        self.posterior, self.beta, self.utility = posterior, _check_beta(beta), utility or _identity
 
-    def __call__(self, X, active) -> np.ndarray:
-        mean, std = self.gp.predict(X, active)
-        return ucb(mean, std, self.beta) if self.maximize else lcb(mean, std, self.beta)
+    def __call__(self, configs: list) -> np.ndarray:
+        mean, std = self.posterior(configs)
+        return self.utility(configs, ucb(mean, std, self.beta))
 
 
-def bucb_batch(gp, X, active, k: int, *, beta: float, maximize: bool = True, return_std: bool = False):
-    """Indices (k,) of a batch picked greedily from the candidates by GP-BUCB (Desautels et al. 2014).
+def _with_pending(posterior, pending: list, pending_zs):
+    return posterior.with_pending(pending, pending_zs) if pending else posterior
 
-    ``gp`` is a fitted ``nas.gp.GP``. Each pick is the best optimistic value; it then counts as pending:
-    observed at the posterior mean, so the mean stays and the variance shrinks around it, and the next pick
-    goes elsewhere. Equivalent to calling
-    ``gp.with_pending`` after each pick, but updates only the candidates' variances: for pick ``p`` with
-    covariance ``c(x, p)`` given everything so far, ``var(x) -= c(x, p)^2 / (var(p) + noise)`` (the rank-one
-    Gaussian conditioning update, R&W eq. A.6), with ``c`` kept by a partial Cholesky over the picks.
-    With ``return_std`` also returns the std (k,) each pick had when it was picked, given the earlier picks.
+
+class BUCB(UCB):
+    """GP-BUCB (Desautels, Krause & Burdick 2014): UCB on the posterior that also conditions on the pending
+    configs (asked, not told yet) as if observed at its own mean. The mean stays and the variance shrinks
+    near them, so the points of one batch, or of parallel workers, spread out. ``pending_zs``: the resource
+    each pending job trains to (multi-fidelity only). With nothing pending it is UCB."""
+
+    def __init__(self, posterior, pending: list, *, beta: float, pending_zs=None, utility: Callable | None = None):
+        super().__init__(_with_pending(posterior, pending, pending_zs), beta=beta, utility=utility)
+        self.pending = list(pending)
+
+
+class HypervolumeImprovement:
+    """Pareto search: how much the dominated hypervolume of (modelled value, known costs) grows with a config.
+
+    ``kind="ehvi"`` is its expectation under the posterior, ``"ucb"`` its value at the upper confidence
+    bound; both exact (``nas.ehvi.CostGrid``). The posterior conditions on the pending configs as BUCB's does;
+    ``fantasy=True`` also puts them on the front at their posterior mean, so the next pick is worth something
+    beyond them. ``front_values`` (n,) are in the GP's units, ``costs(configs) -> (n, k)`` in "lower is better"
+    units; ``ref_value`` and ``ref_costs`` (k,) the reference point.
     """
-    m = len(X)
-    if not 1 <= k <= m:
-        raise ValueError(f"bucb_batch: k={k!r} must lie in 1..{m} (the number of candidates)")
-    beta = _check_beta(beta)
-    post = gp.posterior(X, active)
-    mean, var = post.mean, post.std**2
-    noise = gp.noise_var * gp.y_std**2  # in the objective's units, like var
-    sign = 1.0 if maximize else -1.0
-    G = np.zeros((k, m))  # G[i] = c_i(., p_i) / sqrt(var_i(p_i) + noise): the partial Cholesky rows
-    picks: list[int] = []
-    picked_std = np.zeros(k)
-    for i in range(k):
-        value = sign * (mean + sign * math.sqrt(beta) * np.sqrt(np.maximum(var, 0.0)))
-        value[picks] = -np.inf
-        p = int(np.argmax(value))
-        picks.append(p)
-        picked_std[i] = math.sqrt(max(var[p], 0.0))
-        if i == k - 1:
-            break
-        # covariance of every candidate with p given the data and the earlier picks
-        c = post.cov(p) - G[:i].T @ G[:i, p]
-        s = max(c[p], 0.0) + noise
-        G[i] = c / math.sqrt(s) if s > 0 else 0.0  # a noiseless pick already known exactly teaches nothing
-        var = var - G[i] ** 2
-    picks = np.array(picks, dtype=int)
-    return (picks, picked_std) if return_std else picks
+
+    def __init__(self, posterior, pending: list, *, beta: float, front_configs: list, front_values,
+                 costs: Callable, ref_value: float, ref_costs, kind: str = "ehvi", fantasy: bool = True,
+                 pending_zs=None):
+        self.posterior = _with_pending(posterior, pending, pending_zs)
+        self.costs, self.kind, self.root_beta = costs, kind, math.sqrt(_check_beta(beta))
+        cfgs, vals = list(front_configs), np.asarray(front_values, dtype=float)
+        if pending and fantasy:
+            cfgs, vals = cfgs + list(pending), np.concatenate([vals, self.posterior(pending)[0]])
+        U = costs(cfgs)
+        keep = mo.pareto_indices(vals, U)
+        self.grid = CostGrid(vals[keep], U[keep], ref_value, ref_costs)
+
+    def __call__(self, configs: list) -> np.ndarray:
+        mean, std = self.posterior(configs)
+        Uc = self.costs(configs)
+        if self.kind == "ucb":
+            return self.grid.hvi(mean + self.root_beta * std, Uc)
+        return self.grid.ehvi(mean, std, Uc)

@@ -1,5 +1,10 @@
 """``Optimizer``: ask / tell GP-UCB over a conditional space, for any black-box function.
 
+It keeps the trials (told, failed, pending) and composes the pieces that do the work: the surrogate
+(``nas.surrogate``: GP, output warp, refit policy), the constraints and known objectives
+(``nas.constraints``), the acquisition functions (``nas.acquisition``: BUCB, or the hypervolume improvement
+for a Pareto search) and the acquisition maximiser (``nas.acq_maximizer``).
+
     >>> from nas import Optimizer, Space, Float, Categorical
     >>> space = Space([Float("x", -2.0, 2.0), Categorical("kind", ["a", "b"])])
     >>> opt = Optimizer(space, direction="minimize", seed=0, n_warmup=4)
@@ -35,37 +40,28 @@ runs and the optimizer behaves exactly as without the option.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
 from nas import acquisition as acq
 from nas import multiobjective as mo
+from nas.acq_maximizer import config_key, farthest, maximize, sample_feasible
+from nas.constraints import Constraints, Limit
 from nas.errors import NasError, SpaceError, SpaceExhausted
 from nas.fidelity import Fidelity
-from nas.gp import GP
-from nas.optimize import config_key, maximize, sample_feasible
 from nas.score import Identity, Score
 from nas.space import Space
+from nas.surrogate import Surrogate
 
-
-REFIT_ALWAYS_BELOW = 40  # observations: below this every tell refits the hyper-parameters
-REFIT_GROWTH = 0.1  # above it, refit once the data have grown by this fraction
-
-
-@dataclass(frozen=True)
-class Limit:
-    """A hard limit on a known objective: ``Limit("macs", 2e5)`` keeps configs with MACs <= 2e5."""
-
-    name: str
-    max: float
-
-    def __call__(self, known: dict) -> bool:
-        return known[self.name] <= self.max
+__all__ = ["Optimizer", "Limit"]
 
 
 class Optimizer:
+    """Ask / tell over ``space`` (see the module docstring). It holds the trials (told, failed, pending, each
+    config's resource) and the options; ``self.surrogate`` models, ``self.constraints`` filters and scores,
+    an acquisition object (``BUCB`` or ``HypervolumeImprovement``) ranks and ``maximize`` searches."""
+
     def __init__(self, space: Space, *, direction: str = "maximize", seed: int = 0,
                  constraints: Sequence = (), known: Callable[[dict], dict] | None = None,
                  score: Score | None = None, n_warmup: int = 10, beta_scale: float = 0.2,
@@ -90,38 +86,28 @@ class Optimizer:
             raise NasError(f"objectives {self.objectives.names[1:]} are known objectives: pass known=")
         if direction == "minimize" and not isinstance(self.score, Identity):
             raise NasError("a score combines accuracy-like objectives: use direction='maximize' with it")
-        self.known_fn = known
-        self.constraints = list(constraints)
-        if any(isinstance(c, Limit) for c in self.constraints) and known is None:
-            raise NasError("a Limit on a known objective needs known=")
+        # Where the objective is bounded (accuracy in [0, 1]), the exact score gives a ceiling for every
+        # config before it runs: one whose best possible score cannot beat the incumbent's is not proposed.
+        self.constraints = Constraints(constraints, known, self.score, value_bounds)
         self.n_warmup = max(1, int(n_warmup))
         # 1.0 is Srinivas' theory, 0.2 their own experiments' choice. 0.05 did better on NAS-Bench-201
         # (a small discrete space) but got stuck on continuous conditional problems, so 0.2 stays.
         self.beta_scale = beta_scale
-        self.kernel, self.n_candidates, self.max_fit_points = kernel, n_candidates, max_fit_points
-        # Where the objective is bounded (accuracy in [0, 1]), the exact score gives a ceiling for every
-        # config before it runs: one whose best possible score cannot beat the incumbent's is not proposed.
-        self.value_bounds = value_bounds
+        self.n_candidates = n_candidates
         if warp not in ("copula", "none"):
             raise NasError(f"warp must be 'copula' or 'none', got {warp!r}")
-        self.warp = warp
         if fidelity is not None and not isinstance(fidelity, Fidelity):
             raise NasError(f"fidelity must be a nas.fidelity.Fidelity or None, got {fidelity!r}")
         self.fidelity = fidelity
-        self._warp: CopulaWarp | None = None
-        self._trend = (0.0, 0.0)  # multi-fidelity: (intercept, slope) of the modelled value in the scaled resource
         self.rng = np.random.default_rng(seed)
+        self.surrogate = Surrogate(space, maximize=direction == "maximize", rng=self.rng, kernel=kernel,
+                                   max_fit_points=max_fit_points, warp=warp, fidelity=fidelity)
         self._obs: list[tuple[dict, float]] = []  # (config, value as told), finite values only
         self._obs_z: list[float] = []  # multi-fidelity only: each observation's scaled resource
         self._pending_z: dict[str, float] = {}  # multi-fidelity only: the resource each pending job trains to
         self._failed: list[tuple[dict, str]] = []
         self._pending: dict[str, dict] = {}
         self._seen: set[str] = set()  # keys of every config told or pending: never proposed again
-        self._known_cache: dict[str, dict] = {}
-        self._gp: GP | None = None
-        self._gp_n = -1  # observations the GP holds
-        self._gp_fit_n = 0  # observations at the last hyper-parameter fit
-        self._best_score_n, self._best_score_cache = -1, -math.inf
         if self.objectives is not None:
             if pareto not in mo.ACQUISITIONS or pending not in mo.PENDING:
                 raise NasError(f"pareto must be one of {mo.ACQUISITIONS} and pending one of {mo.PENDING}, "
@@ -129,62 +115,22 @@ class Optimizer:
             self.pareto, self.pending = pareto, pending
             probe = sample_feasible(space, mo.REF_SAMPLES, np.random.default_rng(seed), self.feasible)
             self.objectives.check_known(self.known(probe[0]))
-            limits = {c.name: c.max for c in self.constraints if isinstance(c, Limit)}
             self._ref_value, self._ref_costs = mo.reference_point(
-                self.objectives, [self.known(c) for c in probe], limits=limits, value_bounds=value_bounds,
-                reference=reference)
+                self.objectives, [self.known(c) for c in probe], limits=self.constraints.limits(),
+                value_bounds=value_bounds, reference=reference)
 
     # ------------------------------------------------------------------ known objectives
     def known(self, config: dict) -> dict:
-        if self.known_fn is None:
-            return {}
-        k = config_key(config)
-        if k not in self._known_cache:
-            self._known_cache[k] = self.known_fn(config)
-        return self._known_cache[k]
+        return self.constraints.known(config)
 
     def feasible(self, config: dict) -> bool:
-        for c in self.constraints:
-            ok = c(self.known(config)) if isinstance(c, Limit) else c(config)
-            if not ok:
-                return False
-        return True
-
-    def _ceiling(self, configs: list) -> np.ndarray:
-        """The best score each config could reach (its value at the upper bound)."""
-        return self.score_of(configs, np.full(len(configs), float(self.value_bounds[1])))
-
-    def _worth_trying(self, config: dict) -> bool:
-        if not self.feasible(config):
-            return False
-        if self.value_bounds is None or not self.score.needs or not self._top_obs():
-            return True
-        return bool(self._ceiling([config])[0] > self._best_score())
-
-    def _best_score(self) -> float:
-        # Asked once per candidate, thousands of times per proposal: recompute only when a tell added data.
-        if self._best_score_n != len(self._obs):
-            configs, values = zip(*self._top_obs())
-            self._best_score_cache = float(np.max(self.score_of(list(configs), values)))
-            self._best_score_n = len(self._obs)
-        return self._best_score_cache
-
-    def _candidate_filter(self):
-        """``_worth_trying`` where some config passes it; plain feasibility otherwise."""
-        if self.value_bounds is None or not self.score.needs or not self._top_obs():
-            return self.feasible
-        try:
-            sample_feasible(self.space, 1, self.rng, self._worth_trying)
-            return self._worth_trying
-        except NasError:
-            return self.feasible
+        return self.constraints.feasible(config)
 
     def score_of(self, configs: list, values) -> np.ndarray:
-        values = np.asarray(values, dtype=float)
-        if not self.score.needs:
-            return self.score(values)
-        ks = [self.known(c) for c in configs]
-        return self.score(values, {n: np.array([k[n] for k in ks], dtype=float) for n in self.score.needs})
+        return self.constraints.score_of(configs, values)
+
+    def _candidate_filter(self):
+        return self.constraints.candidate_filter(self.space, self.rng, self._top_obs(), len(self._obs))
 
     # ------------------------------------------------------------------ ask / tell
     def ask(self, k: int = 1) -> list[dict]:
@@ -288,13 +234,8 @@ class Optimizer:
             raise NasError("predict_top needs an Optimizer made with fidelity=Fidelity(...)")
         if len(self._obs) < 2 or not configs:
             return None
-        gp = self._fit()
-        X, A = self._encode(configs, [1.0] * len(configs), validate=False)
-        mean, _ = gp.predict(X, A)
-        mean = mean + self._trend_at(1.0)
-        if self._warp is not None:
-            mean = self._warp.inverse(mean)
-        return -mean if self.direction == "minimize" else mean
+        self._fit()
+        return self.surrogate.predict_top(configs)
 
     # ------------------------------------------------------------------ internals
     def _top_obs(self) -> list:
@@ -309,30 +250,8 @@ class Optimizer:
             return len(self._obs)
         return len({config_key(c) for c, _ in self._obs})
 
-    def _encode(self, configs: list, zs=None, *, validate: bool = True):
-        """``space.encode_many``, plus the scaled resource as the last column in multi-fidelity mode."""
-        X, A = self.space.encode_many(configs, validate=validate)
-        if self.fidelity is None:
-            return X, A
-        z = np.asarray(zs, dtype=float).reshape(-1, 1)
-        return np.hstack([X, z]), np.hstack([A, np.ones_like(z, dtype=bool)])
-
-    def _obs_encoded(self, start: int = 0):
-        zs = self._obs_z[start:] if self.fidelity is not None else None
-        return self._encode([c for c, _ in self._obs[start:]], zs)
-
-    def _new_gp(self) -> GP:
-        seed = int(self.rng.integers(2**31))
-        if self.fidelity is None:
-            return GP.from_space(self.space, conditional=self.kernel, seed=seed, max_fit_points=self.max_fit_points)
-        dims = self.space.dims
-        return GP([dm.kind for dm in dims] + ["float"], conditional_mask=[dm.conditional for dm in dims] + [False],
-                  n_choices=[dm.n_choices for dm in dims] + [0], conditional=self.kernel, seed=seed,
-                  max_fit_points=self.max_fit_points)
-
-    def _trend_at(self, z):
-        a, b = self._trend
-        return a + b * np.asarray(z, dtype=float)
+    def _fit(self):
+        return self.surrogate.fit(self._obs, self._obs_z)
 
     def _warmup_one(self) -> dict:
         """Space-filling warm-up: of 64 random feasible configs, the one farthest from all seen ones."""
@@ -343,88 +262,27 @@ class Optimizer:
                 raise SpaceExhausted(f"64 random configs were all tried already ({len(self._seen)} tried); "
                                      "the space seems exhausted")
             return self._propose_one()
-        if self.value_bounds is not None and self.score.needs:
+        if self.constraints.has_ceiling:
             # Before anything is known, prefer the half of the candidates that could score best.
-            ceil = self._ceiling(cands)
+            ceil = self.constraints.ceiling(cands)
             cands = [c for c, v in zip(cands, ceil) if v >= np.median(ceil)]
         taken = [c for c, _ in self._obs] + list(self._pending.values()) + [c for c, _ in self._failed]
-        if not taken:
-            return cands[0]
-        xc, ac = self.space.encode_many(cands)
-        xt, at = self.space.encode_many(taken)
-        d = _mixed_distance(xc, ac, xt, at, np.array([k == "cat" for k in self.space.kinds]))
-        return cands[int(np.argmax(d.min(axis=1)))]
-
-    def _fit(self) -> GP:
-        """The GP on every observation. Hyper-parameters are refitted while the data are few and then
-        whenever the data have grown by a tenth, warm-started from the last fit; in between, new points
-        are added with the hyper-parameters fixed (an exact posterior update, far cheaper than a fit)."""
-        n = len(self._obs)
-        if self._gp is not None and self._gp_n == n:
-            return self._gp
-        y = np.array([v for _, v in self._obs], dtype=float)
-        if self.direction == "minimize":
-            y = -y
-        if self.warp == "copula":
-            self._warp = CopulaWarp(y)
-            y = self._warp(y)
-        if self.fidelity is not None:
-            # A linear trend in the scaled resource, fitted first, and the GP on what it leaves: with a
-            # constant prior mean, the prediction at max_resource for a config far from the top-rung data
-            # falls back to the mean over all rungs (dominated by the low ones), so UCB would cling to the
-            # few configs already trained to the top. The trend puts the prior at the typical top-rung level.
-            self._trend = _linear_trend(np.array(self._obs_z), y)
-            y = y - self._trend_at(np.array(self._obs_z))
-        refit = self._gp is None or n <= REFIT_ALWAYS_BELOW or n >= (1 + REFIT_GROWTH) * self._gp_fit_n
-        if not refit and (self._warp is not None or self.fidelity is not None):
-            # Ranks move with every new point, so every target changes: same hyper-parameters, all points.
-            X, A = self._obs_encoded()
-            self._gp.fit(X, A, y, optimize=False)
-        elif not refit:
-            Xn, An = self._obs_encoded(self._gp_n)
-            self._gp.condition_on(Xn, An, y[self._gp_n:])
-        else:
-            X, A = self._obs_encoded()
-            if self._gp is None:
-                # Above max_fit_points the GP fits hyper-parameters on a subset, then conditions on all.
-                self._gp = self._new_gp()
-            else:
-                self._gp.n_restarts = 1  # warm start from the last fit; the relevance probe still runs
-            self._gp.fit(X, A, y)
-            self._gp_fit_n = n
-        self._gp_n = n
-        return self._gp
+        return farthest(self.space, cands, taken)
 
     def _propose_one(self) -> dict:
-        gp = self._fit()
+        self._fit()
         pend = list(self._pending.values())
-        if pend:
-            zs = None
-            if self.fidelity is not None:
-                zs = [self._pending_z.get(k, 1.0) for k in self._pending]
-            Xp, Ap = self._encode(pend, zs)
-            gp = gp.with_pending(Xp, Ap)
+        zs = [self._pending_z.get(k, 1.0) for k in self._pending] if self.fidelity is not None else None
         t = self._n_configs() + len(pend) + 1
-        size = self.space.size()
-        # |D| of Srinivas et al.'s finite-D bound; a continuous space counts the candidates scored per round.
-        size = size if size != math.inf else self.n_candidates
-        beta = acq.beta_srinivas(t, size=size, scale=self.beta_scale)
-
-        def acquisition(configs):
-            # For "minimize" the GP models -value and the score is the identity: UCB of -f is -LCB of f.
-            # All made by the space itself; multi-fidelity: scored at max_resource (scaled resource 1).
-            X, A = self._encode(configs, [1.0] * len(configs), validate=False)
-            if self.fidelity is None:
-                _, _, ucb = acq.ucb_bounds(gp, X, A, beta)
-            else:
-                mean, std = gp.predict(X, A)
-                ucb = acq.ucb(mean + self._trend_at(1.0), std, beta)
-            if self._warp is not None:
-                ucb = self._warp.inverse(ucb)  # back to the objective's units, where the score applies
-            return self.score_of(configs, ucb)
-
+        beta = acq.beta_for_round(t, space_size=self.space.size(), n_candidates=self.n_candidates,
+                                  scale=self.beta_scale)
+        posterior = self.surrogate.posterior()
         if self.objectives is not None:
-            acquisition = self._pareto_acquisition(gp, beta, pend)
+            acquisition = self._pareto_acquisition(posterior, beta, pend, zs)
+        else:
+            # For "minimize" the GP models -value and the score is the identity: UCB of -f is -LCB of f.
+            acquisition = acq.BUCB(posterior, pend, beta=beta, pending_zs=zs,
+                                   utility=lambda cs, bound: self.score_of(cs, self.surrogate.to_objective(bound)))
         incumbents = self._top_configs(3)
         cfg, _ = maximize(self.space, acquisition, rng=self.rng, feasible=self._candidate_filter(),
                           exclude=self._seen, seeds=incumbents, n_random=self.n_candidates)
@@ -435,44 +293,18 @@ class Optimizer:
         """The (config, value) pairs the front is made of: top-rung values only in a multi-fidelity study."""
         return self._top_obs()
 
-    def _predict_top(self, gp, configs: list) -> tuple:
-        """Posterior (mean, std) in the GP's units at the top rung (multi-fidelity) or plainly."""
-        X, A = self._encode(configs, [1.0] * len(configs), validate=False)
-        mean, std = gp.predict(X, A)
-        return (mean + self._trend_at(1.0) if self.fidelity is not None else mean), std
-
-    def _to_gp_units(self, values) -> np.ndarray:
-        """Told values as the GP sees them: maximised, warped (monotone, so the front is the same)."""
-        v = np.asarray(values, dtype=float)
-        v = -v if self.direction == "minimize" else v
-        return self._warp(v) if self._warp is not None else v
-
-    def _pareto_acquisition(self, gp, beta: float, pending: list):
+    def _pareto_acquisition(self, posterior, beta: float, pending: list, zs):
         """EHVI (or the HVI of the UCB) of (modelled value, known costs), in the GP's units."""
-        from nas.ehvi import CostGrid
-
         obs = self._front_observations() or self._obs  # no top-rung value yet: the front of what there is
-        cfgs, vals = [c for c, _ in obs], self._to_gp_units([v for _, v in obs])
+        cfgs, vals = [c for c, _ in obs], self.surrogate.to_gp_units([v for _, v in obs])
         if self._ref_value is None:
             ref = float(vals.min())  # no bound given: the worst observation
         else:
-            r = -self._ref_value if self.direction == "minimize" else self._ref_value
-            ref = float(self._warp(np.array([r]))[0]) if self._warp is not None else r
-        if pending and self.pending == "fantasy":  # pending points join the front at their posterior mean
-            cfgs, vals = cfgs + list(pending), np.concatenate([vals, self._predict_top(gp, pending)[0]])
-        U = self.objectives.costs([self.known(c) for c in cfgs])
-        keep = mo.pareto_indices(vals, U)
-        grid = CostGrid(vals[keep], U[keep], ref, self._ref_costs)
-        root_beta = math.sqrt(beta)
-
-        def acquisition(configs):
-            mean, std = self._predict_top(gp, configs)  # proposals on the predicted top-rung value
-            Uc = self.objectives.costs([self.known(c) for c in configs])
-            if self.pareto == "ucb":
-                return grid.hvi(mean + root_beta * std, Uc)
-            return grid.ehvi(mean, std, Uc)
-
-        return acquisition
+            ref = float(self.surrogate.to_gp_units(np.array([self._ref_value]))[0])
+        return acq.HypervolumeImprovement(
+            posterior, pending, beta=beta, pending_zs=zs, front_configs=cfgs, front_values=vals,
+            costs=lambda cs: self.objectives.costs([self.known(c) for c in cs]), ref_value=ref,
+            ref_costs=self._ref_costs, kind=self.pareto, fantasy=self.pending == "fantasy")
 
     def pareto_front(self) -> list:
         """``[(config, value, known), ...]``: the told configs no other told config dominates in (value, known
@@ -496,57 +328,3 @@ class Optimizer:
         s = self.score_of(list(configs), values)
         order = np.argsort(-s if self.direction == "maximize" else s)
         return [configs[i] for i in order[:n]]
-
-
-class CopulaWarp:
-    """A monotone output warping: ``z = Phi^-1((rank - 1/2) / n)`` (the Gaussian copula of Salinas et al.
-    2020). Objectives such as accuracy are skewed (a few diverged runs near chance, most near the top); on
-    their ranks the GP sees Gaussian-looking targets and outliers stop flattening the rest. ``inverse``
-    maps a bound back by interpolating the observed (z, y) pairs, linearly beyond them, so an optimistic
-    bound above the best observation stays above it."""
-
-    def __init__(self, y: np.ndarray):
-        from scipy.stats import norm, rankdata
-
-        n = len(y)
-        self._z_of = norm.ppf((rankdata(y) - 0.5) / n) if n > 1 else np.zeros(n)
-        order = np.argsort(y, kind="stable")
-        self.ys, self.zs = y[order], self._z_of[order]
-        self._y = y
-
-    def __call__(self, y: np.ndarray) -> np.ndarray:
-        if y is self._y or (len(y) == len(self._y) and np.array_equal(y, self._y)):
-            return self._z_of
-        return np.interp(y, self.ys, self.zs)
-
-    def inverse(self, z: np.ndarray) -> np.ndarray:
-        ys, zs = self.ys, self.zs
-        if len(ys) < 2 or zs[-1] == zs[0]:
-            return np.full_like(np.asarray(z, dtype=float), ys[-1] if len(ys) else 0.0)
-        out = np.interp(z, zs, ys)
-        mid = len(ys) // 2
-        # Beyond the data, the slope from the median to each end: a robust scale for extrapolation.
-        up = (ys[-1] - ys[mid]) / max(zs[-1] - zs[mid], 1e-12)
-        lo = (ys[mid] - ys[0]) / max(zs[mid] - zs[0], 1e-12)
-        out = np.where(z > zs[-1], ys[-1] + (z - zs[-1]) * up, out)
-        return np.where(z < zs[0], ys[0] + (z - zs[0]) * lo, out)
-
-
-def _linear_trend(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares ``y ~ a + b z``; slope 0 while every value comes from one resource level."""
-    if len(y) == 0:
-        return 0.0, 0.0
-    if np.ptp(z) < 1e-9:
-        return float(np.mean(y)), 0.0
-    b, a = np.polyfit(z, y, 1)
-    return float(a), float(b)
-
-
-def _mixed_distance(xa, aa, xb, ab, is_cat) -> np.ndarray:
-    """(n, m) distances for the warm-up: |dx| on shared numeric dims, 1 per differing category or
-    per dimension present in only one of the two configs."""
-    both = aa[:, None, :] & ab[None, :, :]
-    one = aa[:, None, :] ^ ab[None, :, :]
-    diff = np.abs(xa[:, None, :] - xb[None, :, :])
-    diff = np.where(is_cat, diff > 0.5, diff)
-    return (diff * both).sum(-1) + one.sum(-1)

@@ -6,7 +6,7 @@ import pytest
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-import nas.gp as gp_module
+import nas.gp_fit as gp_fit
 from nas.gp import GP, GPFitWarning
 from nas.space import Categorical, Float, Integer, Repeat, Space
 
@@ -266,7 +266,7 @@ def test_failed_optimiser_warns_and_keeps_the_previous_parameters(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("line search blew up")
 
-    monkeypatch.setattr(gp_module, "minimize", broken)
+    monkeypatch.setattr(gp_fit, "minimize", broken)
     X = np.random.default_rng(18).random((8, 2))
     gp = GP(["float", "float"]).set_params(length_scales=[0.3, 0.4], signal_var=1.5, noise_var=0.02)
     with pytest.warns(GPFitWarning, match="fit failed.*line search blew up"):
@@ -328,16 +328,3 @@ def test_fit_escapes_the_long_length_scale_plateau():
     mean, _ = gp.predict(X[50:], active[50:])
     assert np.corrcoef(mean, y[50:])[0, 1] > 0.9
     assert gp.length_scales[0] < 3.0 < np.median(gp.length_scales)
-
-
-def test_posterior_covariances_agree_with_each_other_and_with_std():
-    space, X, active = _mixed_data(20, seed=21)
-    y = np.random.default_rng(21).normal(size=20)
-    gp = GP.from_space(space).set_params(length_scales=1.0, noise_var=0.05).fit(X, active, y, optimize=False)
-    _, Xs, As = _mixed_data(7, seed=22)
-    C = gp.posterior_cov(Xs, As, Xs, As)
-    post = gp.posterior(Xs, As)
-    np.testing.assert_allclose(np.column_stack([post.cov(j) for j in range(7)]), C, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(np.diag(C), post.std**2, rtol=1e-9)
-    np.testing.assert_allclose(post.mean, gp.predict(Xs, As, return_std=False), rtol=1e-12)
-    assert np.linalg.eigvalsh(C).min() > -1e-10

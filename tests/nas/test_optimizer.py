@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nas.errors import NasError, SpaceError
-from nas.optimize import config_key
+from nas.acq_maximizer import config_key
 from nas.optimizer import Limit, Optimizer
 from nas.score import Identity, MnasScore, WeightedScore, parse_score
 from nas.space import Categorical, Float, Integer, Space
@@ -171,26 +171,6 @@ def test_parse_score_errors(spec, msg):
 
 
 # ------------------------------------------------------------------------------------------ output warping
-def test_copula_warp_is_monotone_gaussian_and_invertible_on_the_data():
-    from scipy.stats import norm
-
-    from nas.optimizer import CopulaWarp
-
-    rng = np.random.default_rng(0)
-    y = np.concatenate([rng.uniform(0.9, 0.99, 40), [0.1, 0.12]])  # skewed: two diverged runs
-    w = CopulaWarp(y)
-    z = w(y)
-    order = np.argsort(y)
-    assert np.all(np.diff(z[order]) > 0)
-    np.testing.assert_allclose(np.sort(z), norm.ppf((np.arange(1, 43) - 0.5) / 42))
-    np.testing.assert_allclose(w.inverse(z), y)
-    # Optimism survives the round trip: a bound above every observation maps above the best.
-    assert w.inverse(np.array([z.max() + 1.0]))[0] > y.max()
-    assert w.inverse(np.array([z.min() - 1.0]))[0] < y.min()
-    grid = np.linspace(-4, 4, 50)
-    assert np.all(np.diff(w.inverse(grid)) >= 0)
-
-
 def test_warped_and_plain_models_both_find_the_optimum():
     for warp in ("copula", "none"):
         opt = run(Optimizer(SPACE, seed=0, n_warmup=6, warp=warp), 25)

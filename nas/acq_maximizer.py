@@ -1,4 +1,4 @@
-"""Maximise an acquisition function over a conditional mixed space.
+"""Maximise an acquisition function over a conditional mixed space (and pick a space-filling warm-up config).
 
 The space has categorical, integer, float and conditional dimensions, so gradient methods do not apply
 directly. We do what works on such spaces (SMAC's local search, Optuna's ``optim_mixed``):
@@ -11,6 +11,7 @@ directly. We do what works on such spaces (SMAC's local search, Optuna's ``optim
 3. return the best config that is not excluded (already evaluated or pending).
 
 Every candidate that breaks a hard constraint is dropped before it is scored, so none is ever proposed.
+Before there is a model, ``farthest`` picks the candidate farthest from every config taken so far.
 """
 from __future__ import annotations
 
@@ -100,3 +101,23 @@ def _unique(configs: list) -> list:
             seen.add(k)
             out.append(c)
     return out
+
+
+def farthest(space: Space, candidates: list, taken: list) -> dict:
+    """The candidate farthest from its nearest config in ``taken`` (the warm-up's space-filling design)."""
+    if not taken:
+        return candidates[0]
+    xc, ac = space.encode_many(candidates)
+    xt, at = space.encode_many(taken)
+    d = _mixed_distance(xc, ac, xt, at, np.array([k == "cat" for k in space.kinds]))
+    return candidates[int(np.argmax(d.min(axis=1)))]
+
+
+def _mixed_distance(xa, aa, xb, ab, is_cat) -> np.ndarray:
+    """(n, m) distances for the warm-up: |dx| on shared numeric dims, 1 per differing category or
+    per dimension present in only one of the two configs."""
+    both = aa[:, None, :] & ab[None, :, :]
+    one = aa[:, None, :] ^ ab[None, :, :]
+    diff = np.abs(xa[:, None, :] - xb[None, :, :])
+    diff = np.where(is_cat, diff > 0.5, diff)
+    return (diff * both).sum(-1) + one.sum(-1)
