@@ -44,14 +44,12 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 import numpy as np  # noqa: E402
 
+from bench.common import finish_results, log  # noqa: E402
+
 from bench.nb201 import NB201Missing, load_nb201, nb201_space  # noqa: E402
 
 SIGMA = 0.5  # log-normal duration spread: the slowest of 4 trials takes ~1.6x the mean
 _NB: dict = {}
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _init_worker() -> None:
@@ -280,15 +278,7 @@ def main(argv=None) -> int:
         "## At equal simulated wall time (k workers at once; T in mean trial durations)", "",
         *by_t, "",
     ]
-    if errors:
-        lines += ["## Runs that failed", ""] + [f"- {label(r['mode'], r['k'])} seed {r['seed']}: "
-                                               f"{r['error'].strip().splitlines()[-1]}" for r in errors] + [""]
-    lines += [f"Raw trials: `{a.raw.relative_to(ROOT) if a.raw.is_relative_to(ROOT) else a.raw}` (git-ignored)."]
-    text = "\n".join(lines) + "\n"
-    a.out.write_text(text)
-    print(text)
-    log(f"wrote {a.out}")
-    return 0
+    return finish_results(lines, errors, lambda r: f"{label(r['mode'], r['k'])} seed {r['seed']}", raw=a.raw, out=a.out, root=ROOT)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 import numpy as np  # noqa: E402
 
+from bench.common import log  # noqa: E402,F401  (re-exported: other benchmarks import it from here)
 from bench.nb201 import NB201Missing, load_nb201  # noqa: E402
 from bench.problems import (Problem, conditional_problem, conditional_space, conditional_value,  # noqa: E402
                             optuna_distributions, suggest)
@@ -39,10 +40,6 @@ LAT_DEVICE = "lat_ms_pixel3"  # Google Pixel 3, batch 1: a phone, where latency 
 MNAS_EXP = -0.07  # MnasNet's soft constraint (Tan et al. 2019, Eq. 2: alpha = beta = -0.07)
 LABELS = {"ours": "ours (arc)", "ours-impute": "ours (impute)", "random": "random", "tpe": "Optuna TPE",
           "gp": "Optuna GPSampler", "tpe-mo": "Optuna TPE, 2 objectives"}
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------ problems

@@ -51,6 +51,8 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 import numpy as np  # noqa: E402
 
+from bench.common import finish_results, log  # noqa: E402
+
 BASELINE_MACS = 157_312  # bench/bench_trainer.py's analytic count; checked again below
 TEST_BAR = 0.97
 LABELS = {"ours": "ours (GP-UCB)", "tpe": "Optuna TPE", "tpe-mv": "Optuna TPE (multivariate, group)",
@@ -59,10 +61,6 @@ SEED_STRIDE = 100_003  # nas.study: trial.seed = optimizer seed * 100003 + trial
 # What `nas search --dataset digits` used when the first results were written (runs record their own since).
 SCORE_SPEC = "mnas:macs=60000,alpha=-0.01,beta=-0.07"
 SPACE_DIMS = {"dims": 61, "conditional": 43}
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _init_worker() -> None:
@@ -423,16 +421,7 @@ def report(runs: list, a, *, command: str, total: float) -> int:
         "## Every run's pick", "",
         *per_run_table(runs, a.methods), "",
     ]
-    if errors:
-        lines += ["## Runs that failed", ""] + [f"- {r['method']} seed {r['seed']}: "
-                                               f"{r['error'].strip().splitlines()[-1]}" for r in errors] + [""]
-    lines += [f"Raw trials: `{a.raw.relative_to(ROOT) if a.raw.is_relative_to(ROOT) else a.raw}` "
-              "(git-ignored)."]
-    text = "\n".join(lines) + "\n"
-    a.out.write_text(text)
-    print(text)
-    log(f"wrote {a.out}")
-    return 0
+    return finish_results(lines, errors, lambda r: f"{r['method']} seed {r['seed']}", raw=a.raw, out=a.out, root=ROOT)
 
 
 if __name__ == "__main__":

@@ -2,17 +2,8 @@
 
 A space is a list of parameters; a *config* is a plain nested dict that round-trips through JSON.
 
-Parameter kinds
-    Float(name, low, high, log=False)        a real number
-    Integer(name, low, high, step=1, log=False)
-    Categorical(name, choices)               a choice; each choice may carry its own parameters
-    Constant(name, value)                    fixed; kept in the config, never searched
-    Group(name, params)                      a nested dict
-    Repeat(name, min, max, params)           a list of ``min..max`` dicts with the same parameters
-
-A categorical's branch parameters sit beside it in the same dict: choosing ``sgd`` for
-``optimizer.name`` makes ``optimizer.momentum`` exist, choosing ``adam`` makes ``optimizer.beta1``.
-Branches nest to any depth.
+The parameter kinds (Float, Integer, Categorical with branch parameters, Constant, Group, Repeat) are
+defined in ``nas.params``; this module composes them and re-exports their names.
 
 Encoding (what the GP reads)
     ``encode(config) -> (x, active)``, both of shape ``(n_dims,)``. Every parameter of every branch and
