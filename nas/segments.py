@@ -194,12 +194,8 @@ class SegmentLoop:
             tid, k = promo
             return self._job(self.trials[tid], k)
         (config,) = self.opt.ask(1)
-        known = self.opt.known(config)
-        trial = self.storage.add_trial(config, status=RUNNING, seed=0, macs=known.get("macs"),
-                                       params=known.get("params"), started_at=time.time())
-        trial.seed = self.study._seed_of(trial.id)
-        trial.resource = 0
-        self.storage.update_trial(trial)
+        trial = self.storage.add_trial(config, status=RUNNING, seed=self.study._seed_of, resource=0,
+                                       known=self.opt.known(config), started_at=time.time())
         self.trials[trial.id] = trial
         self.sched.start(trial.id)
         return self._job(trial, 0)

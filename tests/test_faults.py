@@ -88,7 +88,7 @@ def snapshot(folder: Path) -> dict[int, tuple]:
     if not (folder / "study.db").is_file():
         return {}
     with Storage(folder / "study.db", read_only=True) as st:
-        return {t.id: (t.status, t.value, t.score, t.macs, t.params, json.dumps(t.config, sort_keys=True),
+        return {t.id: (t.status, t.value, t.score, json.dumps(t.known, sort_keys=True), json.dumps(t.config, sort_keys=True),
                        json.dumps(t.metrics, sort_keys=True), t.error, t.seed, t.attempts, t.started_at,
                        t.finished_at)
                 for t in st.trials() if t.status in FINISHED}
@@ -650,14 +650,14 @@ def test_kill_9_between_temp_write_and_rename_leaves_nothing_half_written(tmp_pa
 
 
 def test_a_trial_killed_before_its_first_update_resumes_with_its_own_seed(tmp_path, small_study, tiny_space):
-    """Study._next_trial inserts a trial, then writes its seed: a kill in between leaves a running row
-    with seed 0 and no attempts. The resume must run it with the seed it would have had."""
+    """Before one-write inserts, Study._next_trial inserted a trial, then wrote its seed: a kill in between
+    left a running row with seed 0 and no attempts. A resume of such a study must run it with the seed it
+    would have had."""
     folder = tmp_path / "study"
     shutil.copytree(small_study, folder)
     with Storage(folder / "study.db") as st:
         t = st.get_trial(1)
-        half_made = st.add_trial(t.config, status="running", seed=0, macs=t.macs, params=t.params,
-                                 started_at=time.time())
+        half_made = st.add_trial(t.config, status="running", seed=0, known=t.known, started_at=time.time())
     with fake_training() as calls:
         code, _, err = call(_search_argv(tiny_space, folder, 3, "--resume", "--seed", "1"))
     assert code == 0, err

@@ -75,7 +75,7 @@ def fake_study(tmp_path_factory, tiny_space) -> Path:
 
 TAMPER_VALUES = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True), st.text(max_size=8),
                           st.binary(max_size=8), st.sampled_from(["{}", "[]", "null", '{"stem": 1}', "1e999"]))
-COLUMNS = ["status", "config", "value", "score", "macs", "params", "metrics", "error", "seed", "attempts",
+COLUMNS = ["status", "config", "value", "score", "known", "metrics", "error", "seed", "attempts",
            "started_at", "finished_at"]
 META_KEYS = ["space", "input_shape", "num_classes", "class_names", "norm_mean", "norm_std", "direction",
              "dataset", "schema_version", "score"]

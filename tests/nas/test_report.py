@@ -53,8 +53,8 @@ def fill(db, n, *, seed=0, direction="maximize", value_fn=None):
         st.set_meta("space", {"note": "x" * 300})
         for i in range(n):
             cfg = random_config(rng)
-            t = st.add_trial(cfg, status=RUNNING, macs=rng.randint(10**5, 10**8), params=rng.randint(10**3, 10**6),
-                             started_at=1000.0 + i)
+            t = st.add_trial(cfg, status=RUNNING, started_at=1000.0 + i,
+                             known={"macs": rng.randint(10**5, 10**8), "params": rng.randint(10**3, 10**6)})
             if i == 3:
                 t.status, t.error = INFEASIBLE, "MACs 1e9 over the budget 1e8"
             elif rng.random() < 0.1:
