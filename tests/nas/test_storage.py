@@ -1,27 +1,19 @@
-"""Storage (SQLite), atomic writes and the study lock, on real files in tmp_path."""
+"""Storage (SQLite) on real files in tmp_path: round trips, the schema from the Trial dataclass, old files, errors."""
 import dataclasses
 import json
 import math
 import multiprocessing as mp
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nas.errors import StudyError
-from nas.fsutil import StudyLock, atomic_write_bytes, atomic_write_text
 from nas.storage import SCHEMA_VERSION, Storage, open_study
 from nas.trial import COMPLETE, FAILED, INTERRUPTED, PENDING, RUNNING, Trial
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {
     "stem": {"channels": 16, "kernel": 3, "stride": 1, "activation": "relu"},
     "stages": [{"block": "Conv", "channels": 32, "stride": 2, "repeats": 1, "kernel": 3, "activation": "relu"},
@@ -332,79 +324,3 @@ def test_reader_sees_consistent_growing_snapshots_while_a_process_writes(db):
         release.set()
         proc.join(30)
     assert proc.exitcode == 0
-
-
-# --- atomic writes -------------------------------------------------------------------------------
-
-def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
-    p = tmp_path / "report.html"
-    atomic_write_text(p, "old")
-    atomic_write_text(p, "new ü")
-    atomic_write_bytes(tmp_path / "x.png", b"\x89PNG")
-    assert p.read_text(encoding="utf-8") == "new ü"
-    assert sorted(os.listdir(tmp_path)) == ["report.html", "x.png"]
-    assert (p.stat().st_mode & 0o777) == 0o666 & ~_umask()
-
-
-def _umask():
-    m = os.umask(0)
-    os.umask(m)
-    return m
-
-
-def test_atomic_write_failure_keeps_old_file_and_removes_temp(tmp_path, monkeypatch):
-    p = tmp_path / "trials.csv"
-    atomic_write_text(p, "old")
-
-    def boom(*a):
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
-        atomic_write_text(p, "new")
-    monkeypatch.undo()
-    with pytest.raises(TypeError):
-        atomic_write_bytes(p, "not bytes")  # fails inside the write itself
-    assert p.read_text() == "old"
-    assert os.listdir(tmp_path) == ["trials.csv"]
-
-
-# --- the study lock ------------------------------------------------------------------------------
-
-_HOLDER = textwrap.dedent("""
-    import sys, time
-    sys.path.insert(0, {root!r})
-    from nas.fsutil import StudyLock
-    lock = StudyLock({folder!r})
-    print("locked", flush=True)
-    time.sleep(60)
-""")
-
-
-def test_lock_blocks_a_second_holder_and_is_freed_by_sigkill(tmp_path):
-    folder = tmp_path / "results_x"
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER.format(root=str(ROOT), folder=str(folder))],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "locked"
-        with pytest.raises(StudyError) as e:
-            StudyLock(folder)
-        msg = str(e.value)
-        assert msg == (f"{folder} is in use by another `nas search` (pid {proc.pid}); "
-                       "wait for it to finish or choose another --out")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        proc.stdout.close()
-    with StudyLock(folder) as lock:  # the OS dropped the dead holder's lock
-        assert lock.held
-        assert (folder / ".lock").read_text().strip() == str(os.getpid())
-    assert not lock.held
-
-
-def test_lock_in_process_release_and_reacquire(tmp_path):
-    lock = StudyLock(tmp_path)
-    with pytest.raises(StudyError, match=f"pid {os.getpid()}"):
-        StudyLock(tmp_path)  # flock is per open file, so even this process is refused
-    lock.release()
-    lock.release()  # idempotent
-    StudyLock(tmp_path).release()
