@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from nas.storage import Storage
-from test_faults import (SMALL_CONFIG, _image_folder, address_space_guard, assert_our_error, call,
+from fault_tools import (SMALL_CONFIG, _image_folder, address_space_guard, assert_our_error, call,
                          fake_training, temp_leftovers)
 
 
