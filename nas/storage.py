@@ -270,11 +270,12 @@ class Storage:
         for col in _JSON:
             d[col], b = _to_json(d[col] or {}, col)
             bad += b
-        for name, v in (trial.known or {}).items():
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "item")):
-                raise StudyError(f"known objective {name!r} is {v!r}; give a number (or None when unknown)")
+        for name, v in json.loads(d["known"]).items():  # numpy numbers are plain ones here
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise StudyError(f"known objective {name!r} is {trial.known[name]!r}; give a number "
+                                 "(or None when unknown)")
         for col, kind in _NUMERIC.items():
-            d[col] = _opt_int(d[col]) if kind is int else _finite_or_none(d[col], col, bad)
+            d[col] = _opt_int(d[col], col) if kind is int else _finite_or_none(d[col], col, bad)
         d["id"], d["seed"], d["attempts"] = int(trial.id), int(d["seed"] or 0), int(d["attempts"] or 0)
         if bad:
             note = f"non-finite values stored as null: {', '.join(bad)}"
@@ -351,18 +352,13 @@ def _check_status(status: str) -> None:
 _INT64 = (-(2**63), 2**63 - 1)  # SQLite's INTEGER
 
 
-def _opt_int(x) -> int | None:
+def _opt_int(x, name: str) -> int | None:
     if x is None:
         return None
     x = int(x)
     if not _INT64[0] <= x <= _INT64[1]:
-        raise StudyError(f"{x:.3e} does not fit a 64-bit integer column; such a count means a config far "
-                         "beyond what can be trained (the size caps should have refused it)")
+        raise StudyError(f"{name} {x:.3e} does not fit a 64-bit integer column; store a smaller number")
     return x
-
-
-def _opt_float(x) -> float | None:
-    return None if x is None else float(x)
 
 
 def _finite_or_none(x, name: str, bad: list[str]) -> float | None:
