@@ -1,7 +1,9 @@
 """Reports of a study: trial tables, the Pareto front, plots and one self-contained HTML page.
 
 Reads `study.db` read-only (works while `nas search` is still writing) and writes only report files.
-Imports no torch and nothing from search_spaces: the model section is a callable the CLI passes in.
+Imports no torch and nothing from search_spaces: the model section and the per-config summaries (the CNN
+"blocks" column, ``search_spaces.summary.SUMMARIES``) are callables the CLI passes in. report.html is
+rendered from ``nas/templates/report.html`` by Jinja2 with autoescape; plots live in ``nas.report_plots``.
 
 >>> view = load_study("results/x")                # doctest: +SKIP
 >>> print(format_summary(view))                   # doctest: +SKIP
