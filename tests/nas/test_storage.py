@@ -147,7 +147,8 @@ def test_add_trial_is_one_write_and_takes_a_seed_of_its_id(db):
             st.add_trial({}, status=PENDING, known={"flops": "many"})
 
 
-def test_a_study_writes_a_new_trial_once_before_it_runs(tmp_path, monkeypatch):
+def _first_writes(tmp_path, monkeypatch, fidelity):
+    """(trial id, status written) of every update_trial, and (trial id, "objective") when a trial starts."""
     from nas.optimizer import Optimizer
     from nas.space import Float, Space
     from nas.study import Budget, Study
@@ -158,13 +159,29 @@ def test_a_study_writes_a_new_trial_once_before_it_runs(tmp_path, monkeypatch):
 
     def objective(spec):
         writes.append((spec["trial_id"], "objective"))
-        return {"value": spec["config"]["x"]}
+        return {"value": spec["config"]["x"], **({"resource": spec["resource_to"]} if fidelity else {})}
 
-    opt = Optimizer(Space([Float("x", 0.0, 1.0)]), seed=3, n_warmup=2)
+    opt = Optimizer(Space([Float("x", 0.0, 1.0)]), seed=3, n_warmup=2, fidelity=fidelity)
     Study(tmp_path / "s", optimizer=opt, objective=objective, budget=Budget(trials=2)).run()
-    assert writes == [(1, "objective"), (1, COMPLETE), (2, "objective"), (2, COMPLETE)]
     with Storage(tmp_path / "s" / "study.db", read_only=True) as st:
-        assert [(t.seed, t.attempts) for t in st.trials()] == [(3 * 100_003 + 1, 1), (3 * 100_003 + 2, 1)]
+        seeds = [(t.id, t.seed, t.attempts) for t in st.trials()]
+    return writes, seeds
+
+
+def test_a_study_writes_a_new_trial_once_before_it_runs(tmp_path, monkeypatch):
+    writes, seeds = _first_writes(tmp_path, monkeypatch, None)
+    assert writes == [(1, "objective"), (1, COMPLETE), (2, "objective"), (2, COMPLETE)]
+    assert seeds == [(1, 3 * 100_003 + 1, 1), (2, 3 * 100_003 + 2, 1)]
+
+
+def test_a_multi_fidelity_study_writes_a_new_trial_once_before_it_runs(tmp_path, monkeypatch):
+    from nas.fidelity import Fidelity
+
+    writes, seeds = _first_writes(tmp_path, monkeypatch, Fidelity(1, 3, 3))
+    for tid, _, _ in seeds:
+        mine = [w for w in writes if w[0] == tid]
+        assert mine[0] == (tid, "objective"), mine  # no update between its insert and its first segment
+    assert [s[:2] for s in seeds] == [(i, 3 * 100_003 + i) for i in range(1, len(seeds) + 1)]
 
 
 _SCHEMA_1 = """
