@@ -54,3 +54,11 @@ def duration(seconds: Any) -> str:
         return f"{sign}{h}h {r // 60:02d}m {r % 60:02d}s"
     d, r = divmod(int(round(s)), 86400)
     return f"{sign}{d}d {r // 3600:02d}h {r % 3600 // 60:02d}m"
+
+
+def clock(seconds: float) -> str:
+    """Whole seconds, compact, for a progress line that redraws: '45s', '1m15s', '2h03m'."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
