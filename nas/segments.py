@@ -206,7 +206,7 @@ class SegmentLoop:
     def _submit(self, job: Job, *, again: bool = False) -> None:
         t = job.trial
         if not again:
-            if t.attempts == 0 and t.seed == 0:  # killed between add_trial and its first update
+            if t.attempts == 0 and t.seed == 0:  # a study.db from before one-write inserts, killed between them
                 t.seed = self.study._seed_of(t.id)
             self.sched.resume(t.id)
             self.opt.add_pending(t.config, resource=job.resource_to)

@@ -170,7 +170,7 @@ class Study:
         if queue:
             trial = queue.pop(0)
             trial.status, trial.started_at, trial.error = RUNNING, time.time(), None
-            if trial.attempts == 0:  # killed between add_trial and the update below: it still has seed 0
+            if trial.attempts == 0:  # an older study.db, killed between insert and update: seed 0
                 trial.seed = self._seed_of(trial.id)
             trial.attempts += 1
             storage.update_trial(trial)
