@@ -336,12 +336,14 @@ def _report_html(view: StudyView, pngs: dict[str, bytes], importance: pd.Series,
     page = {"path": str(view.path), "n_trials": len(view.trials),
             "counts": ", ".join(f"{k}: {v}" for k, v in view.counts().items()),
             "generated": fmt.when(time.time()), "meta": _meta_rows(view.meta),
-            "fidelity": Markup(report_mf.fidelity_html(view, _html_table))
-            if report_mf.fidelity_of(view) is not None else "",
+            "fidelity": None,
             "best": best, "best_table": None, "best_config": None, "top_table": None, "front_table": None,
             "front_names": ", ".join(f"{c} {'max' if mx else 'min'}" for c, mx in view.pareto_objectives()),
             "plots": [(n, base64.b64encode(b).decode()) for n, b in pngs.items()],
             "importance": None, "failed": None, "section": None}
+    if report_mf.fidelity_of(view) is not None:
+        facts = report_mf.fidelity_facts(view)
+        page["fidelity"] = {**facts, "rungs": _html_table(facts["rungs"])}
     if best is not None:
         page.update(best_table=_html_table(_summary_table(view, _top_frame(view, 1))),
                     best_config=json.dumps(best.config, indent=2),

@@ -305,3 +305,25 @@ def test_known_objectives_are_columns_by_name_and_summaries_are_optional(tmp_pat
     assert view.pareto_front(posterior=False)["id"].tolist() == [2, 1]
     text = format_summary(load_study(tmp_path, summaries={"blocks": block_summary}))
     assert "flops" in text and "Conv8" in text and "Pareto front (value max, flops min)" in text
+
+
+def test_a_multi_fidelity_study_has_its_section_and_plots(tmp_path):
+    from nas.fidelity import Fidelity
+    from nas.optimizer import Optimizer
+    from nas.space import Float, Space
+    from nas.study import Budget, Study
+
+    def objective(spec):
+        return {"value": spec["config"]["x"] * spec["resource_to"] / 9, "resource": spec["resource_to"],
+                "metrics": {"curve": [{"epoch": spec["resource_to"], "val_acc": spec["config"]["x"]}]}}
+
+    opt = Optimizer(Space([Float("x", 0.0, 1.0)]), seed=0, n_warmup=3, fidelity=Fidelity(1, 9, 3))
+    Study(tmp_path, optimizer=opt, objective=objective, budget=Budget(trials=3),
+          meta={"direction": "maximize"}).run()
+    files = write_report(tmp_path)
+    assert {"learning_curves.png", "epochs_per_rung.png"} <= set(files)
+    html = files["report.html"].read_text()
+    section = html[html.index("<h2>Multi-fidelity</h2>"):html.index("<h2>Best trial")]
+    assert re.search(r"Epochs trained \d+; training each of the\s+\d+ evaluated trials to 9 epochs would take \d+:"
+                     r"\s+\d+ saved \(\d+%\)", section), section
+    assert "<table" in section and "&lt;table" not in section  # the rung table is markup, not escaped text
