@@ -50,7 +50,7 @@ def pick_within(view, *, max_macs: float | None = None, max_params: float | None
     ok = np.ones(len(front), dtype=bool)
     for col, lim in (("macs", max_macs), ("params", max_params)):
         if lim is not None:
-            if front[col].isna().all():
+            if col not in front or front[col].isna().all():
                 raise NasError(f"{view.path}: the study records no {col}; leave out --max-{col}")
             ok &= (front[col].astype(float) <= lim).to_numpy()
     if not ok.any():
@@ -69,13 +69,13 @@ def plot_front(view) -> bytes:
     mean +- std of the objective."""
     from matplotlib.figure import Figure
 
-    from nas.report import _empty_plot, _png
+    from nas.report_plots import cost_column, empty_plot, png
 
     df = view.trials_dataframe()
     df = df[df["status"] == COMPLETE].dropna(subset=["value"])
-    cost = "macs" if df["macs"].notna().any() else "params" if df["params"].notna().any() else None
+    cost = cost_column(view, df)
     if cost is None or df.empty:
-        return _empty_plot("Pareto front", "no complete trials with MACs or params")
+        return empty_plot("Pareto front", "no complete trials with MACs or params")
     front = view.pareto_front().dropna(subset=[cost])
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
@@ -95,4 +95,4 @@ def plot_front(view) -> bytes:
     ax.set_ylabel("validation accuracy" if view.meta.get("objective") == "val_acc" else "value")
     ax.set_title("Pareto front found (complete trials)")
     ax.legend(loc="lower right", fontsize="small")
-    return _png(fig)
+    return png(fig)

@@ -20,12 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-
-def fmt_seconds(s: float) -> str:
-    s = int(round(s))
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+from nas.fmt import clock
 
 
 def shown(label: str, fmt: Callable[[Any], str | None] = str) -> dict:
@@ -73,8 +68,8 @@ _SHOWN = (
     ("best", "best", lambda v: "-" if v is None else f"{v:.4f}"),
     ("running", "running", str),
     ("failed", "failed", _count_if_any),
-    ("elapsed", "elapsed", fmt_seconds),
-    ("left", "left", lambda v: None if v is None else fmt_seconds(v)),
+    ("elapsed", "elapsed", clock),
+    ("left", "left", lambda v: None if v is None else clock(v)),
 )
 
 

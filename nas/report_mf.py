@@ -6,8 +6,6 @@ with ``--fidelity off``, or older) has no such section.
 """
 from __future__ import annotations
 
-import html
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -143,10 +141,10 @@ def plot_epochs_per_rung(view, png) -> bytes:
     return png(fig)
 
 
-def fidelity_html(view, html_table) -> str:
+def fidelity_facts(view) -> dict:
+    """What the report page's multi-fidelity section shows (nas/templates/report.html renders it)."""
     s = epochs_summary(view)
-    fid = fidelity_of(view)
-    text = html.escape(format_fidelity(view).split("\n")[0])
-    return (f"<h2>Multi-fidelity</h2><p>{text}</p><p>Epochs trained {s['trained']:g}; training each of the "
-            f"{s['evaluated']} evaluated trials to {fid['max_resource']:g} epochs would take {s['full']:g}: "
-            f"{s['saved']:g} saved ({100 * s['saved_frac']:.0f}%).</p>" + html_table(rung_table(view)))
+    return {"line": format_fidelity(view).split("\n")[0], "trained": f"{s['trained']:g}",
+            "evaluated": s["evaluated"], "max_resource": f"{fidelity_of(view)['max_resource']:g}",
+            "full": f"{s['full']:g}", "saved": f"{s['saved']:g}", "saved_pct": f"{100 * s['saved_frac']:.0f}",
+            "rungs": rung_table(view)}

@@ -81,6 +81,7 @@ class Job:
     resource_to: float
     attempts: int = 1
     started: float = 0.0
+    inserted: bool = False  # a new trial, written by add_trial as running with this attempt: no update needed
 
 
 class SegmentLoop:
@@ -194,26 +195,27 @@ class SegmentLoop:
             tid, k = promo
             return self._job(self.trials[tid], k)
         (config,) = self.opt.ask(1)
-        known = self.opt.known(config)
-        trial = self.storage.add_trial(config, status=RUNNING, seed=0, macs=known.get("macs"),
-                                       params=known.get("params"), started_at=time.time())
-        trial.seed = self.study._seed_of(trial.id)
-        trial.resource = 0
-        self.storage.update_trial(trial)
+        trial = self.storage.add_trial(config, status=RUNNING, seed=self.study._seed_of, attempts=1, resource=0,
+                                       known=self.opt.known(config), started_at=time.time())
         self.trials[trial.id] = trial
         self.sched.start(trial.id)
-        return self._job(trial, 0)
+        job = self._job(trial, 0)
+        job.inserted = True
+        return job
 
     def _submit(self, job: Job, *, again: bool = False) -> None:
         t = job.trial
         if not again:
-            if t.attempts == 0 and t.seed == 0:  # killed between add_trial and its first update
+            if t.attempts == 0 and t.seed == 0:  # a study.db from before one-write inserts, killed between them
                 t.seed = self.study._seed_of(t.id)
             self.sched.resume(t.id)
             self.opt.add_pending(t.config, resource=job.resource_to)
-        t.status, t.error = RUNNING, None
-        t.attempts += 1
-        self.storage.update_trial(t)
+        if job.inserted:
+            job.inserted = False  # a lost worker's rerun (again=True) is written as usual
+        else:
+            t.status, t.error = RUNNING, None
+            t.attempts += 1
+            self.storage.update_trial(t)
         job.started = time.time()
         checkpoint = None
         if job.resource_from > 0:

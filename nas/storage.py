@@ -20,35 +20,37 @@ import json
 import math
 import sqlite3
 import threading
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from nas.errors import StudyError
 from nas.fsutil import lock_held
 from nas.trial import RUNNING, INTERRUPTED, STATUSES, Trial
 
-SCHEMA_VERSION = 1
+DB_NAME = "study.db"  # the file a study folder holds
+# 2: known objectives in one JSON column `known` (schema 1 had `macs` and `params` columns, still read).
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0  # a reader's checkpoint or a second writer can hold the file briefly; wait, don't fail
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS trials (
-    id INTEGER PRIMARY KEY,
-    status TEXT NOT NULL,
-    config TEXT NOT NULL,
-    value REAL, score REAL, macs INTEGER, params INTEGER,
-    metrics TEXT, error TEXT,
-    seed INTEGER, attempts INTEGER,
-    started_at REAL, finished_at REAL,
-    rung INTEGER, resource REAL
-);
-CREATE INDEX IF NOT EXISTS trials_status ON trials(status);
-"""
-_COLUMNS = ("id", "status", "config", "value", "score", "macs", "params", "metrics", "error",
-            "seed", "attempts", "started_at", "finished_at", "rung", "resource")
-# Columns added after the first release: a study.db written before them gets them on its first writable
-# open (ALTER TABLE ... ADD COLUMN, NULL for old rows); a read-only open reads NULL in their place.
-_ADDED_COLUMNS = {"rung": "INTEGER", "resource": "REAL"}
+# The trials table comes from the Trial dataclass: one column per field, in field order.
+_FIELDS = {f.name: f for f in fields(Trial)}
+_COLUMNS = tuple(_FIELDS)
+_JSON = tuple(n for n, f in _FIELDS.items() if f.metadata.get("json"))
+_SQL_TYPES = {n: f.metadata["sql"] for n, f in _FIELDS.items()}
+# SQLite keeps any type in any column: what a read checks each numeric column holds.
+_NUMERIC = {n: {"INTEGER": int, "REAL": float}[t.split()[0]] for n, t in _SQL_TYPES.items()
+            if t.split()[0] in ("INTEGER", "REAL") and n != "id"}
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);\n"
+    + "CREATE TABLE IF NOT EXISTS trials (" + ", ".join(f"{n} {t}" for n, t in _SQL_TYPES.items()) + ");\n"
+    + "CREATE INDEX IF NOT EXISTS trials_status ON trials(status);"
+)
+_INSERT = f"INSERT INTO trials ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_UPDATE = f"UPDATE trials SET {', '.join(f'{c}=?' for c in _COLUMNS if c != 'id')} WHERE id=?"
+# Schema 1 kept the two CNN objectives in their own columns. A row with `known` NULL was written before the
+# `known` column existed (by schema 1, or before this open added it): its objectives are read from these.
+_LEGACY_KNOWN = ("macs", "params")
 
 
 class Storage:
@@ -60,6 +62,7 @@ class Storage:
         self._lock = threading.Lock()  # one connection shared by the study's threads
         self._has_schema = True
         self._select = ", ".join(_COLUMNS)
+        self._legacy: tuple[str, ...] = ()  # schema-1 columns this file has (read where `known` is NULL)
         if read_only and not self.path.is_file():
             raise StudyError(f"{self.path.parent} is not a study (no {self.path.name}); "
                              "pass the folder given to `nas search --out`")
@@ -97,7 +100,7 @@ class Storage:
                 if not {"meta", "trials"} <= tables:
                     raise StudyError(f"{self.path} is a SQLite file but not a lightnas study "
                                      "(no meta/trials tables); pass a folder written by `nas search`")
-                have = {r[1] for r in self._conn.execute("PRAGMA table_info(trials)")}
+                have = self._trial_columns()
                 self._select = ", ".join(c if c in have else f"NULL AS {c}" for c in _COLUMNS)
             else:
                 mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -106,15 +109,11 @@ class Storage:
                                      "put the study on a local disk, not a network share")
                 self._conn.execute("PRAGMA synchronous = FULL")
                 with self._transaction():
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            self._conn.execute(statement)
-                    have = {r[1] for r in self._conn.execute("PRAGMA table_info(trials)")}
-                    for col, kind in _ADDED_COLUMNS.items():
-                        if col not in have:  # a study.db from before multi-fidelity
-                            self._conn.execute(f"ALTER TABLE trials ADD COLUMN {col} {kind}")
-                    self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                                       (json.dumps(SCHEMA_VERSION),))
+                    self._upgrade()
+                have = self._trial_columns()
+            self._legacy = tuple(c for c in _LEGACY_KNOWN if c in have)
+            if self._legacy:
+                self._select += ", " + ", ".join(self._legacy)
         version = self.get_meta("schema_version")
         if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
             raise StudyError(f"{self.path}: damaged study (schema_version is {version!r}, not a number); "
@@ -122,6 +121,28 @@ class Storage:
         if version is not None and version > SCHEMA_VERSION:
             raise StudyError(f"{self.path} was written by a newer lightnas (schema {version}, "
                              f"this one reads {SCHEMA_VERSION}); upgrade lightnas")
+
+    def _trial_columns(self) -> set[str]:
+        return {r[1] for r in self._conn.execute("PRAGMA table_info(trials)")}
+
+    def _upgrade(self) -> None:
+        """Create the tables, or bring an older study.db up to this schema (inside the open's transaction)."""
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                self._conn.execute(statement)
+        have = self._trial_columns()
+        for col, kind in _SQL_TYPES.items():
+            if col not in have:  # a column added after the file was written (rung, resource, known): NULL
+                self._conn.execute(f"ALTER TABLE trials ADD COLUMN {col} {kind}")
+        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (json.dumps(SCHEMA_VERSION),))
+        # An older version number is raised: its readers would miss the objectives new rows keep in `known`.
+        # A damaged one (not a number) is left for the check after the open to name.
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        with contextlib.suppress(TypeError, ValueError):
+            old = json.loads(row[0])
+            if type(old) is int and old < SCHEMA_VERSION:
+                self._conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                                   (json.dumps(SCHEMA_VERSION),))
 
     # --- errors and transactions ---------------------------------------------------------------
 
@@ -173,10 +194,15 @@ class Storage:
                     self._conn.execute("ROLLBACK")
             raise
 
-    def _write(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
         if self.read_only:
             raise StudyError(f"{self.path} was opened read-only; open it without read_only to change it")
-        with self._guard(), self._transaction():
+        with self._guard():
+            yield
+
+    def _write(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        with self._writing(), self._transaction():
             return self._conn.execute(sql, args)
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
@@ -210,42 +236,52 @@ class Storage:
 
     # --- trials ---------------------------------------------------------------------------------
 
-    def add_trial(self, config: dict, *, status: str, seed: int = 0, macs: int | None = None,
-                  params: int | None = None, started_at: float | None = None) -> Trial:
-        """Insert a new trial; its id is the next integer (ids start at 1, in insertion order)."""
-        _check_status(status)
-        cfg, bad = _to_json(config, "config")
+    def add_trial(self, config: dict, *, status: str, seed: int | Callable[[int], int] = 0,
+                  known: dict | None = None, started_at: float | None = None, attempts: int = 0,
+                  resource: float | None = None) -> Trial:
+        """Insert a new trial in one write; its id is the next integer (ids start at 1, in insertion order).
+
+        ``seed`` may be a function of that id (a study's per-trial seeds); ``known`` holds the objectives known
+        before training, by name."""
+        _, bad = _to_json(config, "config")
         if bad:
             raise StudyError(f"config has non-finite numbers at {', '.join(bad)}; use finite values")
-        cur = self._write(
-            "INSERT INTO trials (status, config, macs, params, metrics, seed, attempts, started_at) "
-            "VALUES (?, ?, ?, ?, '{}', ?, 0, ?)",
-            (status, cfg, _opt_int(macs), _opt_int(params), int(seed), _opt_float(started_at)))
-        return Trial(id=cur.lastrowid, config=json.loads(cfg), status=status, macs=_opt_int(macs),
-                     params=_opt_int(params), seed=int(seed), started_at=_opt_float(started_at))
+        trial = Trial(id=0, config=config, status=status, known=dict(known or {}), attempts=attempts,
+                      started_at=started_at, resource=resource)
+        with self._writing(), self._transaction():
+            trial.id = self._conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM trials").fetchone()[0]
+            trial.seed = seed(trial.id) if callable(seed) else seed
+            row = self._row(trial)
+            self._conn.execute(_INSERT, row)
+        return _row_to_trial(row)
 
     def update_trial(self, trial: Trial) -> None:
         """Write every field of `trial` (found by id). NaN/inf become NULL, and `error` says where."""
-        _check_status(trial.status)
-        bad: list[str] = []
-        cfg, b = _to_json(trial.config, "config")
-        bad += b
-        metrics, b = _to_json(trial.metrics or {}, "metrics")
-        bad += b
-        value, score = (_finite_or_none(getattr(trial, k), k, bad) for k in ("value", "score"))
-        error = trial.error
-        if bad:
-            note = f"non-finite values stored as null: {', '.join(bad)}"
-            if not error or note not in error:
-                error = f"{error}; {note}" if error else note
-        cur = self._write(
-            "UPDATE trials SET status=?, config=?, value=?, score=?, macs=?, params=?, metrics=?, error=?, "
-            "seed=?, attempts=?, started_at=?, finished_at=?, rung=?, resource=? WHERE id=?",
-            (trial.status, cfg, value, score, _opt_int(trial.macs), _opt_int(trial.params), metrics, error,
-             int(trial.seed), int(trial.attempts), _opt_float(trial.started_at),
-             _opt_float(trial.finished_at), _opt_int(trial.rung), _opt_float(trial.resource), int(trial.id)))
+        row = self._row(trial)
+        cur = self._write(_UPDATE, row[1:] + row[:1])
         if cur.rowcount != 1:
             raise StudyError(f"{self.path}: no trial with id {trial.id}; add it with add_trial first")
+
+    def _row(self, trial: Trial) -> tuple:
+        """The column values of `trial`, in _COLUMNS order: JSON text for mappings, checked numbers."""
+        _check_status(trial.status)
+        d = {c: getattr(trial, c) for c in _COLUMNS}
+        bad: list[str] = []
+        for col in _JSON:
+            d[col], b = _to_json(d[col] or {}, col)
+            bad += b
+        for name, v in json.loads(d["known"]).items():  # numpy numbers are plain ones here
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise StudyError(f"known objective {name!r} is {trial.known[name]!r}; give a number "
+                                 "(or None when unknown)")
+        for col, kind in _NUMERIC.items():
+            d[col] = _opt_int(d[col], col) if kind is int else _finite_or_none(d[col], col, bad)
+        d["id"], d["seed"], d["attempts"] = int(trial.id), int(d["seed"] or 0), int(d["attempts"] or 0)
+        if bad:
+            note = f"non-finite values stored as null: {', '.join(bad)}"
+            if not d["error"] or note not in d["error"]:
+                d["error"] = f"{d['error']}; {note}" if d["error"] else note
+        return tuple(d[c] for c in _COLUMNS)
 
     def get_trial(self, trial_id: int) -> Trial | None:
         rows = self._read(f"SELECT {self._select} FROM trials WHERE id = ?", (int(trial_id),))
@@ -261,11 +297,7 @@ class Storage:
 
     def _trial(self, row: tuple) -> Trial:
         try:
-            t = _row_to_trial(row)
-            for what in ("config", "metrics"):  # add_trial / update_trial only ever store mappings
-                if not isinstance(getattr(t, what), dict):
-                    raise TypeError(f"{what} is a {type(getattr(t, what)).__name__}, not a mapping")
-            return t
+            return _row_to_trial(row, self._legacy)
         except (TypeError, ValueError) as e:  # edited by hand or by another tool
             raise StudyError(f"{self.path}: trial {row[0]} is damaged ({e}); the database was edited: "
                              "restore it from a copy or move it away") from None
@@ -295,6 +327,21 @@ class Storage:
         self.close()
 
 
+def open_study(folder: str | Path, *, write: bool = False) -> Storage:
+    """The database of a study folder (or its study.db file), read-only unless ``write``: the one way the CLI,
+    the report and export open a study.
+
+    >>> with open_study("/tmp/_lightnas_doctest_study", write=True) as st:
+    ...     st.count() >= 0
+    True
+    """
+    path = Path(folder)
+    if not write and not path.exists():
+        raise StudyError(f"{path} does not exist; pass the folder given to `nas search --out`")
+    db = path if path.is_file() else path / DB_NAME
+    return Storage(db, read_only=not write)
+
+
 # --- JSON and row helpers ----------------------------------------------------------------------
 
 def _check_status(status: str) -> None:
@@ -305,18 +352,13 @@ def _check_status(status: str) -> None:
 _INT64 = (-(2**63), 2**63 - 1)  # SQLite's INTEGER
 
 
-def _opt_int(x) -> int | None:
+def _opt_int(x, name: str) -> int | None:
     if x is None:
         return None
     x = int(x)
     if not _INT64[0] <= x <= _INT64[1]:
-        raise StudyError(f"{x:.3e} does not fit a 64-bit integer column; such a count means a config far "
-                         "beyond what can be trained (the size caps should have refused it)")
+        raise StudyError(f"{name} {x:.3e} does not fit a 64-bit integer column; store a smaller number")
     return x
-
-
-def _opt_float(x) -> float | None:
-    return None if x is None else float(x)
 
 
 def _finite_or_none(x, name: str, bad: list[str]) -> float | None:
@@ -356,21 +398,28 @@ def _to_json(obj: Any, where: str) -> tuple[str, list[str]]:
     return json.dumps(clean, allow_nan=False, separators=(",", ":")), bad
 
 
-_NUMERIC = {"value": float, "score": float, "started_at": float, "finished_at": float, "macs": int,
-            "params": int, "seed": int, "attempts": int}
-
-
-def _row_to_trial(row: tuple) -> Trial:
-    d = dict(zip(_COLUMNS, row))
+def _row_to_trial(row: tuple, legacy: tuple[str, ...] = ()) -> Trial:
+    d = dict(zip(_COLUMNS + legacy, row))
+    if d["known"] is None:  # written before the `known` column: schema 1 kept them in their own columns
+        d["known"] = json.dumps({c: d[c] for c in legacy if d[c] is not None})
+    for col in legacy:
+        del d[col]
     for col, kind in _NUMERIC.items():  # SQLite keeps any type in any column: a tampered row may hold text
-        v = d[col]
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                              or (kind is int and not isinstance(v, int))):
-            raise TypeError(f"{col} is {v!r}, not a number")
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ValueError(f"{col} is {v!r}, not a finite number")
-    d["config"] = json.loads(d["config"])
-    d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
+        _check_number(col, d[col], kind)
+    for col in _JSON:
+        d[col] = json.loads(d[col]) if d[col] else {}
+        if not isinstance(d[col], dict):  # add_trial / update_trial only ever store mappings
+            raise TypeError(f"{col} is a {type(d[col]).__name__}, not a mapping")
+    for name, v in d["known"].items():
+        _check_number(f"known {name}", v, float)
     d["seed"] = d["seed"] or 0
     d["attempts"] = d["attempts"] or 0
     return Trial(**d)
+
+
+def _check_number(col: str, v: Any, kind: type) -> None:
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                          or (kind is int and not isinstance(v, int))):
+        raise TypeError(f"{col} is {v!r}, not a number")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"{col} is {v!r}, not a finite number")

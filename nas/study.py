@@ -28,10 +28,9 @@ from nas.executors import Executor, InProcessExecutor
 from nas.fsutil import StudyLock
 from nas.optimizer import Optimizer
 from nas.progress import Progress, ProgressPrinter
-from nas.storage import Storage
+from nas.storage import DB_NAME, Storage
 from nas.trial import COMPLETE, FAILED, INTERRUPTED, RUNNING, Trial
 
-DB_NAME = "study.db"
 MAX_ATTEMPTS = 2  # a trial whose worker is lost is run once more, then recorded as failed
 
 
@@ -171,19 +170,14 @@ class Study:
         if queue:
             trial = queue.pop(0)
             trial.status, trial.started_at, trial.error = RUNNING, time.time(), None
-            if trial.attempts == 0:  # killed between add_trial and the update below: it still has seed 0
+            if trial.attempts == 0:  # an older study.db, killed between insert and update: seed 0
                 trial.seed = self._seed_of(trial.id)
             trial.attempts += 1
             storage.update_trial(trial)
             return trial
         (config,) = self.opt.ask(1)
-        known = self.opt.known(config)
-        trial = storage.add_trial(config, status=RUNNING, seed=0, macs=known.get("macs"),
-                                  params=known.get("params"), started_at=time.time())
-        trial.seed = self._seed_of(trial.id)
-        trial.attempts = 1
-        storage.update_trial(trial)
-        return trial
+        return storage.add_trial(config, status=RUNNING, seed=self._seed_of, attempts=1,
+                                 known=self.opt.known(config), started_at=time.time())
 
     def _seed_of(self, trial_id: int) -> int:
         return self.opt.seed * 100_003 + trial_id  # distinct, reproducible per trial

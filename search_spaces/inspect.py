@@ -20,6 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas.errors import ConfigError
+from nas.fmt import si
 from nas.fsutil import read_regular_file
 from nas.limits import MAX_TEXT_FILE_BYTES
 from search_spaces import size
@@ -163,18 +164,11 @@ def inspect_main(path, input_shape, as_json: bool, *, num_classes: int | None = 
     return "\n".join([
         f"config        {path}",
         f"input         {'x'.join(map(str, shape))}, {r['num_classes']} classes{note}",
-        f"params        {r['params']:,} ({_si(r['params'])})",
-        f"MACs          {r['macs']:,} ({_si(r['macs'])})",
+        f"params        {r['params']:,} ({si(r['params'])})",
+        f"MACs          {r['macs']:,} ({si(r['macs'])})",
         f"check         FlopCounterMode/2 {r['counted_macs']:,}, fvcore {r['fvcore_macs']:,}, "
         f"numel {r['counted_params']:,}: {check}",
         "",
         "per module (fvcore; its #flops column counts one multiply-add as one flop, i.e. MACs):",
         r["table"],
     ])
-
-
-def _si(n: int) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return str(n)

@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from nas.fmt import si
 from search_spaces.numerics import flush_denormals
 
 WARMUP = 3  # first calls pay for allocator growth and oneDNN kernel selection; keep them out of the median
@@ -84,19 +85,10 @@ def profile_model(model: nn.Module, input_shape: Sequence[int], *, batches: Sequ
             "threads": used, "torch": torch.__version__, "latency": latency, **fv}
 
 
-def _si(x: float | None) -> str:
-    if x is None:
-        return "-"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g}{unit}"
-    return f"{x:.0f}"
-
-
 def format_profile(profile: dict) -> str:
     """Plain-text version of the profile (for `nas report` and model.txt)."""
-    lines = [f"input {tuple(profile['input_shape'])}, params {_si(profile['params'])}, "
-             f"fvcore MACs (batch 1) {_si(profile['fvcore_macs'])}, CPU threads {profile['threads']}",
+    lines = [f"input {tuple(profile['input_shape'])}, params {si(profile['params'])}, "
+             f"fvcore MACs (batch 1) {si(profile['fvcore_macs'])}, CPU threads {profile['threads']}",
              f"{'batch':>6} {'median ms':>10} {'per image ms':>13} {'images/s':>10}"]
     for r in profile["latency"]:
         lines.append(f"{r['batch']:>6} {r['median_ms']:>10.3f} {r['per_image_ms']:>13.4f} {r['images_per_s']:>10.1f}")
@@ -110,8 +102,8 @@ def model_section_html(profile: dict) -> str:
         f"<tr><td>{r['batch']}</td><td>{r['median_ms']:.3f}</td><td>{r['min_ms']:.3f}</td>"
         f"<td>{r['per_image_ms']:.4f}</td><td>{r['images_per_s']:.1f}</td></tr>" for r in profile["latency"])
     unsupported = ""
-    return (f"<p>Input {html.escape(str(tuple(profile['input_shape'])))}; params {_si(profile['params'])}; "
-            f"fvcore MACs at batch 1: {_si(profile['fvcore_macs'])}; measured on CPU with "
+    return (f"<p>Input {html.escape(str(tuple(profile['input_shape'])))}; params {si(profile['params'])}; "
+            f"fvcore MACs at batch 1: {si(profile['fvcore_macs'])}; measured on CPU with "
             f"{profile['threads']} thread(s), torch {html.escape(profile['torch'])}.</p>"
             "<table><tr><th>batch</th><th>median ms</th><th>min ms</th><th>ms / image</th><th>images / s</th></tr>"
             f"{rows}</table>{unsupported}<pre>{html.escape(profile['flop_table'])}</pre>")

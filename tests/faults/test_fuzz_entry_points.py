@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the entry points test_faults.py does not reach: crafted image headers, tampered
+"""Property-based fuzzing of the entry points the other fault modules do not reach: crafted image headers, tampered
 study databases, report / export options and the progress output. Every example must end in exit 0 or in
 our one-line error (exit 2): never a traceback, nothing finished changed, nothing written outside --out,
 and (where a cap applies) no more memory than address_space_guard allows."""
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from nas.progress import Progress, ProgressPrinter
-from test_faults import (FUZZ, FUZZ_SEARCH, NUM_TEXT, _image_folder, address_space_guard, assert_our_error,
+from fault_tools import (FUZZ, FUZZ_SEARCH, NUM_TEXT, _image_folder, address_space_guard, assert_our_error,
                          call, fake_training, snapshot)
 
 
@@ -75,7 +75,7 @@ def fake_study(tmp_path_factory, tiny_space) -> Path:
 
 TAMPER_VALUES = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True), st.text(max_size=8),
                           st.binary(max_size=8), st.sampled_from(["{}", "[]", "null", '{"stem": 1}', "1e999"]))
-COLUMNS = ["status", "config", "value", "score", "macs", "params", "metrics", "error", "seed", "attempts",
+COLUMNS = ["status", "config", "value", "score", "known", "metrics", "error", "seed", "attempts",
            "started_at", "finished_at"]
 META_KEYS = ["space", "input_shape", "num_classes", "class_names", "norm_mean", "norm_std", "direction",
              "dataset", "schema_version", "score"]
@@ -194,7 +194,7 @@ def test_plain_progress_is_periodic(monkeypatch):
     assert 3 <= len(lines) <= 5, lines  # at 0, 30, 60, 90 s
 
 
-# ------------------------------------------------------------------------------ search: options not in test_faults
+# ------------------------------------------------------------------------------ search: options not in test_hostile_inputs
 MORE_OPTIONS = {"--workers": NUM_TEXT, "--gpus-per-trial": NUM_TEXT, "--executor": st.sampled_from(["inprocess", "x", ""]),
                 "--time-budget": NUM_TEXT, "--max-macs": NUM_TEXT, "--warmup": NUM_TEXT,
                 "--out-name": st.sampled_from([".", "..", "/", "~", "s", "a/b", "-", "s\nx", "s" * 300])}

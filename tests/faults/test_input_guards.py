@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from nas.storage import Storage
-from test_faults import (SMALL_CONFIG, _image_folder, address_space_guard, assert_our_error, call,
+from fault_tools import (SMALL_CONFIG, _image_folder, address_space_guard, assert_our_error, call,
                          fake_training, temp_leftovers)
 
 
@@ -255,7 +255,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 
 @pytest.mark.parametrize("sql", [
-    "UPDATE trials SET value = 'abc'", "UPDATE trials SET score = x'00ff'", "UPDATE trials SET macs = 'many'",
+    "UPDATE trials SET value = 'abc'", "UPDATE trials SET score = x'00ff'", "UPDATE trials SET known = '{\"macs\": \"many\"}'",
     "UPDATE trials SET started_at = 'yesterday'",
 ], ids=["value_text", "score_blob", "macs_text", "time_text"])
 def test_a_study_with_non_numbers_is_one_line(tmp_path, fake_study, sql):

@@ -2,7 +2,7 @@
 and a resume that changes one is refused in one line naming the setting, both values and the way out;
 the recorded settings and the finished trials stay as they were. Budgets, workers and --quiet may change.
 
-Trials are the instant fake objective of test_faults (no training)."""
+Trials are the instant fake objective of fault_tools (no training)."""
 from __future__ import annotations
 
 import shutil
@@ -13,7 +13,7 @@ from hypothesis import given, strategies as st
 
 from nas.defining import DEFINING_KEYS
 from nas.storage import Storage
-from test_faults import FUZZ_SEARCH, _image_folder, assert_our_error, call, fake_training, snapshot
+from fault_tools import FUZZ_SEARCH, _image_folder, assert_our_error, call, fake_training, snapshot
 
 
 def _argv(space, out, *extra):

@@ -225,7 +225,7 @@ def _meta(st):
 
 
 def _trained_trial(st, folder, config, *, seed, save_weights=True, score=None):
-    t = st.add_trial(config, status=RUNNING, seed=seed, **count(config, input_shape=SHAPE, num_classes=10))
+    t = st.add_trial(config, status=RUNNING, seed=seed, known=count(config, input_shape=SHAPE, num_classes=10))
     out = run_trial({"trial_id": t.id, "config": config, "seed": seed, "study_dir": str(folder),
                      "dataset": "digits", "data_seed": 0, "save_weights": save_weights, "threads": 1})
     t.status, t.value, t.metrics = COMPLETE, out["value"], out["metrics"]

@@ -1,12 +1,10 @@
-import math
-
 import numpy as np
 import pytest
 
 from nas.errors import NasError, SpaceError
 from nas.acq_maximizer import config_key
 from nas.optimizer import Limit, Optimizer
-from nas.score import Identity, MnasScore, WeightedScore, parse_score
+from nas.score import MnasScore, WeightedScore
 from nas.space import Categorical, Float, Integer, Space
 
 SPACE = Space([
@@ -129,45 +127,6 @@ def test_option_errors():
         Optimizer(SPACE, score=MnasScore(targets={"macs": 1.0}))
     with pytest.raises(NasError, match="k must be at least 1"):
         Optimizer(SPACE).ask(0)
-
-
-# ------------------------------------------------------------------------------------------ scores
-def test_mnas_score_formula_and_monotonicity():
-    s = MnasScore(targets={"macs": 1000.0}, alpha=-0.01, beta=-0.07)
-    acc = np.array([0.9, 0.9, 0.9])
-    macs = np.array([500.0, 1000.0, 2000.0])
-    got = s(acc, {"macs": macs})
-    np.testing.assert_allclose(got, [0.9 * 0.5 ** -0.01, 0.9, 0.9 * 2.0 ** -0.07])
-    vals = np.linspace(0, 1, 11)
-    assert np.all(np.diff(s(vals, {"macs": np.full(11, 3000.0)})) > 0)
-
-
-def test_weighted_score_formula():
-    s = WeightedScore(weights={"macs": 0.02, "params": 0.01}, refs={"macs": 1e3})
-    got = s(np.array([0.9]), {"macs": np.array([4e3]), "params": np.array([8.0])})
-    assert math.isclose(got[0], 0.9 - 0.02 * 2 - 0.01 * 3)
-
-
-@pytest.mark.parametrize("spec, cls", [("acc", Identity), ("mnas", MnasScore), ("mnas:macs=200k,beta=-0.1", MnasScore),
-                                       ("weighted:macs=0.02,params=0.01", WeightedScore)])
-def test_parse_score(spec, cls):
-    s = parse_score(spec, default_targets={"macs": 5e4})
-    assert isinstance(s, cls)
-    assert parse_score(s.spec(), default_targets={"macs": 5e4}) == s or isinstance(s, Identity)
-
-
-def test_parse_score_applies_suffixes_and_defaults():
-    s = parse_score("mnas:params=20k", default_targets={"macs": 5e4})
-    assert s.targets == {"macs": 5e4, "params": 2e4} and s.alpha == -0.01 and s.beta == -0.07
-
-
-@pytest.mark.parametrize("spec, msg", [("", "empty"), ("nope", "unknown score"), ("mnas:macs=abc", "not a number"),
-                                       ("mnas:foo=1", "unknown option"), ("weighted", "at least one weight"),
-                                       ("acc:macs=1", "no options"), ("mnas:macs", "key=value"),
-                                       ("mnas:macs=-5", "positive"), ("mnas:macs=inf", "finite")])
-def test_parse_score_errors(spec, msg):
-    with pytest.raises(NasError, match=msg):
-        parse_score(spec)
 
 
 # ------------------------------------------------------------------------------------------ output warping

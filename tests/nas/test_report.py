@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nas import fmt
 from nas.errors import StudyError
-from nas.report import block_summary, format_summary, load_study, parameter_importance, write_report
+from nas.report import format_summary, load_study, parameter_importance, write_report
 from nas.storage import Storage
 from nas.trial import COMPLETE, FAILED, INFEASIBLE, RUNNING
+from search_spaces.summary import SUMMARIES, block_summary
 
 BRIEF_CONFIG = {
     "stem": {"channels": 16, "kernel": 3, "stride": 1, "activation": "relu"},
@@ -53,8 +55,8 @@ def fill(db, n, *, seed=0, direction="maximize", value_fn=None):
         st.set_meta("space", {"note": "x" * 300})
         for i in range(n):
             cfg = random_config(rng)
-            t = st.add_trial(cfg, status=RUNNING, macs=rng.randint(10**5, 10**8), params=rng.randint(10**3, 10**6),
-                             started_at=1000.0 + i)
+            t = st.add_trial(cfg, status=RUNNING, started_at=1000.0 + i,
+                             known={"macs": rng.randint(10**5, 10**8), "params": rng.randint(10**3, 10**6)})
             if i == 3:
                 t.status, t.error = INFEASIBLE, "MACs 1e9 over the budget 1e8"
             elif rng.random() < 0.1:
@@ -87,7 +89,7 @@ def test_block_summary_of_the_brief_config():
 
 
 def test_trials_dataframe_flattens_config_and_metrics(study):
-    view = load_study(study)
+    view = load_study(study, summaries=SUMMARIES)
     df = view.trials_dataframe()
     assert len(df) == 30 and df["id"].tolist() == list(range(1, 31))
     for col in ("id", "status", "value", "score", "macs", "params", "val_acc", "test_acc", "train_time",
@@ -157,7 +159,7 @@ def test_write_report_files(study):
 
 
 def test_format_summary_tables(study):
-    view = load_study(study)
+    view = load_study(study, summaries=SUMMARIES)
     text = format_summary(view, top=5)
     assert "complete" in text and "failed" in text and "infeasible 1" in text
     top = view.ranked()[:5]
@@ -253,19 +255,9 @@ def test_model_section_with_profile(tmp_path):
 
     files = write_report(tmp_path, model_section=section)
     assert seen == [load_study(tmp_path).best.id]
-    assert model.training  # profiling restored the mode
-    prof = profile_model(model, (3, 8, 8), batches=(1, 4), repeats=3, warmup=1)
-    # fvcore counts one multiply-add as one flop: conv 8*3*9*64 and linear 8*10; batch-norm (folded into
-    # the conv at inference) and pooling are free, as in FlopCounterMode and our analytic count
-    assert prof["fvcore_macs"] == 8 * 3 * 9 * 64 + 8 * 10
-    assert prof["params"] == sum(p.numel() for p in model.parameters())
-    for r in prof["latency"]:
-        assert 0 < r["min_ms"] <= r["median_ms"] <= r["max_ms"]
-        assert r["per_image_ms"] == pytest.approx(r["median_ms"] / r["batch"])
-    assert [r["batch"] for r in prof["latency"]] == [1, 4]
     assert "model.txt" in files and "#flops" in files["model.txt"].read_text()
     html = files["report.html"].read_text()
-    assert "<h2>Best model</h2>" in html and "images / s" in html
+    assert "<h2>Best model</h2>" in html and "images / s" in html  # the section's own HTML, not escaped
 
 
 def test_failing_model_section_does_not_break_the_report(tmp_path):
@@ -277,3 +269,61 @@ def test_failing_model_section_does_not_break_the_report(tmp_path):
     with pytest.warns(UserWarning, match="model section failed"):
         files = write_report(tmp_path, model_section=section)
     assert "cannot build" in files["report.html"].read_text()
+
+
+def test_html_escapes_what_a_study_holds_and_shows_readable_times(tmp_path):
+    evil = "<script>alert(1)</script>"
+    with Storage(tmp_path / "study.db") as st:
+        st.set_meta("direction", "maximize")
+        st.set_meta("note", evil)
+        st.set_meta("created_at", 1796158693.71)
+        st.set_meta("elapsed", 76.635606)
+        for i, status in enumerate((COMPLETE, FAILED)):
+            t = st.add_trial({"lr": 0.1 * (i + 1), "name": evil}, status=RUNNING, started_at=100.0)
+            t.status, t.value, t.finished_at, t.error = status, 0.5 if status == COMPLETE else None, 176.6, evil
+            st.update_trial(t)
+    html = write_report(tmp_path)["report.html"].read_text()
+    assert "<script>" not in html and html.count("&lt;script&gt;") >= 3  # meta, best config, error table
+    assert "1796158693.71" not in html and fmt.when(1796158693.71) in html and ">1m 16.6s<" in html
+    assert re.search(r"<td>1m 16\.6s</td>", html)  # the best trial's time
+    csv = pd.read_csv(tmp_path / "trials.csv")
+    assert csv.loc[0, "duration"] == pytest.approx(76.6)  # machines keep raw seconds
+
+
+def test_known_objectives_are_columns_by_name_and_summaries_are_optional(tmp_path):
+    with Storage(tmp_path / "study.db") as st:
+        st.set_meta("direction", "maximize")
+        for i, (value, flops) in enumerate([(0.9, 300.5), (0.8, 100.25), (0.7, 200.0)]):
+            t = st.add_trial({"stages": [{"block": "Conv", "channels": 8 * (i + 1)}]}, status=RUNNING,
+                             known={"flops": flops})
+            t.status, t.value = COMPLETE, value
+            st.update_trial(t)
+    view = load_study(tmp_path)
+    df = view.trials_dataframe()
+    assert "blocks" not in df and "macs" not in df and df["flops"].tolist() == [300.5, 100.25, 200.0]
+    assert view.pareto_objectives() == [("value", True), ("flops", False)]
+    assert view.pareto_front(posterior=False)["id"].tolist() == [2, 1]
+    text = format_summary(load_study(tmp_path, summaries={"blocks": block_summary}))
+    assert "flops" in text and "Conv8" in text and "Pareto front (value max, flops min)" in text
+
+
+def test_a_multi_fidelity_study_has_its_section_and_plots(tmp_path):
+    from nas.fidelity import Fidelity
+    from nas.optimizer import Optimizer
+    from nas.space import Float, Space
+    from nas.study import Budget, Study
+
+    def objective(spec):
+        return {"value": spec["config"]["x"] * spec["resource_to"] / 9, "resource": spec["resource_to"],
+                "metrics": {"curve": [{"epoch": spec["resource_to"], "val_acc": spec["config"]["x"]}]}}
+
+    opt = Optimizer(Space([Float("x", 0.0, 1.0)]), seed=0, n_warmup=3, fidelity=Fidelity(1, 9, 3))
+    Study(tmp_path, optimizer=opt, objective=objective, budget=Budget(trials=3),
+          meta={"direction": "maximize"}).run()
+    files = write_report(tmp_path)
+    assert {"learning_curves.png", "epochs_per_rung.png"} <= set(files)
+    html = files["report.html"].read_text()
+    section = html[html.index("<h2>Multi-fidelity</h2>"):html.index("<h2>Best trial")]
+    assert re.search(r"Epochs trained \d+; training each of the\s+\d+ evaluated trials to 9 epochs would take \d+:"
+                     r"\s+\d+ saved \(\d+%\)", section), section
+    assert "<table" in section and "&lt;table" not in section  # the rung table is markup, not escaped text

@@ -1,26 +1,19 @@
-"""Storage (SQLite), atomic writes and the study lock, on real files in tmp_path."""
+"""Storage (SQLite) on real files in tmp_path: round trips, the schema from the Trial dataclass, old files, errors."""
+import dataclasses
 import json
 import math
 import multiprocessing as mp
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nas.errors import StudyError
-from nas.fsutil import StudyLock, atomic_write_bytes, atomic_write_text
-from nas.storage import SCHEMA_VERSION, Storage
+from nas.storage import SCHEMA_VERSION, Storage, open_study
 from nas.trial import COMPLETE, FAILED, INTERRUPTED, PENDING, RUNNING, Trial
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {
     "stem": {"channels": 16, "kernel": 3, "stride": 1, "activation": "relu"},
     "stages": [{"block": "Conv", "channels": 32, "stride": 2, "repeats": 1, "kernel": 3, "activation": "relu"},
@@ -40,7 +33,7 @@ def db(tmp_path):
 
 def test_trial_round_trip_and_reopen(db):
     with Storage(db) as st:
-        t = st.add_trial(CONFIG, status=RUNNING, seed=7, macs=123, params=45, started_at=100.5)
+        t = st.add_trial(CONFIG, status=RUNNING, seed=7, known={"macs": 123, "params": 45}, started_at=100.5)
         assert t.id == 1 and t.config == CONFIG and t.status == RUNNING
         t.status, t.value, t.score, t.attempts, t.finished_at = COMPLETE, 0.8125, 0.75, 1, 160.5
         t.metrics = {"val_acc": 0.8125, "test_acc": 0.8, "curve": [0.1, 0.5, 0.8], "nested": {"a": [1, {"b": 2}]}}
@@ -71,7 +64,7 @@ def test_meta_round_trip(db):
 
 def test_non_finite_and_numpy_values(db):
     with Storage(db) as st:
-        t = st.add_trial({"lr": np.float32(0.5), "ch": np.int64(3)}, status=RUNNING, macs=np.int64(10))
+        t = st.add_trial({"lr": np.float32(0.5), "ch": np.int64(3)}, status=RUNNING, known={"macs": np.int64(10)})
         t.status, t.value, t.score, t.error = FAILED, float("nan"), float("inf"), "diverged"
         t.metrics = {"curve": np.array([0.1, np.inf]), "val_acc": np.float64(0.25), "loss": -math.inf}
         st.update_trial(t)
@@ -130,6 +123,113 @@ def test_threads_share_one_storage(db):
             th.join()
         assert st.count(COMPLETE) == 40
         assert [t.id for t in st.trials()] == list(range(1, 41))
+
+
+# --- one schema, one insert, old files ---------------------------------------------------------------
+
+def test_the_table_is_the_trial_dataclass(db):
+    with Storage(db) as st:
+        cols = [r[1] for r in st._conn.execute("PRAGMA table_info(trials)")]
+    assert cols == [f.name for f in dataclasses.fields(Trial)]
+    assert "macs" not in cols and "params" not in cols  # known objectives live in one JSON column
+
+
+def test_add_trial_is_one_write_and_takes_a_seed_of_its_id(db):
+    with Storage(db) as st:
+        st.add_trial({}, status=PENDING)
+        before = st._conn.total_changes
+        t = st.add_trial({"a": 1}, status=RUNNING, seed=lambda i: 1000 + i, attempts=1, resource=0,
+                         known={"flops": 7, "latency": None})
+        assert st._conn.total_changes - before == 1
+        assert (t.id, t.seed, t.attempts, t.resource) == (2, 1002, 1, 0.0)
+        assert st.get_trial(2) == t and t.known == {"flops": 7, "latency": None}
+        with pytest.raises(StudyError, match="known objective 'flops' is 'many'; give a number"):
+            st.add_trial({}, status=PENDING, known={"flops": "many"})
+
+
+def _first_writes(tmp_path, monkeypatch, fidelity):
+    """(trial id, status written) of every update_trial, and (trial id, "objective") when a trial starts."""
+    from nas.optimizer import Optimizer
+    from nas.space import Float, Space
+    from nas.study import Budget, Study
+
+    writes = []
+    update = Storage.update_trial
+    monkeypatch.setattr(Storage, "update_trial", lambda self, t: (writes.append((t.id, t.status)), update(self, t)))
+
+    def objective(spec):
+        writes.append((spec["trial_id"], "objective"))
+        return {"value": spec["config"]["x"], **({"resource": spec["resource_to"]} if fidelity else {})}
+
+    opt = Optimizer(Space([Float("x", 0.0, 1.0)]), seed=3, n_warmup=2, fidelity=fidelity)
+    Study(tmp_path / "s", optimizer=opt, objective=objective, budget=Budget(trials=2)).run()
+    with Storage(tmp_path / "s" / "study.db", read_only=True) as st:
+        seeds = [(t.id, t.seed, t.attempts) for t in st.trials()]
+    return writes, seeds
+
+
+def test_a_study_writes_a_new_trial_once_before_it_runs(tmp_path, monkeypatch):
+    writes, seeds = _first_writes(tmp_path, monkeypatch, None)
+    assert writes == [(1, "objective"), (1, COMPLETE), (2, "objective"), (2, COMPLETE)]
+    assert seeds == [(1, 3 * 100_003 + 1, 1), (2, 3 * 100_003 + 2, 1)]
+
+
+def test_a_multi_fidelity_study_writes_a_new_trial_once_before_it_runs(tmp_path, monkeypatch):
+    from nas.fidelity import Fidelity
+
+    writes, seeds = _first_writes(tmp_path, monkeypatch, Fidelity(1, 3, 3))
+    for tid, _, _ in seeds:
+        mine = [w for w in writes if w[0] == tid]
+        assert mine[0] == (tid, "objective"), mine  # no update between its insert and its first segment
+    assert [s[:2] for s in seeds] == [(i, 3 * 100_003 + i) for i in range(1, len(seeds) + 1)]
+
+
+_SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE trials (id INTEGER PRIMARY KEY, status TEXT NOT NULL, config TEXT NOT NULL,
+    value REAL, score REAL, macs INTEGER, params INTEGER, metrics TEXT, error TEXT,
+    seed INTEGER, attempts INTEGER, started_at REAL, finished_at REAL);
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO trials VALUES (1, 'complete', '{"lr":0.1}', 0.5, 0.4, 1200, 34, '{}', NULL, 7, 1, 1.0, 2.0);
+INSERT INTO trials VALUES (2, 'failed', '{"lr":0.2}', NULL, NULL, NULL, NULL, '{}', 'boom', 8, 1, 3.0, 4.0);
+"""
+
+
+def _old_study(db):
+    """A study.db as the first release wrote it: macs / params columns, no rung / resource / known."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db)
+    conn.executescript(_SCHEMA_1)
+    conn.close()
+
+
+def test_an_old_study_reads_the_same_read_only_and_after_its_upgrade(db):
+    _old_study(db)
+    before = db.read_bytes()
+    with open_study(db.parent) as ro:
+        old = ro.trials()
+        assert ro.get_meta("schema_version") == 1
+    assert db.read_bytes() == before  # a read-only open changes nothing
+    assert [(t.known, t.macs, t.params, t.rung) for t in old] == [({"macs": 1200, "params": 34}, 1200, 34, None),
+                                                                  ({}, None, None, None)]
+    with open_study(db.parent, write=True) as st:  # a resume: columns added, version raised, rows kept
+        assert st.trials() == old
+        assert st.get_meta("schema_version") == SCHEMA_VERSION
+        t = st.add_trial({"lr": 0.3}, status=RUNNING, known={"macs": 5})
+        old[0].value = 0.6
+        st.update_trial(old[0])
+    with open_study(db.parent) as ro:
+        assert ro.get_trial(1) == old[0] and ro.get_trial(3) == t and t.params is None
+
+
+def test_open_study_takes_the_folder_or_the_file(tmp_path):
+    with pytest.raises(StudyError, match="does not exist; pass the folder given to `nas search --out`"):
+        open_study(tmp_path / "nope")
+    with open_study(tmp_path / "s", write=True) as st:
+        st.add_trial({}, status=PENDING)
+    for where in (tmp_path / "s", tmp_path / "s" / "study.db"):
+        with open_study(where) as ro:
+            assert ro.read_only and ro.count() == 1
 
 
 # --- bad files and failed writes -----------------------------------------------------------------
@@ -241,79 +341,3 @@ def test_reader_sees_consistent_growing_snapshots_while_a_process_writes(db):
         release.set()
         proc.join(30)
     assert proc.exitcode == 0
-
-
-# --- atomic writes -------------------------------------------------------------------------------
-
-def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
-    p = tmp_path / "report.html"
-    atomic_write_text(p, "old")
-    atomic_write_text(p, "new ü")
-    atomic_write_bytes(tmp_path / "x.png", b"\x89PNG")
-    assert p.read_text(encoding="utf-8") == "new ü"
-    assert sorted(os.listdir(tmp_path)) == ["report.html", "x.png"]
-    assert (p.stat().st_mode & 0o777) == 0o666 & ~_umask()
-
-
-def _umask():
-    m = os.umask(0)
-    os.umask(m)
-    return m
-
-
-def test_atomic_write_failure_keeps_old_file_and_removes_temp(tmp_path, monkeypatch):
-    p = tmp_path / "trials.csv"
-    atomic_write_text(p, "old")
-
-    def boom(*a):
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
-        atomic_write_text(p, "new")
-    monkeypatch.undo()
-    with pytest.raises(TypeError):
-        atomic_write_bytes(p, "not bytes")  # fails inside the write itself
-    assert p.read_text() == "old"
-    assert os.listdir(tmp_path) == ["trials.csv"]
-
-
-# --- the study lock ------------------------------------------------------------------------------
-
-_HOLDER = textwrap.dedent("""
-    import sys, time
-    sys.path.insert(0, {root!r})
-    from nas.fsutil import StudyLock
-    lock = StudyLock({folder!r})
-    print("locked", flush=True)
-    time.sleep(60)
-""")
-
-
-def test_lock_blocks_a_second_holder_and_is_freed_by_sigkill(tmp_path):
-    folder = tmp_path / "results_x"
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER.format(root=str(ROOT), folder=str(folder))],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "locked"
-        with pytest.raises(StudyError) as e:
-            StudyLock(folder)
-        msg = str(e.value)
-        assert msg == (f"{folder} is in use by another `nas search` (pid {proc.pid}); "
-                       "wait for it to finish or choose another --out")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        proc.stdout.close()
-    with StudyLock(folder) as lock:  # the OS dropped the dead holder's lock
-        assert lock.held
-        assert (folder / ".lock").read_text().strip() == str(os.getpid())
-    assert not lock.held
-
-
-def test_lock_in_process_release_and_reacquire(tmp_path):
-    lock = StudyLock(tmp_path)
-    with pytest.raises(StudyError, match=f"pid {os.getpid()}"):
-        StudyLock(tmp_path)  # flock is per open file, so even this process is refused
-    lock.release()
-    lock.release()  # idempotent
-    StudyLock(tmp_path).release()
