@@ -130,6 +130,7 @@ class Optimizer:
             probe = sample_feasible(space, mo.REF_SAMPLES, np.random.default_rng(seed), self.feasible)
             self.objectives.check_known(self.known(probe[0]))
             limits = {c.name: c.max for c in self.constraints if isinstance(c, Limit)}
+            self.objectives = mo.with_cost_scale(self.objectives, [self.known(c) for c in probe])
             self._ref_value, self._ref_costs = mo.reference_point(
                 self.objectives, [self.known(c) for c in probe], limits=limits, value_bounds=value_bounds,
                 reference=reference)
@@ -454,7 +455,7 @@ class Optimizer:
         obs = self._front_observations() or self._obs  # no top-rung value yet: the front of what there is
         cfgs, vals = [c for c, _ in obs], self._to_gp_units([v for _, v in obs])
         if self._ref_value is None:
-            ref = float(vals.min())  # no bound given: the worst observation
+            ref = mo.value_reference(vals)
         else:
             r = -self._ref_value if self.direction == "minimize" else self._ref_value
             ref = float(self._warp(np.array([r]))[0]) if self._warp is not None else r
