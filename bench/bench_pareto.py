@@ -35,8 +35,9 @@ from bench.problems import suggest  # noqa: E402
 DEVICES = {"lat_ms_pixel3": "Pixel 3", "lat_ms_raspi4": "Raspberry Pi 4", "lat_ms_1080ti_1": "GTX 1080 Ti, batch 1",
            "lat_ms_fpga": "FPGA"}
 LABELS = {"ours-ehvi": "ours, EHVI (log latency, default)", "ours-ucb": "ours, HVI of the UCB (log latency)",
-          "ours-ehvi-lin": "ours, EHVI (linear latency)",
-          "ours-ehvi-ref": "ours, EHVI (log latency), reference accuracy given: the measure's 87.31 %", "random": "random", "tpe-mo": "Optuna TPE (2 objectives)",
+          "ours-ehvi-lin": "ours, EHVI (linear latency: log_costs=False)",
+          "ours-ehvi-ref": "ours, EHVI (log latency), reference accuracy given: the measure's 87.31 %",
+          "random": "random", "tpe-mo": "Optuna TPE (2 objectives)",
           "nsga2": "Optuna NSGA-II", "gp-mo": "Optuna GPSampler (2 objectives)",
           "qnehvi": "BoTorch qLogNEHVI (latency known)",
           "ours-ehvi-b4-variance": "ours EHVI, batches of 4, pending by variance (BUCB)",
@@ -228,8 +229,8 @@ def main(argv=None) -> int:
     ap.add_argument("--plan", default=None, help="JSON list of [method, device, n_seeds]: overrides the grid")
     ap.add_argument("--nb201", default=None)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--reuse", default=None, help="runs from an earlier --raw file, kept where method/device/seed "
-                    "match")
+    ap.add_argument("--reuse", nargs="+", default=[], help="runs from earlier --raw files, kept where "
+                    "method/device/seed match (a later file wins)")
     ap.add_argument("--report-only", action="store_true", help="with --reuse: tabulate the runs found, run none")
     ap.add_argument("--note", action="append", default=[], help="a line for the header (e.g. the commands that "
                     "made the reused runs)")
@@ -244,9 +245,9 @@ def main(argv=None) -> int:
     tasks = [{"method": m, "device": d, "seed": s, "budget": BUDGETS[-1], "nb201_path": str(nb.path)}
              for m, d, n in plan for s in range(n)]
     runs = []
-    if args.reuse and Path(args.reuse).exists():
-        old = {(r["method"], r["device"], r["seed"]): r for r in json.loads(Path(args.reuse).read_text())
-               if "error" not in r}
+    if args.reuse:
+        old = {(r["method"], r["device"], r["seed"]): r for f in args.reuse if Path(f).exists()
+               for r in json.loads(Path(f).read_text()) if "error" not in r}
         runs = [old[(t["method"], t["device"], t["seed"])] for t in tasks if (t["method"], t["device"], t["seed"]) in old]
         tasks = [t for t in tasks if (t["method"], t["device"], t["seed"]) not in old]
         log(f"reusing {len(runs)} runs")
@@ -288,7 +289,8 @@ def main(argv=None) -> int:
           "with reference log(worst latency). Cells: median [25 %, 75 %] over seeds. Ours: "
           "`Optimizer(space, objectives={'val': 'maximize', 'lat': 'minimize'}, known=latency lookup, "
           "value_bounds=(0, 100), seed=s)` with its defaults (10 space-filling warm-up trials, copula warp, "
-          "reference point from the space's bounds); Optuna samplers at their defaults (`seed=s`); BoTorch "
+          "costs as log(latency + its 5 % quantile over the space), reference point: 1.1 x the worst latency, "
+          "and the median of the accuracies observed so far, recomputed at each proposal); Optuna samplers at their defaults (`seed=s`); BoTorch "
           "qLogNEHVI with 10 random initial cells, a SingleTaskGP on one-hot edges, the latency as a "
           "`GenericDeterministicModel`, given the measure's own reference point, maximised over 2,000 random "
           "unevaluated cells per step.", ""]

@@ -8,18 +8,23 @@ The first objective is the one ``tell`` reports and the GP models; every other n
 improvement of the upper confidence bound.
 
 Costs are compared on a log scale by default (``log_costs``): halving the MACs is worth the same at 10k as
-at 10M, as it is to a user choosing a network for a device.
+at 10M, as it is to a user choosing a network for a device. The log is taken of ``cost + offset``, the offset
+being the 5 % quantile of the cost over 1,000 seeded random feasible configs: below the space's cheapest few
+percent, savings count in absolute terms, so a near-zero cost (a cell of "none" operations, 0.003 ms) does not
+claim most of the axis.
 
-The reference point comes from the space's own bounds: for each known cost, its worst value over the space
-(the hard limit where a ``Limit`` gives one, else the worst over 1,000 seeded random feasible configs), moved
-10 % further out so that the extreme configs still add volume; for the modelled objective, the worst end of
-``value_bounds`` where given (accuracy: 0), else the worst value observed so far. ``reference=`` sets any of
-them by name; one that no config can dominate is refused.
+The reference point: for each known cost, its worst value over the space (the hard limit where a ``Limit``
+gives one, else the worst over those 1,000 configs), moved 10 % further out so that the extreme configs still
+add volume. For the modelled objective, the median of the values observed so far, recomputed at every
+proposal in the GP's units (under the copula warp, the GP's zero): a network has to beat half of what was
+tried to add volume, so the search does not spend trials on tiny networks whose accuracy no one would take.
+(The worst observed value, the earlier default, rewarded exactly those; ``value_bounds`` no longer sets it.)
+``reference=`` sets any of them by name, fixed; one that no config can dominate is refused.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -30,6 +35,8 @@ ACQUISITIONS = ("ehvi", "ucb")
 PENDING = ("variance", "fantasy")
 REF_MARGIN = 1.1  # the reference lies 10 % beyond the worst cost, so the worst configs still count
 REF_SAMPLES = 1000  # random feasible configs that estimate each cost's worst value over the space
+REF_QUANTILE = 0.5  # the modelled objective's reference: this quantile of the values observed so far
+OFFSET_QUANTILE = 0.05  # log costs: log(cost + this quantile of the space's positive costs)
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class Objectives:
     modelled: tuple
     known: tuple
     log_costs: bool = True
+    offsets: tuple = ()  # per known objective: log(cost + offset) where log_costs (see ``with_cost_scale``)
 
     @property
     def names(self) -> list:
@@ -56,10 +64,11 @@ class Objectives:
     def transform(self, name_values: Mapping) -> np.ndarray:
         """(n, k) costs in "lower is better" units: log where ``log_costs``, negated for a maximised one."""
         cols = []
-        for name, mx in self.known:
+        for j, (name, mx) in enumerate(self.known):
             c = np.asarray(name_values[name], dtype=float)
             if self.log_costs:
-                c = np.log(np.maximum(c, 1e-300))  # 0 MACs is a legal cost: the floor keeps it finite
+                off = self.offsets[j] if self.offsets else 0.0
+                c = np.log(np.maximum(c + off, 1e-300))  # 0 MACs is a legal cost: the floor keeps it finite
             cols.append(-c if mx else c)
         return np.stack(cols, axis=-1)
 
@@ -87,10 +96,32 @@ def parse_objectives(objectives, *, log_costs: bool = True) -> Objectives:
     return Objectives((m, md == "maximize"), tuple((n, d == "maximize") for n, d in rest), bool(log_costs))
 
 
+def with_cost_scale(objs: Objectives, sample_known: Sequence[Mapping]) -> Objectives:
+    """``objs`` with each log-scaled cost's offset: the ``OFFSET_QUANTILE`` quantile of its positive values over
+    ``sample_known`` (random feasible configs), 0 where none is positive. ``log(cost + offset)`` keeps the ratio
+    scale above the space's cheapest few percent and stops near-zero costs (a cell of "none" operations
+    measured at 0.003 ms) from spanning most of the log axis."""
+    if not objs.log_costs:
+        return objs
+    offs = []
+    for name, _ in objs.known:
+        seen = np.array([float(k[name]) for k in sample_known])
+        seen = seen[seen > 0]
+        offs.append(float(np.quantile(seen, OFFSET_QUANTILE)) if len(seen) else 0.0)
+    return replace(objs, offsets=tuple(offs))
+
+
+def value_reference(values) -> float:
+    """The modelled objective's default reference: the median of the observed values, in the units given (the
+    GP's: maximised and warped). Recomputed at every proposal, so it follows the data."""
+    return float(np.quantile(np.asarray(values, dtype=float), REF_QUANTILE))
+
+
 def reference_point(objs: Objectives, sample_known: Sequence[Mapping], *, limits: Mapping,
                     value_bounds, reference: Mapping | None = None) -> tuple:
-    """``(ref_value, ref_costs)``: the modelled objective's reference in its own units (None: the worst
-    observation, decided at each proposal) and the (k,) transformed cost reference. ``sample_known`` are the
+    """``(ref_value, ref_costs)``: the modelled objective's reference in its own units where ``reference`` gives
+    it (None: ``value_reference`` of the observations, decided at each proposal) and the (k,) transformed cost
+    reference. ``value_bounds`` only checks a given reference. ``sample_known`` are the
     known objectives of random feasible configs; ``limits`` the hard limit of each known objective."""
     reference = dict(reference or {})
     unknown = set(reference) - set(objs.names)
@@ -121,8 +152,6 @@ def reference_point(objs: Objectives, sample_known: Sequence[Mapping], *, limits
             if not math.isfinite(ref_value) or (ref_value >= top if mx else ref_value <= top):
                 raise NasError(f"reference {name}={ref_value:g}: no config can dominate it ({name} is at best "
                                f"{top:g}); give a {'smaller' if mx else 'larger'} value or leave it out")
-    elif value_bounds is not None:
-        ref_value = float(value_bounds[0] if mx else value_bounds[1])
     return ref_value, ref_costs
 
 

@@ -115,6 +115,7 @@ class Optimizer:
             self.pareto, self.pending = pareto, pending
             probe = sample_feasible(space, mo.REF_SAMPLES, np.random.default_rng(seed), self.feasible)
             self.objectives.check_known(self.known(probe[0]))
+            self.objectives = mo.with_cost_scale(self.objectives, [self.known(c) for c in probe])
             self._ref_value, self._ref_costs = mo.reference_point(
                 self.objectives, [self.known(c) for c in probe], limits=self.constraints.limits(),
                 value_bounds=value_bounds, reference=reference)
@@ -298,7 +299,7 @@ class Optimizer:
         obs = self._front_observations() or self._obs  # no top-rung value yet: the front of what there is
         cfgs, vals = [c for c, _ in obs], self.surrogate.to_gp_units([v for _, v in obs])
         if self._ref_value is None:
-            ref = float(vals.min())  # no bound given: the worst observation
+            ref = mo.value_reference(vals)
         else:
             ref = float(self.surrogate.to_gp_units(np.array([self._ref_value]))[0])
         return acq.HypervolumeImprovement(
