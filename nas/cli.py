@@ -209,17 +209,19 @@ def _one_line(e: Exception) -> str:
 # ---------------------------------------------------------------------------------------- search
 def cmd_search(args) -> int:
     from nas import cli_wiring as wiring
+    from nas.options import as_flags
 
-    study, total = wiring.make_study(args)
-    if not args.quiet:
-        print(f"nas search: {study.folder} ({wiring.describe(study)})", file=sys.stderr)
-    try:
-        study.run()
-    finally:
-        study.executor.shutdown()  # worker processes, or the Ray instance this search started
-        close = getattr(study.on_progress, "close", None)
-        if close is not None:
-            close()
+    with as_flags(wiring.FLAGS):  # nas.api's and the study's checks name our flags
+        study, total = wiring.make_study(args)
+        if not args.quiet:
+            print(f"nas search: {study.folder} ({wiring.describe(study)})", file=sys.stderr)
+        try:
+            study.run()
+        finally:
+            study.executor.shutdown()  # worker processes, or the Ray instance this search started
+            close = getattr(study.on_progress, "close", None)
+            if close is not None:
+                close()
     from nas.report import format_summary, load_study
 
     print(format_summary(load_study(study.folder), top=5))
@@ -237,9 +239,9 @@ def cmd_report(args) -> int:
     if not args.no_files:
         section = None
         if not args.no_profile:
-            from nas import cli_wiring as wiring
+            from nas.api import model_section
 
-            section = wiring.model_section(view)
+            section = model_section(view)
         files = write_report(args.study, model_section=section)
         print("\nwrote: " + ", ".join(str(Path(f).name) for f in files.values()))
     return 0
@@ -279,9 +281,9 @@ def cmd_space(args) -> int:
     if args.file:
         space = Space.load(args.file)
     else:
-        from nas import cli_wiring as wiring
+        from nas.api import default_space_for
 
-        space = wiring.default_space_for(args.dataset)
+        space = default_space_for(args.dataset)
     print(space.summary())
     return 0
 

@@ -27,6 +27,7 @@ from nas.errors import NasError, SpaceExhausted, StudyError
 from nas.executors import Executor, InProcessExecutor
 from nas.fsutil import StudyLock
 from nas.optimizer import Optimizer
+from nas.options import shown
 from nas.progress import Progress, ProgressPrinter
 from nas.storage import Storage
 from nas.trial import COMPLETE, FAILED, INTERRUPTED, RUNNING, Trial
@@ -42,11 +43,11 @@ class Budget:
 
     def __post_init__(self):
         if self.trials is None and self.seconds is None:
-            raise NasError("give a budget: --trials N and/or --time-budget SECONDS")
+            raise NasError(f"give a budget: {shown('trials')} and/or {shown('time_budget')} (seconds)")
         if self.trials is not None and self.trials < 1:
-            raise NasError(f"--trials must be at least 1, got {self.trials}")
+            raise NasError(f"{shown('trials')} must be at least 1, got {self.trials}")
         if self.seconds is not None and not self.seconds > 0:
-            raise NasError(f"--time-budget must be positive, got {self.seconds}")
+            raise NasError(f"{shown('time_budget')} must be positive, got {self.seconds}")
 
 
 class Study:
@@ -68,7 +69,8 @@ class Study:
     def _open(self) -> Storage:
         db = self.folder / DB_NAME
         if db.exists() and not self.resume:
-            raise StudyError(f"{self.folder} already holds a study; pass --resume to continue it or choose another --out")
+            raise StudyError(f"{self.folder} already holds a study; pass {shown('resume')} to continue it or choose "
+                             f"another {shown('out')}")
         storage = Storage(db)
         fid = self.opt.fidelity
         self.meta["fidelity"] = fid.to_dict() if fid is not None else None

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPOSITION = {"cli", "cli_wiring", "export", "api"}  # nas modules where the engine meets the CNN packages
+COMPOSITION = {"cli", "cli_wiring", "export", "api", "api_data", "api_study"}  # nas modules where the engine meets the CNN packages
 TORCH = {"torch", "torchvision", "timm", "fvcore", "onnx", "onnxruntime"}
 COMPOSITION_MODULES = {f"nas.{m}" for m in COMPOSITION}
 
