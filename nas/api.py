@@ -232,22 +232,19 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
         source, preset, info = load_data(name, data, data_dir, download, val_data, test_data, num_classes,
                                          class_names, image_size, val_fraction, test_fraction, in_memory, seed)
         fid, top = resolve_fidelity(*fid_options, epochs=epochs, preset=preset, meta=old, default=fid_default)
-        if fid is not None and not builtin:
-            raise NasError(f"{said('fidelity', 'on')} needs the built-in trainer; your train / model functions train "
-                           f"whole runs (use {said('fidelity', 'off')})")
+        fn = _trial_fn(train, model, source)
+        if fid is not None and fn.__name__ != "run_trial":
+            raise NasError(f"{said('fidelity', 'on')} needs the built-in trainer on data in memory; your own train / "
+                           f"model functions and streamed data train whole runs (use {said('fidelity', 'off')})")
         space_obj = _load_space(space, preset, epochs, old, cnn_default=True)
         problem = _arch_problem(space_obj, info, model)
         cnn_info = info if problem is None else None
         known = _known_fn(info) if cnn_info is not None else None
         value_bounds = (0.0, 1.0)
-        fn = _trial_fn(train, model)
-        if fn.__name__ == "run_trial" and problem is not None:
+        if builtin and problem is not None:
             src = space if is_path(space) else "the space"
             hint = "" if on_cli() else "; pass model= or objective= for a space that is not a CNN"
             raise SpaceError(f"{src}: its configs do not describe a network ({problem}){hint}")
-        if train is None and not is_tensor_data(source):
-            raise DataError("the built-in trainer needs the data in memory; pass train= (your function reads "
-                            "data.loader(...)), or in_memory=True if it fits")
         if cnn_info is not None:
             note_oversized(space_obj, tuple(info["input_shape"]), info["num_classes"])
         _check_picklable("data", source if not is_tensor_data(source) else None, ex_name)
@@ -350,8 +347,10 @@ def _known_fn(info):
     return partial(count, input_shape=tuple(info["input_shape"]), num_classes=info["num_classes"])
 
 
-def _trial_fn(train, model=None):
-    if train is None and model is None:
+def _trial_fn(train, model, source):
+    """The built-in trainer on in-memory data (trainers.runner: segments, time limits); else a trial that hands
+    the network to a train function: the user's, or the built-in one reading batches through DataLoaders."""
+    if train is None and model is None and is_tensor_data(source):
         from trainers.runner import run_trial
 
         return run_trial

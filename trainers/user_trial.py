@@ -63,7 +63,8 @@ def run_user_trial(spec: dict) -> dict:
     try:
         with torch.random.fork_rng(devices=fork):
             torch.manual_seed(seed)  # the network's initial weights and the user's own random draws
-            data = TrialData(source, device=device, seed=seed, augment=spec.get("augment"))
+            data = TrialData(source, device=device, seed=seed, augment=spec.get("augment"),
+                             precision=spec.get("precision") or "auto", channels_last=spec.get("channels_last"))
             model = _build(spec, config, data).to(device)
             report = report_for(spec)
             t0 = time.perf_counter()
@@ -91,13 +92,15 @@ def _test_acc(data, model) -> float | None:
 
 
 def builtin_train(model, config, data, report) -> float:
-    """The built-in trainer (``trainers.train.train_trial``) as a user train function: for a user's own
-    ``model`` trained by lightnas. Needs the data in memory."""
-    from nas.errors import DataError
+    """The built-in trainer as a user train function: for a user's own ``model``, or for a streamed Dataset
+    (``trainers.stream_train``: the same training, batches through DataLoaders)."""
+    on_epoch = lambda e: not report(e["epoch"], e["val_acc"])  # noqa: E731
+    options = dict(seed=data.seed, augment=data.augment, on_epoch=on_epoch, precision=data.precision,
+                   channels_last=data.channels_last)
+    if not data.in_memory:
+        from trainers.stream_train import train_streamed
+
+        return train_streamed(config, data, model=model, **options).val_acc
     from trainers.train import train_trial
 
-    if not data.in_memory:
-        raise DataError("the built-in trainer needs the data in memory; pass train= for streamed data")
-    result = train_trial(config, data.source, model=model, seed=data.seed, device=data.device,
-                         augment=data.augment, on_epoch=lambda e: not report(e["epoch"], e["val_acc"]))
-    return result.val_acc
+    return train_trial(config, data.source, model=model, device=data.device, **options).val_acc
