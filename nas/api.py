@@ -233,7 +233,7 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
                                          class_names, image_size, val_fraction, test_fraction, in_memory, seed)
         fid, top = resolve_fidelity(*fid_options, epochs=epochs, preset=preset, meta=old, default=fid_default)
         fn = _trial_fn(train, model, source)
-        if fid is not None and fn.__name__ != "run_trial":
+        if fid is not None and not (builtin and is_tensor_data(source)):
             raise NasError(f"{said('fidelity', 'on')} needs the built-in trainer on data in memory; your own train / "
                            f"model functions and streamed data train whole runs (use {said('fidelity', 'off')})")
         space_obj = _load_space(space, preset, epochs, old, cnn_default=True)

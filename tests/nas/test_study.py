@@ -67,9 +67,13 @@ def test_study_runs_to_budget_and_records_every_trial(tmp_path):
 
 
 def test_existing_study_needs_resume(tmp_path):
+    from nas.options import as_flags
+
     make(tmp_path / "s", Budget(trials=2)).run()
-    with pytest.raises(StudyError, match="--resume"):
+    with pytest.raises(StudyError, match="pass resume=True to continue it"):
         make(tmp_path / "s", Budget(trials=4)).run()
+    with as_flags(), pytest.raises(StudyError, match="pass --resume to continue it or choose another --out"):
+        make(tmp_path / "s", Budget(trials=4)).run()  # the same check, as nas search words it
 
 
 def test_resume_finishes_the_budget_and_keeps_finished_trials(tmp_path):
