@@ -47,8 +47,9 @@ from typing import Any, Callable
 
 from nas.api_data import (DATA_FILE, check_device, data_args, data_dir_key, default_name, is_path,  # noqa: F401
                           is_tensor_data, load_data, resolve_dataset, saved_user_data)
-from nas.api_study import (PARETO_OBJECTIVES, check_fidelity_options, check_local_workers, constraints_and_targets,
-                           executor_name, from_study, note_oversized, old_meta, resolve_fidelity)
+from nas.api_study import (PARETO_OBJECTIVES, check_fidelity_options, check_local_workers, config_sizes,
+                           constraints_and_targets, executor_name, from_study, note_oversized, old_meta,
+                           resolve_fidelity)
 from nas.errors import ConfigError, DataError, NasError, SpaceError, StudyError
 from nas.executors import get_executor
 from nas.fsutil import dangerous_out
@@ -213,7 +214,7 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
         if fidelity == "on" or min_epochs or max_epochs or eta:
             raise NasError(f"{shown('fidelity')} and its epochs are for networks lightnas trains, not objective=")
         space_obj = _load_space(space, None, epochs, old, cnn_default=False)
-        known, fn, value_bounds, preset, cnn_info = None, _objective_fn(), None, None, None
+        known, fits, fn, value_bounds, preset = None, None, _objective_fn(), None, None
         args.update({"user_objective": objective})
         meta.update({"dataset": None, "trainer": "objective", "objective": getattr(objective, "__name__", "objective")})
     else:
@@ -238,14 +239,13 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
                            f"model functions and streamed data train whole runs (use {said('fidelity', 'off')})")
         space_obj = _load_space(space, preset, epochs, old, cnn_default=True)
         problem = _arch_problem(space_obj, info, model)
-        cnn_info = info if problem is None else None
-        known = _known_fn(info) if cnn_info is not None else None
+        known, fits = config_sizes(tuple(info["input_shape"]), info["num_classes"]) if problem is None else (None, None)
         value_bounds = (0.0, 1.0)
         if builtin and problem is not None:
             src = space if is_path(space) else "the space"
             hint = "" if on_cli() else "; pass model= or objective= for a space that is not a CNN"
             raise SpaceError(f"{src}: its configs do not describe a network ({problem}){hint}")
-        if cnn_info is not None:
+        if fits is not None:
             note_oversized(space_obj, tuple(info["input_shape"]), info["num_classes"])
         _check_picklable("data", source if not is_tensor_data(source) else None, ex_name)
         # The run length the study fixes: the named data sets' (as nas search), or the one asked for; else the
@@ -263,7 +263,7 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
                     test_fraction=test_fraction, data_seed=seed, device=device, epochs=epochs,
                     data_file=data_args_.get("data_file"), data_key=data_args_.get("data_key"), objective="val_acc",
                     max_epochs=top if (fid is not None or fixed) else None)
-        if cnn_info is not None:
+        if fits is not None:
             from search_spaces.size import CAPS
 
             meta["size_caps"] = dict(CAPS)
@@ -271,7 +271,7 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
     downsamples = (downsample_limit(preset.max_downsamples)
                    if preset is not None and preset.max_downsamples and space is None else None)
     constraints, targets = constraints_and_targets(
-        cnn_info=cnn_info, max_macs=max_macs, max_params=max_params, downsamples=downsamples,
+        fits=fits, max_macs=max_macs, max_params=max_params, downsamples=downsamples,
         default_targets=DEFAULT_TARGETS.get(getattr(preset, "name", ""), {}))
     objectives = PARETO_OBJECTIVES if pareto else None
     if pareto and known is None:
@@ -337,14 +337,6 @@ def _arch_problem(space: Space, info, model) -> str | None:
     except ConfigError as e:
         return str(e)
     return None
-
-
-def _known_fn(info):
-    from functools import partial
-
-    from search_spaces.counting import count
-
-    return partial(count, input_shape=tuple(info["input_shape"]), num_classes=info["num_classes"])
 
 
 def _trial_fn(train, model, source):

@@ -6,7 +6,9 @@ Composition layer: imports ``search_spaces`` lazily, for CNN spaces only.
 """
 from __future__ import annotations
 
+import json
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 from nas.errors import ConfigError, NasError
@@ -79,19 +81,40 @@ def resolve_fidelity(mode, min_epochs, max_epochs, eta, *, epochs, preset, meta:
 
 # ------------------------------------------------------------------------------------------------ limits
 
-def size_limit(input_shape: tuple, num_classes: int):
-    """A constraint: the config is under the size caps of search_spaces/size.py at this input (params,
-    MACs, estimated training memory), so one that would take the machine's memory is never proposed."""
-    from search_spaces.size import over_caps
+def config_sizes(input_shape: tuple, num_classes: int, cache: int = 4096):
+    """``(known, fits)`` for the optimiser, sharing one ``search_spaces.size.measure`` per config (validated
+    and counted once, however often the acquisition asks): ``known(config) -> {"macs", "params"}``, and the
+    constraint ``fits(config)``: under the size caps at this input (params, MACs, estimated training memory),
+    so a config that would take the machine's memory is never proposed."""
+    from search_spaces.size import measure, over_caps
 
-    def ok(config: dict) -> bool:
+    shape = tuple(input_shape)
+
+    @lru_cache(maxsize=cache)
+    def _measure(key: str):
         try:
-            return over_caps(config, input_shape=input_shape, num_classes=num_classes) is None
+            return measure(json.loads(key), input_shape=shape, num_classes=num_classes)
+        except ConfigError as e:
+            return str(e)
+
+    def measured(config: dict) -> dict:
+        m = _measure(json.dumps(config, sort_keys=True, default=str))
+        if isinstance(m, str):
+            raise ConfigError(m)
+        return m
+
+    def known(config: dict) -> dict:
+        m = measured(config)
+        return {"macs": m["macs"], "params": m["params"]}
+
+    def fits(config: dict) -> bool:
+        try:
+            return over_caps(config, input_shape=shape, num_classes=num_classes, measured=measured(config)) is None
         except ConfigError:
             return False
 
-    ok.__name__ = "within_size_caps"
-    return ok
+    fits.__name__ = "within_size_caps"
+    return known, fits
 
 
 def note_oversized(space: Space, input_shape: tuple, num_classes: int, n: int = 200) -> None:
@@ -112,21 +135,21 @@ def note_oversized(space: Space, input_shape: tuple, num_classes: int, n: int = 
               f"{reasons[0]}); they are never proposed", file=sys.stderr)
 
 
-def constraints_and_targets(*, cnn_info: dict | None, max_macs, max_params, downsamples, default_targets: dict):
-    """(constraints, score targets). ``cnn_info``: the data's input shape and classes when lightnas builds
-    (and counts) the networks, else None; ``downsamples``: a limit-making callable or None."""
+def constraints_and_targets(*, fits, max_macs, max_params, downsamples, default_targets: dict):
+    """(constraints, score targets). ``fits``: the size-cap constraint when lightnas builds (and counts) the
+    networks (``config_sizes``), else None; ``downsamples``: a constraint or None."""
     constraints = []
-    if cnn_info is not None:  # never propose what cannot be built here
-        constraints.append(size_limit(tuple(cnn_info["input_shape"]), int(cnn_info["num_classes"])))
+    if fits is not None:  # never propose what cannot be built here
+        constraints.append(fits)
     for limit, key in ((max_macs, "macs"), (max_params, "params")):
         if limit is not None:
-            if cnn_info is None:
+            if fits is None:
                 raise NasError(f"{shown('max_' + key)} needs a CNN space that lightnas builds (its {key} are "
                                "counted exactly)")
             constraints.append(Limit(key, limit))
-    if downsamples is not None and cnn_info is not None:
+    if downsamples is not None and fits is not None:
         constraints.append(downsamples)
-    targets = dict(default_targets) if cnn_info is not None else {}
+    targets = dict(default_targets) if fits is not None else {}
     if max_macs:
         targets["macs"] = min(targets.get("macs", max_macs), max_macs)
     if max_params:

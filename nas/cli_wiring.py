@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from nas.api import DEFAULT_TARGETS, default_space_for, downsample_limit  # noqa: F401  (re-exported)
-from nas.api_study import PARETO_OBJECTIVES, size_limit  # noqa: F401  (re-exported)
+from nas.api_study import PARETO_OBJECTIVES  # noqa: F401  (re-exported)
 from nas.options import as_flags
 from nas.study import Study
 

@@ -218,9 +218,8 @@ class SegmentLoop:
         checkpoint = None
         if job.resource_from > 0:
             checkpoint = load_checkpoint(self.study.folder, t.id, job.resource_from)
-        spec = {"trial_id": t.id, "config": t.config, "seed": t.seed, "study_dir": str(self.study.folder),
-                **self.study.objective_args, "resource_from": job.resource_from, "resource_to": job.resource_to,
-                "max_resource": self.fid.max_resource, "checkpoint": checkpoint}
+        spec = self.study.make_spec(t, resource_from=job.resource_from, resource_to=job.resource_to,
+                                    max_resource=self.fid.max_resource, checkpoint=checkpoint)
         self.running[t.id] = job
         self.study.executor.submit(t.id, self.study.objective, spec)
 

@@ -404,17 +404,28 @@ def save_data(data: TensorData, path) -> str:
     return key
 
 
-@lru_cache(maxsize=2)
 def load_saved(path: str, key: str | None = None) -> TensorData:
-    """The data a study saved (cached per process: a worker reads it once)."""
+    """The data a study saved, read once per process while the file is unchanged (the driver's check and
+    every trial in a worker share one copy); ``key``: refuse other data than the search started with."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: the study's copy of the data is missing; run the search again with data=") from None
+    data, saved_key = _read_saved(str(path), st.st_mtime_ns, st.st_size)
+    if key is not None and saved_key != key:
+        raise DataError(f"{path} holds other data than this search started with; do not run two searches on one --out")
+    return data
+
+
+@lru_cache(maxsize=2)
+def _read_saved(path: str, mtime_ns: int, size: int) -> tuple[TensorData, str | None]:
     try:
         r = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DataError(f"{path}: the study's copy of the data is missing; run the search again with data=") from None
     except Exception as e:
         raise DataError(f"{path}: not readable ({' '.join(str(e).split())[:200]})") from None
-    if key is not None and r.get("key") != key:
-        raise DataError(f"{path} holds other data than this search started with; do not run two searches on one --out")
-    return TensorData(*[r[f] for f in _FIELDS], num_classes=int(r["num_classes"]),
+    data = TensorData(*[r[f] for f in _FIELDS], num_classes=int(r["num_classes"]),
                       input_shape=tuple(r["input_shape"]), class_names=list(r["class_names"]), name="user",
                       mean=tuple(r["mean"]), std=tuple(r["std"]))
+    return data, r.get("key")
