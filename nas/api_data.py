@@ -120,8 +120,11 @@ def load_data(name, data, data_dir, download, val_data, test_data, num_classes, 
         source = cached_dataset(name, None if data_dir is None else str(data_dir), seed, bool(download), image_size,
                                 val_fraction, test_fraction)
         preset = get_preset(name)
+    mean, std = list(source.mean), list(source.std)
+    if not mean and len(source.input_shape) == 3:  # streamed: the Dataset's own transform normalises
+        mean, std = [0.0] * source.input_shape[0], [1.0] * source.input_shape[0]
     info = {"input_shape": list(source.input_shape), "num_classes": int(source.num_classes),
-            "class_names": list(source.class_names), "norm_mean": list(source.mean), "norm_std": list(source.std)}
+            "class_names": list(source.class_names), "norm_mean": mean, "norm_std": std}
     return source, preset, info
 
 

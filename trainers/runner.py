@@ -58,6 +58,11 @@ def trial_data(spec):
         from trainers.user_data import load_saved
 
         return load_saved(str(Path(spec.study_dir) / x["data_file"]), x.get("data_key"))
+    if x.get("dataset") == "user":  # only export asks: the trials themselves get the Dataset (stream_data)
+        from nas.errors import DataError
+
+        raise DataError(f"{spec.study_dir}: its data was streamed from your Dataset, not saved in the study, so it "
+                        "cannot be read again here; export the trials' own weights (--no-retrain, or retrain=False)")
     return cached_dataset(x.get("dataset", "digits"), x.get("data_dir"), int(x.get("data_seed", 0)),
                           bool(x.get("download", False)), x.get("image_size"),
                           float(x.get("val_fraction", 0.15)), float(x.get("test_fraction", 0.2)))

@@ -169,6 +169,9 @@ def test_a_streamed_dataset_goes_through_loaders(tmp_path):
     for t in view.trials:
         assert t.status == "complete", t.error
         assert [e["epoch"] for e in t.metrics["curve"]] == [1, 2] and t.value == t.metrics["curve"][-1]["val_acc"]
+    with pytest.raises(DataError, match="streamed from your Dataset, not saved"):
+        api.export(tmp_path / "t", out=tmp_path / "e", progress=False)
+    assert any(p.endswith("model.py") for p in api.export(tmp_path / "t", out=tmp_path / "e", retrain=False))
     with pytest.raises(NasError, match="needs the built-in trainer on data in memory"):
         api.prepare(data=Pairs(), in_memory=False, num_classes=10, fidelity="on", out=tmp_path / "u")
 
