@@ -39,3 +39,18 @@ def test_one_check_names_options_in_python_and_flags_on_the_cli(tmp_path, option
     with as_flags(FLAGS), pytest.raises(NasError) as e:
         api.prepare(dataset="digits", out=tmp_path / "b", trials=2, **options)
     assert cli in str(e.value)
+
+
+def test_the_resume_rule_and_the_score_name_the_option_or_the_flag():
+    from nas.defining import check_resume
+    from nas.errors import StudyError
+    from nas.score import parse_score
+
+    with pytest.raises(StudyError, match=r"resume=True with a different seed \(seed\).*another out= folder$"):
+        check_resume({"seed": 0}, {"seed": 1}, where="x")
+    with as_flags(FLAGS), pytest.raises(StudyError, match=r"--resume with a different seed \(--seed\).*another --out$"):
+        check_resume({"seed": 0}, {"seed": 1}, where="x")
+    with pytest.raises(NasError, match="^score: unknown score 'fancy'"):
+        parse_score("fancy")
+    with as_flags(FLAGS), pytest.raises(NasError, match="^--score: unknown score 'fancy'"):
+        parse_score("fancy")
