@@ -45,12 +45,18 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from nas.api_data import (DATA_FILE, check_device, data_args, data_dir_key, default_name, is_path,  # noqa: F401
+                          is_tensor_data, load_data, resolve_dataset, saved_user_data)
+from nas.api_study import (PARETO_OBJECTIVES, check_fidelity_options, check_local_workers, config_sizes,
+                           constraints_and_targets, executor_name, from_study, note_oversized, old_meta,
+                           resolve_fidelity)
 from nas.errors import ConfigError, DataError, NasError, SpaceError, StudyError
 from nas.executors import get_executor
-from nas.optimizer import Limit, Optimizer
+from nas.fsutil import dangerous_out
+from nas.optimizer import Optimizer
+from nas.options import on_cli, said, shown
 from nas.score import parse_score
 from nas.space import Space
-from nas.storage import Storage
 from nas.study import DB_NAME, Budget, Study, print_progress
 from nas.user_fn import check_fractions, check_image_size
 
@@ -66,7 +72,6 @@ DEFAULT_TARGETS = {
     "cifar100": {"macs": 30e6},
     "imagefolder": {"macs": 20e6},
 }
-DATA_FILE = "data.pt"  # the user's in-memory data, saved in the study folder for workers, resume and export
 
 
 def default_space_for(dataset: str, *, epochs: int | None = None) -> Space:
@@ -118,22 +123,6 @@ def cpu_count() -> int:
 
 # ------------------------------------------------------------------------------------------------ checks
 
-def _check_device(device) -> str | None:
-    if device is None:
-        return None
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise NasError(f"device {device!r}: not a device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise NasError(f"device {device!r}: no CUDA GPU is visible here; use device='cpu'")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise NasError(f"device {device!r}: only cpu, cuda and mps are supported")
-    return str(dev)
-
-
 def _check_picklable(name: str, obj, executor: str) -> None:
     if obj is None or executor == "inprocess":
         return
@@ -145,52 +134,27 @@ def _check_picklable(name: str, obj, executor: str) -> None:
                        "function typed into an interactive session), or use executor='inprocess'") from None
 
 
-def _positive(name: str, v, *, integer: bool = True):
-    if v is None:
-        return None
-    ok = (isinstance(v, int) if integer else isinstance(v, (int, float))) and not isinstance(v, bool) and v >= 1
-    if not ok:
-        raise NasError(f"{name}={v!r}: expected a whole number of at least 1" if integer else
-                       f"{name}={v!r}: expected a positive number")
+def _positive(name: str, v):
+    if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+        raise NasError(f"{said(name, v)}: expected a whole number of at least 1")
     return v
 
 
-# ------------------------------------------------------------------------------------------------ data
-
-def _resolve_dataset(data, dataset, data_dir, old_meta) -> str | None:
-    """The data set name: 'user' for the caller's own tensors / Dataset; None for an objective search."""
-    if data is not None:
-        if dataset not in (None, "user", "imagefolder"):
-            raise DataError(f"pass either data= or dataset={dataset!r}, not both")
-        return "user"
-    if dataset is not None:
-        from trainers.presets import get_preset
-
-        name = get_preset(dataset).name
-        if name == "digits" and data_dir is not None:
-            raise DataError(f"digits is bundled with scikit-learn, so data_dir {data_dir} would be ignored; leave "
-                            "it out, or name the data set stored there (imagefolder, mnist, cifar10, ...)")
-        return name
-    if data_dir is not None:
-        from trainers.user_data import looks_like_image_folder
-
-        if not Path(data_dir).is_dir():
-            raise DataError(f"data_dir {data_dir} does not exist")
-        if not looks_like_image_folder(data_dir):
-            raise DataError(f"data_dir {data_dir} is not an image folder (no class folders of images, directly or "
-                            "under train/); name the data set stored there (mnist, cifar10, ...)")
-        return "imagefolder"
-    if old_meta.get("dataset"):
-        return old_meta["dataset"]
-    return "digits"
-
-
-def _user_preset(input_shape):
-    """Bounds for the user's own images, from the nearest shipped data set by side length."""
-    from trainers.presets import get_preset
-
-    side = min(input_shape[1:]) if len(input_shape) == 3 else 32
-    return get_preset("digits" if side <= 8 else "mnist" if side <= 28 else "imagefolder")
+def _check_options(o: dict) -> None:
+    """The checks that need nothing loaded; each option is checked here, once."""
+    check_fractions(o["val_fraction"], o["test_fraction"])
+    o["image_size"] = check_image_size(o["image_size"])
+    for name in ("trials", "workers", "warmup", "epochs", "min_epochs", "max_epochs", "eta"):
+        _positive(name, o[name])
+    seed = o["seed"]
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32):
+        raise NasError(f"{said('seed', seed)}: expected a whole number from 0 to 2**32 - 1")
+    if o["objective"] is not None and (o["train"] is not None or o["model"] is not None):
+        raise NasError("objective= replaces training entirely; pass it alone, without train= or model=")
+    if o["precision"] not in (None, "auto", "bf16", "fp32"):
+        raise NasError(f"{said('precision', o['precision'])}: choose auto, bf16 or fp32")
+    check_fidelity_options(o["fidelity"], o["epochs"])
+    o["device"] = check_device(o["device"])
 
 
 # ------------------------------------------------------------------------------------------------ prepare
@@ -201,177 +165,138 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
             space=None, train: Callable | None = None, model: Callable | None = None,
             objective: Callable | None = None, direction: str = "maximize", reporter: Callable | None = None,
             out=None, trials: int | None = None, time_budget: float | None = None, max_macs: float | None = None,
-            max_params: float | None = None, score: str | None = None, seed: int = 0, resume: bool = False,
-            workers: int = 1, executor: str | None = None, ray_address: str | None = None,
-            gpus_per_trial: float = 0.0, warmup: int | None = None, device: str | None = None,
-            epochs: int | None = None, augment: str | None = "auto", precision: str = "auto",
+            max_params: float | None = None, score: str | None = None, pareto: bool = False,
+            seed: int | None = None, resume: bool = False, workers: int = 1, executor: str | None = None,
+            ray_address: str | None = None, gpus_per_trial: float = 0.0, force: bool = False,
+            warmup: int | None = None, device: str | None = None, epochs: int | None = None,
+            fidelity: str | None = None, min_epochs: int | None = None, max_epochs: int | None = None,
+            eta: int | None = None, augment: str | None = "auto", precision: str | None = None,
             channels_last: bool | None = None, progress: bool = False, command: str | None = None) -> Study:
     """Check every option and build the ``Study`` that ``search`` runs (``nas search`` runs it too).
 
     Nothing is trained here; the data is loaded (and, when it is the caller's own in-memory data, saved
-    into the study folder) so that bad input fails now, in one line, before any trial.
+    into the study folder) so that bad input fails now, in one line, before any trial. A resume takes the
+    study's seed, score, limits, precision, data set and fidelity settings where they are not given.
+    Fidelity: ``"on"`` (successive halving between ``min_epochs`` and ``max_epochs``, the built-in trainer
+    only), ``"off"`` (every trial trains ``max_epochs``; ``epochs=E`` is ``"off"`` with E), or None: a resumed
+    study's own mode, else on for the built-in trainer on a named data set (as ``nas search``) and off
+    otherwise (your own data or training function: the config's ``epochs``, if any, says how long).
+    ``pareto=True``: the accuracy-MACs-params front instead of one ``score``.
     """
-    check_fractions(val_fraction, test_fraction)
-    image_size = check_image_size(image_size)
-    for name, v in (("trials", trials), ("workers", workers), ("warmup", warmup), ("epochs", epochs)):
-        _positive(name, v)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise NasError(f"seed={seed!r}: expected a whole number from 0 to 2**32 - 1")
-    if objective is not None and (train is not None or model is not None):
-        raise NasError("objective= replaces training entirely; pass it alone, without train= or model=")
-    device = _check_device(device)
-
-    if isinstance(data, (str, os.PathLike)):  # an ImageFolder path
+    o = dict(locals())
+    _check_options(o)
+    device, image_size = o["device"], o["image_size"]
+    if is_path(data):  # an ImageFolder path
         if dataset not in (None, "imagefolder") or data_dir is not None:
             raise DataError("data= is a folder path: leave out dataset= and data_dir=")
         data, dataset, data_dir = None, "imagefolder", str(data)
-    old_meta = _old_meta(out, resume)
-    name = None if objective is not None else _resolve_dataset(data, dataset, data_dir, old_meta)
-    folder = Path(out or f"results/{name or 'objective'}")
+    folder = Path(out) if out is not None else Path(
+        "results") / ("objective" if objective is not None else default_name(data, dataset, data_dir))
+    why = dangerous_out(folder)
+    if why:
+        raise NasError(f"{said('out', str(folder))}: {why}; pass a new folder for the study, such as results/digits")
+    old = old_meta(folder, resume)
     if (folder / DB_NAME).exists() and not resume:
-        raise StudyError(f"{folder} already holds a study; resume it (--resume) or choose another folder")
-    ex_name = executor or ("inprocess" if workers == 1 else "process")
-    if ex_name == "inprocess" and workers > 1:
-        raise NasError("executor 'inprocess' runs one trial at a time; use 'process' for more than one worker")
+        raise StudyError(f"{folder} already holds a study; resume it ({shown('resume')}) or choose another folder")
+    seed, score, max_macs, max_params, precision = (from_study(o, old)[k] for k in
+                                                    ("seed", "score", "max_macs", "max_params", "precision"))
+    ex_name = executor or ("inprocess" if workers == 1 else "process")  # checked below, once the trials are known
     for label, obj in (("train", train), ("model", model), ("objective", objective), ("reporter", reporter)):
         _check_picklable(label, obj, ex_name)
 
-    if name == "user" and data is None:  # resuming a study on the user's own data: its saved copy
-        if old_meta.get("trainer") == "user" and train is None and model is None:
-            raise NasError(f"{folder}: its trials ran your own train / model functions; resume it from Python "
-                           "with nas.api.search(..., train=..., resume=True)")
-        if not old_meta.get("data_file"):
-            raise DataError(f"{folder}: its data was streamed from your Dataset; pass data= again to resume")
-        from trainers.user_data import load_saved
-
-        data = load_saved(str(folder / old_meta["data_file"]))
-    if precision not in ("auto", "bf16", "fp32"):
-        raise NasError(f"precision={precision!r}: choose auto, bf16 or fp32")
     meta: dict[str, Any] = {"command": command or "nas.api.search", "seed": seed, "direction": direction,
                             "precision": precision}
-    args: dict[str, Any] = {"save_weights": True, "threads": max(1, cpu_count() // workers),
-                            "precision": precision, "channels_last": channels_last}
+    args: dict[str, Any] = {"save_weights": True, "precision": precision, "channels_last": channels_last}
     if reporter is not None:
         args["reporter"] = reporter
+    fid, source = None, None
     if objective is not None:
-        space_obj = _load_space(space, None, epochs, old_meta, cnn_default=False)
-        known, fn, value_bounds = None, _objective_fn(), None
+        if fidelity == "on" or min_epochs or max_epochs or eta:
+            raise NasError(f"{shown('fidelity')} and its epochs are for networks lightnas trains, not objective=")
+        space_obj = _load_space(space, None, epochs, old, cnn_default=False)
+        known, fits, fn, value_bounds, preset = None, None, _objective_fn(), None, None
         args.update({"user_objective": objective})
         meta.update({"dataset": None, "trainer": "objective", "objective": getattr(objective, "__name__", "objective")})
-        preset = None
     else:
-        source, preset, info = _load_data(name, data, data_dir, download, val_data, test_data, num_classes,
-                                          class_names, image_size, val_fraction, test_fraction, in_memory, seed)
-        space_obj = _load_space(space, preset, epochs, old_meta, cnn_default=True)
-        cnn = _is_cnn(space_obj, info, model)
-        known = _known_fn(info) if cnn else None
-        value_bounds = (0.0, 1.0)
-        fn = _trial_fn(train, source, model)
-        if fn.__name__ == "run_trial" and not cnn:
-            raise SpaceError(f"{space if isinstance(space, (str, os.PathLike)) else 'the space'}: its configs do not "
-                             f"describe a network ({_arch_error(space_obj, info)}); pass model= or objective= for a "
-                             "space that is not a CNN")
-        _check_picklable("data", source if not _is_tensor_data(source) else None, ex_name)
-        data_args = _data_args(name, source, folder, data_dir, download, seed, image_size, val_fraction,
-                               test_fraction, old_meta)
-        augment = (None if name == "user" else preset.augment) if augment == "auto" else augment
-        if model is not None and train is None and not _is_tensor_data(source):
-            raise DataError("the built-in trainer needs the data in memory; pass train= for a streamed Dataset")
-        args.update(data_args, augment=augment, user_train=train, user_model=model, device=device, epochs=epochs)
-        meta.update(info, dataset=name, data_dir=None if data_dir is None else str(data_dir), augment=augment,
-                    trainer="builtin" if train is None and model is None else "user", model="builtin" if model is None else "user",
-                    image_size=image_size, val_fraction=val_fraction, test_fraction=test_fraction, data_seed=seed,
-                    device=device, epochs=epochs, data_file=data_args.get("data_file"),
-                    data_key=data_args.get("data_key"), objective="val_acc")
+        name = resolve_dataset(data, dataset, data_dir, old)
+        if data_dir is None and data is None:  # a resume: the study's data location
+            data_dir = old.get("data_dir")
+        if name == "user" and data is None:  # resuming a study on the user's own data: its saved copy
+            data = saved_user_data(folder, old, train is not None or model is not None)
+        builtin = train is None and model is None
+        fid_options = (fidelity, min_epochs, max_epochs, eta)
+        fid_default = "on" if builtin and name != "user" else "off"
+        if name != "user":  # bad settings fail before the data loads
+            from trainers.presets import get_preset
 
-    constraints = []
-    for limit, key in ((max_macs, "macs"), (max_params, "params")):
-        if limit is not None:
-            if known is None:
-                raise NasError(f"max_{key} needs a CNN space that lightnas builds (its {key} are counted exactly)")
-            constraints.append(Limit(key, limit))
-    if preset is not None and preset.max_downsamples and space is None and known is not None:
-        constraints.append(downsample_limit(preset.max_downsamples))
-    targets = dict(DEFAULT_TARGETS.get(getattr(preset, "name", ""), {})) if known is not None else {}
-    if max_macs:
-        targets["macs"] = min(targets.get("macs", max_macs), max_macs)
-    if max_params:
-        targets["params"] = max_params
-    score_obj = parse_score(score or ("mnas" if known is not None else "acc"), default_targets=targets)
+            resolve_fidelity(*fid_options, epochs=epochs, preset=get_preset(name), meta=old, default=fid_default)
+        source, preset, info = load_data(name, data, data_dir, download, val_data, test_data, num_classes,
+                                         class_names, image_size, val_fraction, test_fraction, in_memory, seed)
+        fid, top = resolve_fidelity(*fid_options, epochs=epochs, preset=preset, meta=old, default=fid_default)
+        fn = _trial_fn(train, model, source)
+        if fid is not None and not (builtin and is_tensor_data(source)):
+            raise NasError(f"{said('fidelity', 'on')} needs the built-in trainer on data in memory; your own train / "
+                           f"model functions and streamed data train whole runs (use {said('fidelity', 'off')})")
+        space_obj = _load_space(space, preset, epochs, old, cnn_default=True)
+        problem = _arch_problem(space_obj, info, model)
+        known, fits = config_sizes(tuple(info["input_shape"]), info["num_classes"]) if problem is None else (None, None)
+        value_bounds = (0.0, 1.0)
+        if builtin and problem is not None:
+            src = space if is_path(space) else "the space"
+            hint = "" if on_cli() else "; pass model= or objective= for a space that is not a CNN"
+            raise SpaceError(f"{src}: its configs do not describe a network ({problem}){hint}")
+        if fits is not None:
+            note_oversized(space_obj, tuple(info["input_shape"]), info["num_classes"])
+        _check_picklable("data", source if not is_tensor_data(source) else None, ex_name)
+        # The run length the study fixes: the named data sets' (as nas search), or the one asked for; else the
+        # config's own epochs (the user's space) or the preset's.
+        fixed = epochs or max_epochs or (top if builtin and name != "user" else None)
+        data_args_ = data_args(name, source, folder, data_dir, download, seed, image_size, val_fraction,
+                               test_fraction, old)
+        augment = (None if name == "user" else preset.augment) if augment == "auto" else augment
+        args.update(data_args_, augment=augment, user_train=train, user_model=model, device=device)
+        if fid is None and fixed:
+            args["epochs"] = fixed  # in multi-fidelity mode the spec's resource keys say it
+        meta.update(info, dataset=name, augment=augment, trainer="builtin" if builtin else "user",
+                    data_dir=data_dir_key(name, data_dir) if name != "user" else None,
+                    model="builtin" if model is None else "user", image_size=image_size, val_fraction=val_fraction,
+                    test_fraction=test_fraction, data_seed=seed, device=device, epochs=epochs,
+                    data_file=data_args_.get("data_file"), data_key=data_args_.get("data_key"), objective="val_acc",
+                    max_epochs=top if (fid is not None or fixed) else None)
+        if fits is not None:
+            from search_spaces.size import CAPS
+
+            meta["size_caps"] = dict(CAPS)
+
+    downsamples = (downsample_limit(preset.max_downsamples)
+                   if preset is not None and preset.max_downsamples and space is None else None)
+    constraints, targets = constraints_and_targets(
+        fits=fits, max_macs=max_macs, max_params=max_params, downsamples=downsamples,
+        default_targets=DEFAULT_TARGETS.get(getattr(preset, "name", ""), {}))
+    objectives = PARETO_OBJECTIVES if pareto else None
+    if pareto and known is None:
+        raise NasError(f"{shown('pareto')} needs a CNN space that lightnas builds (MACs and params are counted)")
+    score_obj = None if pareto else parse_score(score or ("mnas" if known is not None else "acc"),
+                                                default_targets=targets)
     if trials is None and time_budget is None and preset is None:
-        raise NasError("give a budget: trials=N and/or time_budget=SECONDS")
+        raise NasError(f"give a budget: {shown('trials')} and/or {shown('time_budget')} (seconds)")
     n_trials = trials if trials is not None or preset is None else preset.trials  # with a time budget too
     budget = Budget(trials=n_trials, seconds=time_budget)
     opt = Optimizer(space_obj, direction=direction, seed=seed, constraints=constraints, known=known,
-                    score=score_obj, n_warmup=warmup or 8, value_bounds=value_bounds)
-    ex = get_executor(ex_name, workers=workers, ray_address=ray_address,
+                    score=score_obj, n_warmup=warmup or 8, value_bounds=value_bounds, fidelity=fid,
+                    objectives=objectives)
+    n_workers = min(workers, n_trials) if n_trials else workers  # a worker beyond the trial budget sits idle
+    ex_name = executor_name(executor, n_workers)
+    check_local_workers(ex_name, n_workers, gpus_per_trial=gpus_per_trial, ray_address=ray_address, force=force,
+                        data=source)
+    args["threads"] = max(1, cpu_count() // n_workers)
+    ex = get_executor(ex_name, workers=n_workers, ray_address=ray_address,
                       resources={"num_cpus": 1, "num_gpus": gpus_per_trial})
-    meta.update(space=space_obj.to_dict(), score=score_obj.spec(), max_macs=max_macs, max_params=max_params,
-                trials=n_trials, time_budget=time_budget)
+    meta.update(space=space_obj.to_dict(), score=opt.score.spec(), objectives=objectives, max_macs=max_macs,
+                max_params=max_params, trials=n_trials, time_budget=time_budget,
+                epoch_budget=n_trials * fid.max_resource if (fid is not None and n_trials) else None)
     return Study(folder, optimizer=opt, objective=fn, objective_args=args, budget=budget, executor=ex, meta=meta,
                  resume=resume, on_progress=print_progress(n_trials) if progress else None)
-
-
-def _old_meta(out, resume) -> dict:
-    if resume and out is not None and (Path(out) / DB_NAME).exists():
-        with Storage(Path(out) / DB_NAME, read_only=True) as st:
-            return st.meta()
-    return {}
-
-
-def _is_tensor_data(source) -> bool:
-    from trainers.data import TensorData
-
-    return isinstance(source, TensorData)
-
-
-def _load_data(name, data, data_dir, download, val_data, test_data, num_classes, class_names, image_size,
-               val_fraction, test_fraction, in_memory, seed):
-    """(the data, its preset, the meta entries describing it)."""
-    from trainers.presets import get_preset
-
-    if name == "user":
-        from trainers.user_data import prepare_data
-
-        if image_size is not None:
-            raise DataError("image_size resizes image folders and torchvision data sets; resize your own tensors "
-                            "or Dataset yourself")
-        source = data if _is_tensor_data(data) else prepare_data(
-            data, val_data=val_data, test_data=test_data, num_classes=num_classes, class_names=class_names,
-            seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, in_memory=in_memory)
-        preset = _user_preset(tuple(source.input_shape))
-    else:
-        if val_data is not None or test_data is not None:
-            raise DataError("val_data= / test_data= go with data= tensors or a Dataset; an image folder takes val/ "
-                            "and test/ subfolders")
-        if name == "digits" and image_size not in (None, 8):
-            raise DataError("digits images are 8x8; image_size applies to image folders and torchvision data sets")
-        from trainers.runner import cached_dataset
-
-        source = cached_dataset(name, None if data_dir is None else str(data_dir), seed, bool(download), image_size,
-                                val_fraction, test_fraction)
-        preset = get_preset(name)
-    info = {"input_shape": list(source.input_shape), "num_classes": int(source.num_classes),
-            "class_names": list(source.class_names), "norm_mean": list(source.mean), "norm_std": list(source.std)}
-    return source, preset, info
-
-
-def _data_args(name, source, folder: Path, data_dir, download, seed, image_size, val_fraction, test_fraction,
-               old_meta) -> dict:
-    """What the trial spec carries to find the data again, in any worker."""
-    if name != "user":
-        return {"dataset": name, "data_dir": None if data_dir is None else str(data_dir), "download": bool(download), "data_seed": seed, "image_size": image_size,
-                "val_fraction": val_fraction, "test_fraction": test_fraction}
-    if not _is_tensor_data(source):
-        return {"stream_data": source}
-    from trainers.user_data import data_key, save_data
-
-    key = data_key(source)
-    if old_meta.get("data_key") not in (None, key):
-        raise StudyError(f"{folder}: resume with other data than the study's; pass the same data, or another folder")
-    if old_meta.get("data_key") != key or not (folder / DATA_FILE).exists():
-        save_data(source, folder / DATA_FILE)
-    return {"data_file": DATA_FILE, "data_key": key}
 
 
 def _fix_epochs(space: Space, epochs: int | None) -> Space:
@@ -388,7 +313,7 @@ def _fix_epochs(space: Space, epochs: int | None) -> Space:
 def _load_space(space, preset, epochs, old_meta, *, cnn_default: bool) -> Space:
     if isinstance(space, Space):
         return _fix_epochs(space, epochs)
-    if isinstance(space, (str, os.PathLike)):
+    if is_path(space):
         return _fix_epochs(Space.load(space), epochs)
     if space is not None:
         raise SpaceError(f"space: expected a nas.Space or a YAML / JSON file, got a {type(space).__name__}")
@@ -399,42 +324,25 @@ def _load_space(space, preset, epochs, old_meta, *, cnn_default: bool) -> Space:
     return default_space_for(preset.name, epochs=epochs)
 
 
-def _arch_error(space: Space, info) -> str:
+def _arch_problem(space: Space, info, model) -> str | None:
+    """None when lightnas builds (and counts) the network of this space's configs, else why not."""
+    if model is not None:
+        return "the network is your model="
+    if len(info["input_shape"]) != 3:
+        return "not images"
     from search_spaces.arch import validate_arch
 
     try:
         validate_arch(space.sample(seed=0), num_classes=info["num_classes"], in_chans=info["input_shape"][0])
     except ConfigError as e:
         return str(e)
-    return "not images"
+    return None
 
 
-def _is_cnn(space: Space, info, model) -> bool:
-    """Whether lightnas builds (and counts) the network of this space's configs."""
-    if model is not None or len(info["input_shape"]) != 3:
-        return False
-    from search_spaces.arch import validate_arch
-
-    try:
-        validate_arch(space.sample(seed=0), num_classes=info["num_classes"], in_chans=info["input_shape"][0])
-    except ConfigError:
-        return False
-    return True
-
-
-def _known_fn(info):
-    from functools import partial
-
-    from search_spaces.counting import count
-
-    return partial(count, input_shape=tuple(info["input_shape"]), num_classes=info["num_classes"])
-
-
-def _trial_fn(train, source, model=None):
-    if train is None and model is None:
-        if not _is_tensor_data(source):
-            raise DataError("the built-in trainer needs the data in memory; pass train= (your function reads "
-                            "data.loader(...)), or in_memory=True if it fits")
+def _trial_fn(train, model, source):
+    """The built-in trainer on in-memory data (trainers.runner: segments, time limits); else a trial that hands
+    the network to a train function: the user's, or the built-in one reading batches through DataLoaders."""
+    if train is None and model is None and is_tensor_data(source):
         from trainers.runner import run_trial
 
         return run_trial
@@ -466,8 +374,9 @@ def search(**options):
     if options.get("progress"):
         print(file=sys.stderr)
     from nas.report import load_study
+    from search_spaces.summary import SUMMARIES
 
-    view = load_study(study.folder)
+    view = load_study(study.folder, summaries=SUMMARIES)
     if view.best is None:
         errors = [t.error for t in view.trials if t.error]
         first = " ".join(str(errors[0]).split())[:300] if errors else "no trial finished"
@@ -479,11 +388,13 @@ def report(study, *, top: int = 10, files: bool = True, profile: bool = True) ->
     """The text ``nas report`` prints; with ``files`` it also writes trials.csv, pareto.csv, plots and
     report.html into the study folder (``profile``: the best network's latency and FLOP table)."""
     from nas.report import format_summary, load_study, write_report
+    from search_spaces.summary import SUMMARIES
 
-    view = load_study(study)
+    view = load_study(study, summaries=SUMMARIES)
     text = format_summary(view, top=top)
     if files:
-        written = write_report(study, model_section=model_section(view) if profile else None)
+        written = write_report(study, model_section=model_section(view) if profile else None,
+                               summaries=SUMMARIES)
         text += "\n\nwrote: " + ", ".join(str(Path(f).name) for f in written.values())
     return text
 

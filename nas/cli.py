@@ -209,20 +209,23 @@ def _one_line(e: Exception) -> str:
 # ---------------------------------------------------------------------------------------- search
 def cmd_search(args) -> int:
     from nas import cli_wiring as wiring
+    from nas.options import as_flags
 
-    study, total = wiring.make_study(args)
-    if not args.quiet:
-        print(f"nas search: {study.folder} ({wiring.describe(study)})", file=sys.stderr)
-    try:
-        study.run()
-    finally:
-        study.executor.shutdown()  # worker processes, or the Ray instance this search started
-        close = getattr(study.on_progress, "close", None)
-        if close is not None:
-            close()
+    with as_flags(wiring.FLAGS):  # nas.api's and the study's checks name our flags
+        study, total = wiring.make_study(args)
+        if not args.quiet:
+            print(f"nas search: {study.folder} ({wiring.describe(study)})", file=sys.stderr)
+        try:
+            study.run()
+        finally:
+            study.executor.shutdown()  # worker processes, or the Ray instance this search started
+            close = getattr(study.on_progress, "close", None)
+            if close is not None:
+                close()
     from nas.report import format_summary, load_study
+    from search_spaces.summary import SUMMARIES
 
-    print(format_summary(load_study(study.folder), top=5))
+    print(format_summary(load_study(study.folder, summaries=SUMMARIES), top=5))
     if study.stop_reason:
         print(f"nas search: ended before the budget: {study.stop_reason}", file=sys.stderr)
     return 0
@@ -231,16 +234,17 @@ def cmd_search(args) -> int:
 # ---------------------------------------------------------------------------------------- report
 def cmd_report(args) -> int:
     from nas.report import format_summary, load_study, write_report
+    from search_spaces.summary import SUMMARIES
 
-    view = load_study(args.study)
+    view = load_study(args.study, summaries=SUMMARIES)
     print(format_summary(view, top=args.top))
     if not args.no_files:
         section = None
         if not args.no_profile:
-            from nas import cli_wiring as wiring
+            from nas.api import model_section
 
-            section = wiring.model_section(view)
-        files = write_report(args.study, model_section=section)
+            section = model_section(view)
+        files = write_report(args.study, model_section=section, summaries=SUMMARIES)
         print("\nwrote: " + ", ".join(str(Path(f).name) for f in files.values()))
     return 0
 
@@ -279,9 +283,9 @@ def cmd_space(args) -> int:
     if args.file:
         space = Space.load(args.file)
     else:
-        from nas import cli_wiring as wiring
+        from nas.api import default_space_for
 
-        space = wiring.default_space_for(args.dataset)
+        space = default_space_for(args.dataset)
     print(space.summary())
     return 0
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nas.errors import NasError
+from nas.options import shown
 
 KNOWN = ("macs", "params")
 
@@ -111,9 +112,9 @@ def _number(text: str, where: str) -> float:
     try:
         v = float(t[:-1]) * mult[t[-1]] if t and t[-1] in mult else float(t)
     except ValueError:
-        raise NasError(f"--score {where}: {text!r} is not a number (e.g. 2e5 or 200k)") from None
+        raise NasError(f"{shown('score')} {where}: {text!r} is not a number (e.g. 2e5 or 200k)") from None
     if not math.isfinite(v):
-        raise NasError(f"--score {where}: {text!r} must be finite")
+        raise NasError(f"{shown('score')} {where}: {text!r} must be finite")
     return v
 
 
@@ -122,17 +123,17 @@ def parse_score(spec: str, *, default_targets: dict | None = None) -> Score:
     ``weighted:macs=0.02,params=0.02[,ref_macs=1e5,ref_params=1e4]``. ``default_targets`` fills the
     targets of ``mnas`` that the spec leaves out."""
     if not isinstance(spec, str) or not spec.strip():
-        raise NasError("--score: empty; use acc, mnas or weighted:macs=W,params=W")
+        raise NasError(f"{shown('score')}: empty; use acc, mnas or weighted:macs=W,params=W")
     name, _, rest = spec.strip().partition(":")
     kv = {}
     for part in filter(None, (p.strip() for p in rest.split(","))):
         k, eq, v = part.partition("=")
         if not eq:
-            raise NasError(f"--score {spec!r}: {part!r} should be key=value")
+            raise NasError(f"{shown('score')} {spec!r}: {part!r} should be key=value")
         kv[k.strip()] = _number(v, spec)
     if name == "acc":
         if kv:
-            raise NasError(f"--score {spec!r}: acc takes no options")
+            raise NasError(f"{shown('score')} {spec!r}: acc takes no options")
         return Identity()
     if name == "mnas":
         targets = {k: v for k, v in (default_targets or {}).items() if k in KNOWN}
@@ -141,16 +142,16 @@ def parse_score(spec: str, *, default_targets: dict | None = None) -> Score:
                 targets[k] = kv.pop(k)
         alpha, beta = kv.pop("alpha", -0.01), kv.pop("beta", -0.07)
         if kv:
-            raise NasError(f"--score {spec!r}: unknown option {next(iter(kv))!r} (expected macs, params, alpha, beta)")
+            raise NasError(f"{shown('score')} {spec!r}: unknown option {next(iter(kv))!r} (expected macs, params, alpha, beta)")
         if any(t <= 0 for t in targets.values()):
-            raise NasError(f"--score {spec!r}: targets must be positive")
+            raise NasError(f"{shown('score')} {spec!r}: targets must be positive")
         return MnasScore(targets=targets, alpha=alpha, beta=beta)
     if name == "weighted":
         weights = {k: kv.pop(k) for k in KNOWN if k in kv}
         refs = {k[4:]: kv.pop(k) for k in list(kv) if k.startswith("ref_") and k[4:] in KNOWN}
         if kv:
-            raise NasError(f"--score {spec!r}: unknown option {next(iter(kv))!r} (expected macs, params, ref_macs, ref_params)")
+            raise NasError(f"{shown('score')} {spec!r}: unknown option {next(iter(kv))!r} (expected macs, params, ref_macs, ref_params)")
         if not weights:
-            raise NasError(f"--score {spec!r}: give at least one weight, e.g. weighted:macs=0.02")
+            raise NasError(f"{shown('score')} {spec!r}: give at least one weight, e.g. weighted:macs=0.02")
         return WeightedScore(weights=weights, refs=refs)
-    raise NasError(f"--score: unknown score {name!r}; use acc, mnas or weighted")
+    raise NasError(f"{shown('score')}: unknown score {name!r}; use acc, mnas or weighted")

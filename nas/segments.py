@@ -30,6 +30,7 @@ from pathlib import Path
 from nas.errors import NasError
 from nas.fidelity import ASHA, Fidelity, read_live
 from nas.fsutil import atomic_write_bytes, fsync_dir, remove_stale_temps
+from nas.options import shown
 from nas.trial import COMPLETE, FAILED, INTERRUPTED, PAUSED, RUNNING, Trial
 
 MAX_ATTEMPTS = 2  # a segment whose worker is lost is run once more, then the trial is recorded as failed
@@ -220,9 +221,8 @@ class SegmentLoop:
         checkpoint = None
         if job.resource_from > 0:
             checkpoint = load_checkpoint(self.study.folder, t.id, job.resource_from)
-        spec = {"trial_id": t.id, "config": t.config, "seed": t.seed, "study_dir": str(self.study.folder),
-                **self.study.objective_args, "resource_from": job.resource_from, "resource_to": job.resource_to,
-                "max_resource": self.fid.max_resource, "checkpoint": checkpoint}
+        spec = self.study.make_spec(t, resource_from=job.resource_from, resource_to=job.resource_to,
+                                    max_resource=self.fid.max_resource, checkpoint=checkpoint)
         self.running[t.id] = job
         self.study.executor.submit(t.id, self.study.objective, spec)
 
@@ -312,5 +312,5 @@ def check_fidelity_meta(old: dict | None, new: Fidelity | None) -> None:
     if old != new_d:
         def say(d):
             return "off" if d is None else f"min {d['min_resource']}, max {d['max_resource']}, eta {d['eta']}"
-        raise NasError(f"--resume with other fidelity settings ({say(new_d)}) than the study's ({say(old)}); "
-                       "use the study's settings, or another --out")
+        raise NasError(f"{shown('resume')} with other fidelity settings ({say(new_d)}) than the study's ({say(old)}); "
+                       f"use the study's settings, or another {shown('out')}")

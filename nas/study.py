@@ -6,11 +6,12 @@ is committed as it finishes, so a killed search loses at most the trials that we
 marks those interrupted and runs them again.
 
 The objective is any picklable ``objective(spec) -> {"value": float, "metrics": {...}}`` where ``spec`` is
-``{"trial_id", "config", "seed", "study_dir", **objective_args}``. It may raise; the trial is then
-recorded as failed with the error and the search goes on.
+a ``nas.spec.TrialSpec`` (``Study.make_spec``): trial id, config, seed, study folder, the config's known
+costs, threads, and ``objective_args`` as its ``extra`` (it reads as a dict too). It may raise; the trial is
+then recorded as failed with the error and the search goes on.
 
 With an optimizer made with ``fidelity=Fidelity(...)`` the study runs trials as segments between rungs
-under asynchronous successive halving (``nas.segments``): the spec then also holds ``resource_from``,
+under asynchronous successive halving (``nas.segments``): the spec then also sets ``resource_from``,
 ``resource_to``, ``max_resource`` and ``checkpoint``, and ``Budget(trials=N)`` buys ``N * max_resource``
 units of resource (epochs).
 """
@@ -27,7 +28,9 @@ from nas.errors import NasError, SpaceExhausted, StudyError
 from nas.executors import Executor, InProcessExecutor
 from nas.fsutil import StudyLock
 from nas.optimizer import Optimizer
+from nas.options import shown
 from nas.progress import Progress, ProgressPrinter
+from nas.spec import TrialSpec
 from nas.storage import DB_NAME, Storage
 from nas.trial import COMPLETE, FAILED, INTERRUPTED, RUNNING, Trial
 
@@ -41,11 +44,11 @@ class Budget:
 
     def __post_init__(self):
         if self.trials is None and self.seconds is None:
-            raise NasError("give a budget: --trials N and/or --time-budget SECONDS")
+            raise NasError(f"give a budget: {shown('trials')} and/or {shown('time_budget')} (seconds)")
         if self.trials is not None and self.trials < 1:
-            raise NasError(f"--trials must be at least 1, got {self.trials}")
+            raise NasError(f"{shown('trials')} must be at least 1, got {self.trials}")
         if self.seconds is not None and not self.seconds > 0:
-            raise NasError(f"--time-budget must be positive, got {self.seconds}")
+            raise NasError(f"{shown('time_budget')} must be positive, got {self.seconds}")
 
 
 class Study:
@@ -67,7 +70,8 @@ class Study:
     def _open(self) -> Storage:
         db = self.folder / DB_NAME
         if db.exists() and not self.resume:
-            raise StudyError(f"{self.folder} already holds a study; pass --resume to continue it or choose another --out")
+            raise StudyError(f"{self.folder} already holds a study; pass {shown('resume')} to continue it or choose "
+                             f"another {shown('out')}")
         storage = Storage(db)
         fid = self.opt.fidelity
         self.meta["fidelity"] = fid.to_dict() if fid is not None else None
@@ -182,10 +186,17 @@ class Study:
     def _seed_of(self, trial_id: int) -> int:
         return self.opt.seed * 100_003 + trial_id  # distinct, reproducible per trial
 
+    def make_spec(self, trial: Trial, **segment) -> TrialSpec:
+        """What the objective is told about ``trial`` (``segment``: resource_from / resource_to /
+        max_resource / checkpoint of a multi-fidelity job)."""
+        extra = dict(self.objective_args)
+        threads = extra.pop("threads", None)
+        known = {k: getattr(trial, k) for k in ("macs", "params") if getattr(trial, k, None) is not None}
+        return TrialSpec(config=trial.config, seed=trial.seed, trial_id=trial.id, study_dir=str(self.folder),
+                         known=known, threads=threads, extra=extra, **segment)
+
     def _submit(self, trial: Trial) -> None:
-        spec = {"trial_id": trial.id, "config": trial.config, "seed": trial.seed,
-                "study_dir": str(self.folder), **self.objective_args}
-        self.executor.submit(trial.id, self.objective, spec)
+        self.executor.submit(trial.id, self.objective, self.make_spec(trial))
 
     def _record(self, storage: Storage, trial: Trial, outcome) -> None:
         trial.finished_at = time.time()

@@ -46,10 +46,11 @@ def measure(config: dict, *, input_shape, num_classes: int | None = None) -> dic
     return {**counts, "activations": acts, "train_bytes": 4 * (3 * batch * acts + 4 * counts["params"])}
 
 
-def over_caps(config: dict, *, input_shape, num_classes: int | None = None, train: bool = True) -> str | None:
+def over_caps(config: dict, *, input_shape, num_classes: int | None = None, train: bool = True,
+              measured: dict | None = None) -> str | None:
     """Why ``config`` is too large to build here (one sentence), or None. ``train=False`` skips the
-    training-memory cap (inspect and export run one image)."""
-    m = measure(config, input_shape=input_shape, num_classes=num_classes)
+    training-memory cap (inspect and export run one image); ``measured``: its ``measure``, if already taken."""
+    m = measured or measure(config, input_shape=input_shape, num_classes=num_classes)
     shape = "x".join(map(str, input_shape))
     if m["params"] > MAX_PARAMS:
         return f"{m['params']:,} parameters at input {shape}, above the cap of {MAX_PARAMS:,}"
@@ -61,8 +62,9 @@ def over_caps(config: dict, *, input_shape, num_classes: int | None = None, trai
     return None
 
 
-def check_size(config: dict, *, input_shape, num_classes: int | None = None, train: bool = True) -> None:
+def check_size(config: dict, *, input_shape, num_classes: int | None = None, train: bool = True,
+               measured: dict | None = None) -> None:
     """Raise a one-line ConfigError when ``config`` is over a cap (see ``over_caps``)."""
-    why = over_caps(config, input_shape=input_shape, num_classes=num_classes, train=train)
+    why = over_caps(config, input_shape=input_shape, num_classes=num_classes, train=train, measured=measured)
     if why:
         raise ConfigError(f"too large to build here: {why}; check channels, repeats and the input shape")

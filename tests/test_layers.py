@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPOSITION = {"cli", "cli_wiring", "export", "export_source", "api"}  # nas modules where the engine meets the CNN packages
+# nas modules where the engine meets the CNN packages
+COMPOSITION = {"cli", "cli_wiring", "export", "export_source", "api", "api_data", "api_study"}
 TORCH = {"torch", "torchvision", "timm", "fvcore", "onnx", "onnxruntime"}
 COMPOSITION_MODULES = {f"nas.{m}" for m in COMPOSITION}
 

@@ -1,17 +1,19 @@
 """One NAS trial, as the search loop's objective: load the data (cached per process), build the network
 from the config, train it (a whole run, or one segment of it), save its weights, return validation accuracy.
 
-``run_trial(spec)`` is module-level so executors can pickle it. ``spec`` holds ``trial_id``, ``config``,
-``seed``, ``study_dir`` and the objective arguments ``nas.api`` sets: ``dataset``, ``data_dir``, ``download``,
-``data_seed``, ``image_size``, ``val_fraction``, ``test_fraction`` (or ``data_file`` / ``data_key``: the
-user's in-memory data, saved in the study folder), ``threads``, ``device``, ``epochs``, ``save_weights``,
-``max_epochs``, ``time_limit``, ``augment``, ``precision``, ``channels_last`` and ``reporter`` (see
-``nas.user_fn``).
+``run_trial(spec)`` is module-level so executors can pickle it. ``spec`` is a ``nas.spec.TrialSpec`` (or a
+dict with its keys): ``trial_id``, ``config``, ``seed``, ``study_dir``, ``known`` (the study's MACs and
+params of the config), ``threads``, and in ``extra`` the objective arguments ``nas.api`` sets: ``dataset``,
+``data_dir``, ``download``, ``data_seed``, ``image_size``, ``val_fraction``, ``test_fraction`` (or
+``data_file`` / ``data_key``: the user's in-memory data, saved in the study folder), ``device``, ``epochs``,
+``save_weights``, ``max_epochs``, ``time_limit``, ``augment``, ``precision``, ``channels_last`` and
+``reporter`` (see ``nas.user_fn``). The data set is loaded once per process (``cached_dataset``,
+``load_saved``); the config is measured once per trial (``measured``: its size caps and thread rule).
 
 How many epochs (the run's full length, which the learning-rate schedule spans), first match wins:
-    spec["max_resource"]   multi-fidelity mode (see below)
-    spec["max_epochs"]     the objective argument (single-fidelity mode: every trial trains this many;
-    spec["epochs"]         the same under the name nas/cli_wiring.py uses with --fidelity off)
+    spec.max_resource      multi-fidelity mode (see below)
+    extra["max_epochs"]    the objective argument (single-fidelity mode: every trial trains this many;
+    extra["epochs"]        the same under the name nas.api uses with fidelity off)
     config["epochs"]       an old config that still carries the key (before epochs left the space)
     the data set preset's max_epochs
 so a config's ``epochs`` key is ignored whenever the search says how long runs are.
@@ -36,6 +38,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from nas.fsutil import atomic_write_bytes, remove_stale_temps
+from nas.spec import TrialSpec
 
 
 @lru_cache(maxsize=2)
@@ -47,34 +50,43 @@ def cached_dataset(name: str, data_dir: str | None, seed: int, download: bool, i
                         val_fraction=val_fraction, test_fraction=test_fraction)
 
 
-def trial_data(spec: dict):
+def trial_data(spec):
     """The spec's data: the user's copy in the study folder, or a named data set (both cached per process)."""
-    if spec.get("data_file"):
+    spec = TrialSpec.of(spec)
+    x = spec.extra
+    if x.get("data_file"):
         from trainers.user_data import load_saved
 
-        return load_saved(str(Path(spec["study_dir"]) / spec["data_file"]), spec.get("data_key"))
-    return cached_dataset(spec.get("dataset", "digits"), spec.get("data_dir"), int(spec.get("data_seed", 0)),
-                          bool(spec.get("download", False)), spec.get("image_size"),
-                          float(spec.get("val_fraction", 0.15)), float(spec.get("test_fraction", 0.2)))
+        return load_saved(str(Path(spec.study_dir) / x["data_file"]), x.get("data_key"))
+    if x.get("dataset") == "user":  # only export asks: the trials themselves get the Dataset (stream_data)
+        from nas.errors import DataError
+
+        raise DataError(f"{spec.study_dir}: its data was streamed from your Dataset, not saved in the study, so it "
+                        "cannot be read again here; export the trials' own weights (--no-retrain, or retrain=False)")
+    return cached_dataset(x.get("dataset", "digits"), x.get("data_dir"), int(x.get("data_seed", 0)),
+                          bool(x.get("download", False)), x.get("image_size"),
+                          float(x.get("val_fraction", 0.15)), float(x.get("test_fraction", 0.2)))
 
 
-def fixed_epochs(spec: dict, config: dict) -> dict:
+def fixed_epochs(spec, config: dict) -> dict:
     """The config with the spec's fixed training length, when the search fixes one."""
-    return {**config, "epochs": int(spec["epochs"])} if spec.get("epochs") else config
+    epochs = TrialSpec.of(spec).extra.get("epochs")
+    return {**config, "epochs": int(epochs)} if epochs else config
 
 
-def save_trial_weights(spec: dict, state_dict: dict, metrics: dict) -> None:
+def save_trial_weights(spec, state_dict: dict, metrics: dict) -> None:
     import torch
 
-    if not spec.get("study_dir"):
+    spec = TrialSpec.of(spec)
+    if not spec.study_dir:
         return
     buf = io.BytesIO()
     torch.save(state_dict, buf)
-    path = weights_path(spec["study_dir"], spec["trial_id"])
+    path = weights_path(spec.study_dir, spec.trial_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)  # a search killed mid-write left one; this trial's folder is ours while it runs
     atomic_write_bytes(path, buf.getvalue())
-    metrics["weights"] = str(path.relative_to(spec["study_dir"]))
+    metrics["weights"] = str(path.relative_to(spec.study_dir))
 
 
 def weights_path(study_dir: str | Path, trial_id: int) -> Path:
@@ -86,32 +98,45 @@ def weights_path(study_dir: str | Path, trial_id: int) -> Path:
 SMALL_BATCH_MACS = 5e7
 
 
-def _threads_for(config: dict, data, allotted: int | None) -> int | None:
-    from search_spaces.counting import count
+def measured(config: dict, data) -> dict:
+    """The config's size at this data (``search_spaces.size.measure``: params, MACs, training memory), once
+    per trial: the size-cap check and the thread rule both read it. ConfigError when it is over a cap."""
+    from search_spaces.size import check_size, measure
 
-    macs = count(config, input_shape=tuple(data.input_shape), num_classes=data.num_classes)["macs"]
+    m = measure(config, input_shape=tuple(data.input_shape), num_classes=data.num_classes)
+    check_size(config, input_shape=tuple(data.input_shape), num_classes=data.num_classes, measured=m)
+    return m
+
+
+def _threads_for(config: dict, data, allotted: int | None, *, macs: int | None = None) -> int | None:
+    if macs is None:
+        from search_spaces.counting import count
+
+        macs = count(config, input_shape=tuple(data.input_shape), num_classes=data.num_classes)["macs"]
     if macs * int(config.get("batch_size", 64)) < SMALL_BATCH_MACS:
         return 1
     return allotted
 
 
-def epochs_for(spec: dict, config: dict) -> int:
+def epochs_for(spec, config: dict) -> int:
     """The run's full length in epochs (see the module docstring for the order)."""
-    for value in (spec.get("max_resource"), spec.get("max_epochs"), spec.get("epochs"), config.get("epochs")):
+    spec = TrialSpec.of(spec)
+    x = spec.extra
+    for value in (spec.max_resource, x.get("max_epochs"), x.get("epochs"), config.get("epochs")):
         if value is not None:
             return int(value)
     from trainers.presets import get_preset
 
-    return get_preset(spec.get("dataset", "digits")).max_epochs
+    return get_preset(x.get("dataset", "digits")).max_epochs
 
 
-def _segment(spec: dict, max_epochs: int) -> tuple[int, int, bytes | None]:
+def _segment(spec: TrialSpec, max_epochs: int) -> tuple[int, int, bytes | None]:
     """(resource_from, resource_to, checkpoint) of a multi-fidelity job, checked; (0, max, None) otherwise."""
     from nas.errors import ConfigError
 
-    if "resource_to" not in spec:
+    if not spec.segment:
         return 0, max_epochs, None
-    start, stop, state = int(spec.get("resource_from") or 0), int(spec["resource_to"]), spec.get("checkpoint")
+    start, stop, state = int(spec.resource_from or 0), int(spec.resource_to), spec.checkpoint
     if not 0 <= start < stop <= max_epochs:
         raise ConfigError(f"a trial segment must satisfy 0 <= resource_from ({start}) < resource_to ({stop}) "
                           f"<= max_resource ({max_epochs})")
@@ -122,22 +147,22 @@ def _segment(spec: dict, max_epochs: int) -> tuple[int, int, bytes | None]:
     return start, stop, state
 
 
-def run_trial(spec: dict) -> dict:
-
+def run_trial(spec) -> dict:
     from nas.errors import ConfigError
     from nas.user_fn import report_for
     from search_spaces.builder import build_model
-    from search_spaces.size import check_size
     from trainers.checkpoint import as_state
     from trainers.train import train_trial
 
+    spec = TrialSpec.of(spec)
+    x = spec.extra
     data = trial_data(spec)
-    config = fixed_epochs(spec, spec["config"])
+    config = fixed_epochs(spec, spec.config)
     c, _, _ = data.input_shape
     # Proposals are already under the caps; a trial queued by an older study, or a config edited in the
     # database, is checked again here, before anything is allocated.
-    check_size(config, input_shape=tuple(data.input_shape), num_classes=data.num_classes)
-    threads = _threads_for(config, data, spec.get("threads"))
+    size = measured(config, data)
+    threads = _threads_for(config, data, spec.threads, macs=size["macs"])
     max_epochs = epochs_for(spec, config)
     start, stop, state = _segment(spec, max_epochs)
     if state is not None:
@@ -146,13 +171,12 @@ def run_trial(spec: dict) -> dict:
             raise ConfigError(f"the checkpoint holds {state.epoch} epochs, the job says resource_from={start}")
     report = report_for(spec)
     t0 = time.perf_counter()
-    multi = "resource_to" in spec
     result = train_trial(
-        config, data, seed=int(spec.get("seed", 0)), keep_weights=bool(spec.get("save_weights", True)),
-        model=lambda: build_model(config, num_classes=data.num_classes, in_chans=c), device=spec.get("device"),
+        config, data, seed=int(spec.seed), keep_weights=bool(x.get("save_weights", True)),
+        model=lambda: build_model(config, num_classes=data.num_classes, in_chans=c), device=x.get("device"),
         num_threads=threads, max_epochs=max_epochs, stop_epoch=stop, resume=state,
-        keep_state=multi and stop < max_epochs, time_limit=spec.get("time_limit"), augment=spec.get("augment"),
-        precision=spec.get("precision", "auto"), channels_last=spec.get("channels_last"),
+        keep_state=spec.segment and stop < max_epochs, time_limit=x.get("time_limit"), augment=x.get("augment"),
+        precision=x.get("precision", "auto"), channels_last=x.get("channels_last"),
         on_epoch=lambda e: not report(e["epoch"], e["val_acc"]))
     metrics = result.to_dict()
     metrics["wall_time"] = time.perf_counter() - t0

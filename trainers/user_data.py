@@ -5,10 +5,11 @@
     TensorData   (trainers.data) everything in memory, split train / val / test with the same seeded,
                  stratified cut as the bundled data sets, images (N, C, H, W) normalised per channel with
                  the train split's statistics (uint8 pixels are scaled to [0, 1] first). Tensors of other
-                 shapes (tabular rows, sequences) are kept as given. The built-in trainer needs this form.
+                 shapes (tabular rows, sequences) are kept as given. The built-in trainer indexes its batches.
     StreamData   a Dataset too large for memory (or ``in_memory=False``): the splits are index subsets of
                  it, read item by item through DataLoaders in the user's own ``train`` function. Nothing is
-                 normalised: the Dataset's own transform does that.
+                 normalised: the Dataset's own transform does that. The built-in trainer reads it
+                 through the same loaders (trainers.stream_train).
 
 The user's own validation (and test) split is taken as given; only the missing ones are cut from ``data``.
 ``TrialData`` is what a user's ``train(model, config, data, report)`` receives: loaders in both forms,
@@ -94,9 +95,11 @@ class TrialData:
     describe the trial; ``data.accuracy(model, "val")`` is top-1 accuracy on a split.
     """
 
-    def __init__(self, source, *, device, seed: int, augment: str | None = None):
+    def __init__(self, source, *, device, seed: int, augment: str | None = None, precision: str = "auto",
+                 channels_last: bool | None = None):
         self.source, self.device, self.seed = source, torch.device(device), int(seed)
-        self.augment = augment  # what the built-in trainer applies (trainers.train.AUGMENTATIONS)
+        # What the built-in trainer applies (trainers.train: AUGMENTATIONS, fast_defaults).
+        self.augment, self.precision, self.channels_last = augment, precision, channels_last
         self.num_classes, self.input_shape = int(source.num_classes), tuple(source.input_shape)
         self.class_names = list(source.class_names)
         self.in_memory = isinstance(source, TensorData)
@@ -401,17 +404,28 @@ def save_data(data: TensorData, path) -> str:
     return key
 
 
-@lru_cache(maxsize=2)
 def load_saved(path: str, key: str | None = None) -> TensorData:
-    """The data a study saved (cached per process: a worker reads it once)."""
+    """The data a study saved, read once per process while the file is unchanged (the driver's check and
+    every trial in a worker share one copy); ``key``: refuse other data than the search started with."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: the study's copy of the data is missing; run the search again with data=") from None
+    data, saved_key = _read_saved(str(path), st.st_mtime_ns, st.st_size)
+    if key is not None and saved_key != key:
+        raise DataError(f"{path} holds other data than this search started with; do not run two searches on one --out")
+    return data
+
+
+@lru_cache(maxsize=2)
+def _read_saved(path: str, mtime_ns: int, size: int) -> tuple[TensorData, str | None]:
     try:
         r = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DataError(f"{path}: the study's copy of the data is missing; run the search again with data=") from None
     except Exception as e:
         raise DataError(f"{path}: not readable ({' '.join(str(e).split())[:200]})") from None
-    if key is not None and r.get("key") != key:
-        raise DataError(f"{path} holds other data than this search started with; do not run two searches on one --out")
-    return TensorData(*[r[f] for f in _FIELDS], num_classes=int(r["num_classes"]),
+    data = TensorData(*[r[f] for f in _FIELDS], num_classes=int(r["num_classes"]),
                       input_shape=tuple(r["input_shape"]), class_names=list(r["class_names"]), name="user",
                       mean=tuple(r["mean"]), std=tuple(r["std"]))
+    return data, r.get("key")

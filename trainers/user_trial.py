@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 
+from nas.spec import TrialSpec
 from nas.user_fn import UserFunctionError, call_user, check_value, report_for
 from trainers.runner import _threads_for, fixed_epochs, save_trial_weights, trial_data
 
@@ -23,10 +24,10 @@ def _name(fn) -> str:
     return getattr(fn, "__name__", type(fn).__name__)
 
 
-def _build(spec: dict, config: dict, data):
+def _build(spec: TrialSpec, config: dict, data):
     import torch.nn as nn
 
-    make = spec.get("user_model")
+    make = spec.extra.get("user_model")
     if make is None:
         from search_spaces.builder import build_model
 
@@ -38,22 +39,25 @@ def _build(spec: dict, config: dict, data):
     return model
 
 
-def _threads(spec: dict, config: dict, data) -> int | None:
-    if spec.get("user_model") is not None or len(data.input_shape) != 3:
-        return spec.get("threads")
-    return _threads_for(config, data, spec.get("threads"))
+def _threads(spec: TrialSpec, config: dict, data) -> int | None:
+    if spec.extra.get("user_model") is not None or len(data.input_shape) != 3:
+        return spec.threads
+    # the study counted the config's MACs (spec.known); a spec without them counts here
+    return _threads_for(config, data, spec.threads, macs=spec.known.get("macs"))
 
 
-def run_user_trial(spec: dict) -> dict:
+def run_user_trial(spec) -> dict:
     import torch
 
     from trainers.user_data import TrialData
 
-    source = spec.get("stream_data") or trial_data(spec)
-    config = fixed_epochs(spec, spec["config"])
-    seed = int(spec.get("seed", 0))
-    device = torch.device(spec.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
-    train = spec.get("user_train") or builtin_train
+    spec = TrialSpec.of(spec)
+    x = spec.extra
+    source = x.get("stream_data") or trial_data(spec)
+    config = fixed_epochs(spec, spec.config)
+    seed = int(spec.seed)
+    device = torch.device(x.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    train = x.get("user_train") or builtin_train
     who = f"{_name(train)}(model, config, data, report)"
     threads = _threads(spec, config, source)
     old_threads = torch.get_num_threads()
@@ -63,7 +67,8 @@ def run_user_trial(spec: dict) -> dict:
     try:
         with torch.random.fork_rng(devices=fork):
             torch.manual_seed(seed)  # the network's initial weights and the user's own random draws
-            data = TrialData(source, device=device, seed=seed, augment=spec.get("augment"))
+            data = TrialData(source, device=device, seed=seed, augment=x.get("augment"),
+                             precision=x.get("precision") or "auto", channels_last=x.get("channels_last"))
             model = _build(spec, config, data).to(device)
             report = report_for(spec)
             t0 = time.perf_counter()
@@ -76,7 +81,7 @@ def run_user_trial(spec: dict) -> dict:
                        "curve": report.curve, "pid": os.getpid(), "test_acc": _test_acc(data, model)}
     finally:
         torch.set_num_threads(old_threads)
-    if spec.get("save_weights", True):
+    if x.get("save_weights", True):
         save_trial_weights(spec, {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
                            metrics)
     return {"value": value, "metrics": metrics}
@@ -91,13 +96,15 @@ def _test_acc(data, model) -> float | None:
 
 
 def builtin_train(model, config, data, report) -> float:
-    """The built-in trainer (``trainers.train.train_trial``) as a user train function: for a user's own
-    ``model`` trained by lightnas. Needs the data in memory."""
-    from nas.errors import DataError
+    """The built-in trainer as a user train function: for a user's own ``model``, or for a streamed Dataset
+    (``trainers.stream_train``: the same training, batches through DataLoaders)."""
+    on_epoch = lambda e: not report(e["epoch"], e["val_acc"])  # noqa: E731
+    options = dict(seed=data.seed, augment=data.augment, on_epoch=on_epoch, precision=data.precision,
+                   channels_last=data.channels_last)
+    if not data.in_memory:
+        from trainers.stream_train import train_streamed
+
+        return train_streamed(config, data, model=model, **options).val_acc
     from trainers.train import train_trial
 
-    if not data.in_memory:
-        raise DataError("the built-in trainer needs the data in memory; pass train= for streamed data")
-    result = train_trial(config, data.source, model=model, seed=data.seed, device=data.device,
-                         augment=data.augment, on_epoch=lambda e: not report(e["epoch"], e["val_acc"]))
-    return result.val_acc
+    return train_trial(config, data.source, model=model, device=data.device, **options).val_acc

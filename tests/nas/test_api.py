@@ -162,8 +162,18 @@ def test_a_streamed_dataset_goes_through_loaders(tmp_path):
                       out=tmp_path / "s", **TINY)
     assert all(t.status == "complete" for t in view.trials)
     assert not (tmp_path / "s/data.pt").exists()
-    with pytest.raises(DataError, match="built-in trainer needs the data in memory"):
-        api.prepare(data=Pairs(), in_memory=False, num_classes=10, out=tmp_path / "t")
+    # the built-in trainer reads the same loaders (trainers.stream_train)
+    view = api.search(data=Pairs(), in_memory=False, num_classes=10, space=api.small_cnn_space(epochs=2),
+                      out=tmp_path / "t", **TINY)
+    assert view.meta["trainer"] == "builtin" and not (tmp_path / "t/data.pt").exists()
+    for t in view.trials:
+        assert t.status == "complete", t.error
+        assert [e["epoch"] for e in t.metrics["curve"]] == [1, 2] and t.value == t.metrics["curve"][-1]["val_acc"]
+    with pytest.raises(DataError, match="streamed from your Dataset, not saved"):
+        api.export(tmp_path / "t", out=tmp_path / "e", progress=False)
+    assert any(p.endswith("model.py") for p in api.export(tmp_path / "t", out=tmp_path / "e", retrain=False))
+    with pytest.raises(NasError, match="needs the built-in trainer on data in memory"):
+        api.prepare(data=Pairs(), in_memory=False, num_classes=10, fidelity="on", out=tmp_path / "u")
 
 
 def test_a_space_that_is_not_a_cnn_with_the_users_model(tmp_path):

@@ -193,3 +193,26 @@ def test_nas_search_cli_on_ray(ray_ex, tmp_path, capsys, tiny_space):
         assert t.metrics["pid"] != os.getpid()
         assert (out / t.metrics["weights"]).is_file()  # weights are the worker's; the database is the driver's
     assert "(3 trials: complete 3" in printed  # the summary the CLI prints reads the same database
+
+
+def test_nas_api_search_on_ray_with_a_users_train_function(ray_ex, tmp_path):
+    """``nas.api.search(..., executor="ray", workers=2)`` on tensors, with a train function from the user's own
+    module: both trials run in Ray workers, the study joins the module's Ray and leaves it up."""
+    import ray
+
+    import ray_user_fns as user
+    from nas import api
+
+    ray.cloudpickle.register_pickle_by_value(user)  # Ray's workers do not have tests/nas on their path
+    try:
+        view = api.search(data=user.digits(), train=user.train_one_epoch, space=api.small_cnn_space(epochs=1),
+                          executor="ray", workers=2, trials=2, warmup=2, out=tmp_path / "s")
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(user)
+    assert ray.is_initialized()
+    assert view.meta["trainer"] == "user" and (tmp_path / "s/data.pt").is_file()  # the workers read the saved data
+    assert len(view.trials) == 2
+    for t in view.trials:
+        assert t.status == "complete", t.error
+        assert t.metrics["pid"] != os.getpid() and t.metrics["curve"] == [{"epoch": 1, "val_acc": t.value}]
+        assert (tmp_path / "s" / t.metrics["weights"]).is_file()

@@ -67,9 +67,13 @@ def test_study_runs_to_budget_and_records_every_trial(tmp_path):
 
 
 def test_existing_study_needs_resume(tmp_path):
+    from nas.options import as_flags
+
     make(tmp_path / "s", Budget(trials=2)).run()
-    with pytest.raises(StudyError, match="--resume"):
+    with pytest.raises(StudyError, match="pass resume=True to continue it"):
         make(tmp_path / "s", Budget(trials=4)).run()
+    with as_flags(), pytest.raises(StudyError, match="pass --resume to continue it or choose another --out"):
+        make(tmp_path / "s", Budget(trials=4)).run()  # the same check, as nas search words it
 
 
 def test_resume_finishes_the_budget_and_keeps_finished_trials(tmp_path):
@@ -141,3 +145,44 @@ def test_second_driver_on_the_same_folder_is_refused(tmp_path):
 def test_inprocess_executor_is_default():
     s = Study("x", optimizer=Optimizer(SPACE), objective=objective, budget=Budget(trials=1))
     assert isinstance(s.executor, InProcessExecutor)
+
+
+def spec_probe(spec):
+    """Reports what the study told it: the typed spec survives the trip to a worker process."""
+    from nas.spec import TrialSpec
+
+    assert isinstance(spec, TrialSpec)
+    return {"value": spec.config["x"], "metrics": {"known": spec.known, "threads": spec.threads,
+                                                   "extra": spec.extra, "segment": spec.segment,
+                                                   "as_dict": sorted(dict(spec))}}
+
+
+def test_the_objective_gets_a_typed_spec_with_the_studys_known_costs(tmp_path):
+    known = lambda c: {"macs": int(c["n"] * 1000), "params": 7}  # noqa: E731
+    opt = Optimizer(SPACE, seed=0, n_warmup=3, known=known)
+    Study(tmp_path / "s", optimizer=opt, objective=spec_probe, budget=Budget(trials=3),
+          executor=ProcessExecutor(workers=1), objective_args={"threads": 2, "dataset": "digits"},
+          meta={"space": SPACE.to_dict()}).run()
+    with Storage(tmp_path / "s" / "study.db", read_only=True) as st:
+        trials = st.trials()
+    assert [t.status for t in trials] == [COMPLETE] * 3
+    for t in trials:
+        m = t.metrics
+        assert m["known"] == {"macs": t.config["n"] * 1000, "params": 7} == {"macs": t.macs, "params": t.params}
+        assert m["threads"] == 2 and m["extra"] == {"dataset": "digits"} and m["segment"] is False
+        assert m["as_dict"] == sorted(["trial_id", "config", "seed", "study_dir", "known", "threads", "dataset"])
+
+
+def test_a_trial_spec_reads_as_the_dict_objectives_were_written_for():
+    import pickle
+
+    from nas.spec import TrialSpec
+
+    s = TrialSpec(config={"x": 1}, seed=5, trial_id=2, study_dir="/s", resource_from=0, resource_to=3,
+                  max_resource=9, checkpoint=None, extra={"epochs": 4})
+    assert s["config"] == {"x": 1} and s.get("epochs") == 4 and "resource_to" in s and s["checkpoint"] is None
+    assert "threads" not in s and s.get("threads") is None and "known" not in s
+    back = pickle.loads(pickle.dumps(s))
+    assert back == s and TrialSpec.of(dict(s)) == s and TrialSpec.of(s) is s
+    plain = TrialSpec.of({"config": {}, "seed": 1, "dataset": "digits"})
+    assert not plain.segment and "resource_to" not in plain and plain.extra == {"dataset": "digits"}
