@@ -291,15 +291,29 @@ def table(runs: list[dict], opts, command: str) -> list[str]:
              f"epochs per run; seeds {', '.join(map(str, seeds))}; score `mnas` (the preset's default). "
              "Each method is charged the epochs it actually trained. Scores: median [quartiles] over seeds of "
              "the best score among trials trained to the full length, once that many epochs were spent "
-             "(`-`: none finished yet).", ""]
+             "(`-`: none finished yet). Wall seconds (medians) are on the loaded machine; \"training\" is the part "
+             "spent inside the trial runner, the rest is the search itself (proposals, GP fits, storage).", ""]
     lines += ["### Best validation score at equal epochs", "",
-              "| method | " + " | ".join(f"{e} epochs" for e in marks) + " | epochs charged | wall s |",
-              "|---|" + "---:|" * (len(marks) + 2)]
+              "| method | " + " | ".join(f"{e} epochs" for e in marks) + " | epochs charged | wall s | of it training s |",
+              "|---|" + "---:|" * (len(marks) + 3)]
     for m in methods:
         row = [q([at(trajs[(m, s)], e)[0] for s in seeds if (m, s) in trajs]) for e in marks]
         spent = [trajs[(m, s)][-1][0] for s in seeds if (m, s) in trajs and trajs[(m, s)]]
         wall = [by[(m, s)]["wall"] for s in seeds if (m, s) in by]
-        lines.append(f"| {LABELS[m]} | " + " | ".join(row) + f" | {qi(spent)} | {np.median(wall):.0f} |")
+        train = [sum(e["wall"] for e in by[(m, s)]["events"]) for s in seeds if (m, s) in by]
+        lines.append(f"| {LABELS[m]} | " + " | ".join(row) + f" | {qi(spent)} | {np.median(wall):.0f} | "
+                     f"{np.median(train):.0f} |")
+    steps = [top * k for k in range(1, opts.budget + 1)]
+    lines += ["", "Median best score as epochs are spent (each column one more full run's worth):", "",
+              "| method | " + " | ".join(str(e) for e in steps) + " |", "|---|" + "---:|" * len(steps)]
+    for m in methods:
+        cells = []
+        for e in steps:
+            v = [at(trajs[(m, s)], e)[0] for s in seeds if (m, s) in trajs]
+            got = [x for x in v if x is not None]
+            cells.append(f"{np.median(got):.4f}" + ("" if len(got) == len(v) else f" ({len(got)}/{len(v)})")
+                         if got else "-")
+        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
     lines += ["", "### The pick at the full budget", "",
               "| method | val acc | test acc | MACs | trials started | trials at full length |",
               "|---|---:|---:|---:|---:|---:|"]
@@ -325,6 +339,17 @@ def table(runs: list[dict], opts, command: str) -> list[str]:
                 continue
             cells = [str(reach(trajs[(m, s)], target) or "never") for m in methods if m != "ours-off" and (m, s) in trajs]
             lines.append(f"| {s} | {target:.4f} | {reach(trajs[('ours-off', s)], target)} | " + " | ".join(cells) + " |")
+    if "ours" in methods:
+        lines += ["", "Where ours' epochs went (median over seeds: epochs spent on segments ending at each rung; trials "
+                  "that reached it):", "", "| rung | epochs | trials |", "|---:|---:|---:|"]
+        for r in rungs(opts, top):
+            ep = [sum(e["to"] - e["from"] for e in by[("ours", s)]["events"] if e["to"] == r) for s in seeds
+                  if ("ours", s) in by]
+            n = [len({e["trial"] for e in by[("ours", s)]["events"] if e["to"] == r}) for s in seeds if ("ours", s) in by]
+            lines.append(f"| {r} | {np.median(ep):.0f} | {np.median(n):.0f} |")
+    if opts.budget <= 8 and "ours-off" in methods:
+        lines += ["", f"Note: `--fidelity off` with `--trials {opts.budget}` trains only the optimiser's warm-up "
+                  "configs (8 by default: space-filling random ones), so here it is random search at full length."]
     lines += ["", "### Verdict", ""] + verdict(trajs, methods, seeds, limit) + [""]
     return lines
 
@@ -347,8 +372,9 @@ def verdict(trajs, methods, seeds, limit) -> list[str]:
             mb = np.median([x if x is not None else 0.0 for x in b]) if b else float("nan")
             wins = sum(1 for s in seeds if ("ours", s) in trajs and ("tpe-hb", s) in trajs
                        and (at(trajs[("ours", s)], e)[0] or 0) > (at(trajs[("tpe-hb", s)], e)[0] or 0))
-            out.append(f"- At {e} epochs, ours vs TPE + Hyperband: median best score {ma:.4f} vs {mb:.4f}, ours ahead "
-                       f"on {wins} of {len(seeds)} seeds: {'WIN' if ma > mb else 'LOSS' if ma < mb else 'TIE'}.")
+            say = lambda m: f"{m:.4f}" if m > 0 else "none at full length"  # noqa: E731
+            out.append(f"- At {e} epochs, ours vs TPE + Hyperband: median best score {say(ma)} vs {say(mb)}, ours "
+                       f"ahead on {wins} of {len(seeds)} seeds: {'WIN' if ma > mb else 'LOSS' if ma < mb else 'TIE'}.")
     return out
 
 
