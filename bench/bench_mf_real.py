@@ -411,7 +411,8 @@ def report(raw: Path, out: Path, errors: list[dict]) -> int:
         if not runs:
             continue
         o = Namespace(**runs[-1]["opts"])
-        lines += table(runs, o, runs[-1]["bench_command"])
+        commands = list(dict.fromkeys(r["bench_command"] for r in runs))  # seeds added by a later command too
+        lines += table(runs, o, "\n    ".join(commands))
     return finish_results(lines, errors, lambda r: f"{r['dataset']} {r['method']} seed {r['seed']}", raw=raw,
                           out=out, root=ROOT)
 
