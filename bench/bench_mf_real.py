@@ -287,7 +287,7 @@ def table(runs: list[dict], opts, command: str) -> list[str]:
     lines = [f"## {opts.dataset}", "", f"    {command}", "",
              f"{datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores shared with other jobs; "
              f"data: {describe_data(opts)}; space: `nas.api.small_cnn_space()` without epochs; runs of {top} epochs "
-             f"(rungs {'/'.join(str(r) for r in rungs(opts, top))}, eta 3); budget {opts.budget} full runs = {limit} "
+             f"(rungs {'/'.join(str(r) for r in rungs(opts, top))}, eta 3{preset_note(opts, top)}); budget {opts.budget} full runs = {limit} "
              f"epochs per run; seeds {', '.join(map(str, seeds))}; score `mnas` (the preset's default). "
              "Each method is charged the epochs it actually trained. Scores: median [quartiles] over seeds of "
              "the best score among trials trained to the full length, once that many epochs were spent "
@@ -385,6 +385,13 @@ def rungs(opts, top: int) -> list[int]:
         out.append(r)
         r *= 3
     return out + [top]
+
+
+def preset_note(opts, top: int) -> str:
+    from trainers.presets import get_preset
+
+    full = get_preset("digits" if opts.dataset == "digits" else "imagefolder").max_epochs
+    return "" if top == full else f"; `--max-epochs {top}`, not the preset's {full}, to fit the time"
 
 
 def describe_data(opts) -> str:
