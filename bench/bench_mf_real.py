@@ -215,10 +215,10 @@ def run_tpe(opts, seed: int, work: Path) -> dict:
 # ------------------------------------------------------------------------------------------ one run
 def one_run(opts, method: str, seed: int) -> dict:
     """One method on one seed, in its own process; everything it trained, in order."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # restored after: a test calls this in its own process
     t0 = time.time()
     work = Path(tempfile.mkdtemp(prefix=f"mfreal-{method}-{seed}-"))
     try:
@@ -228,6 +228,7 @@ def one_run(opts, method: str, seed: int) -> dict:
         return {"method": method, "seed": seed, "wall": time.time() - t0, "error": traceback.format_exc()}
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------------------------ measures
