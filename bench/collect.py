@@ -11,7 +11,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 ORDER = ["optimizer", "batch", "search", "trainer", "denormal", "parallel", "mf_synthetic", "multifidelity",
-         "pareto", "lr_ranges", "precision", "precision_avx2"]
+         "mf_real", "pareto", "lr_ranges", "precision", "precision_avx2"]
 TITLES = {
     "optimizer": "Optimiser: NAS-Bench-201, conditional synthetic, two objectives, ask overhead",
     "batch": "Batch and asynchronous proposals on NAS-Bench-201",
@@ -21,6 +21,7 @@ TITLES = {
     "parallel": "Parallel trials: process pool and Ray",
     "mf_synthetic": "Multi-fidelity engine on synthetic learning curves",
     "multifidelity": "Multi-fidelity search on the TaskSet learning curves",
+    "mf_real": "Multi-fidelity search with real training (digits; cifar10-dev subsample)",
     "lr_ranges": "Per-optimizer learning-rate and weight-decay ranges vs one shared range",
     "precision": "Channels-last and bfloat16 autocast against float32 (AMD EPYC with AVX512-BF16, no AMX)",
     "precision_avx2": "Channels-last and bfloat16 autocast against float32 (earlier run: AMD EPYC, AVX2 only)",
