@@ -359,6 +359,16 @@ def _objective_fn():
 
 # ------------------------------------------------------------------------------------------------ run
 
+def _summaries(options: dict) -> dict:
+    """The report's extra columns: the CNN's "blocks" where lightnas builds the network (an objective or the
+    user's own model has none; an objective search stays free of torch and the CNN packages)."""
+    if options.get("objective") is not None or options.get("model") is not None:
+        return {}
+    from search_spaces.summary import SUMMARIES
+
+    return SUMMARIES
+
+
 def search(**options):
     """Run a search (keyword options as ``prepare``) and return the finished study (``nas.load_study``):
     ``.best``, ``.trials``, ``.trials_dataframe()``, ``.pareto_front()``.
@@ -374,9 +384,8 @@ def search(**options):
     if options.get("progress"):
         print(file=sys.stderr)
     from nas.report import load_study
-    from search_spaces.summary import SUMMARIES
 
-    view = load_study(study.folder, summaries=SUMMARIES)
+    view = load_study(study.folder, summaries=_summaries(options))
     if view.best is None:
         errors = [t.error for t in view.trials if t.error]
         first = " ".join(str(errors[0]).split())[:300] if errors else "no trial finished"

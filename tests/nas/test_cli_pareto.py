@@ -5,6 +5,7 @@ import pytest
 from nas.cli import main
 from nas.report import load_study
 from nas.storage import Storage
+from search_spaces.summary import SUMMARIES
 
 
 def run(capsys, *argv):
@@ -43,7 +44,7 @@ def test_report_draws_the_front_with_its_posterior(capsys, pareto_study):
     assert code == 0 and "Pareto front" in out and "±" in out
     assert (pareto_study / "pareto_front.png").read_bytes()[:4] == b"\x89PNG"
     csv = pd.read_csv(pareto_study / "pareto.csv")
-    front = load_study(pareto_study).pareto_front()
+    front = load_study(pareto_study, summaries=SUMMARIES).pareto_front()  # as nas report reads it
     assert list(csv.columns) == list(front.columns) and {"post_mean", "post_std"} <= set(csv.columns)
     assert set(csv["id"]) == set(front["id"]) and (front["post_std"] > 0).all()
 

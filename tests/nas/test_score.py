@@ -109,6 +109,6 @@ def test_any_spec_is_a_score_or_a_one_line_error(spec):
         s = parse_score(spec)
     except NasError as e:
         assert "\n" not in str(e)  # specs are quoted with repr: a newline in one stays escaped
-        assert str(e).startswith("--score")
+        assert str(e).startswith("score")  # named as the Python option; nas search shows --score
     else:
         assert callable(s) and isinstance(s.spec(), str)
