@@ -55,8 +55,9 @@ from nas.errors import NasError
 __all__ = ["Fidelity", "Reporter", "ASHA", "blend_keys"]
 
 DEFAULT_ETA = 3  # Li et al. 2020 and Hyperband's default: keep the top third at each rung
-# Promotion keys: the weight of the model's predicted top-rung value against the trial's own rung value.
-MODEL_WEIGHT = 0.5
+# Promotion keys: the weight of the model's predicted top-rung value against the trial's own rung value. 1: the
+# model's ranking, the own value breaking its ties. 0.5 measured worse on the TaskSet tables (bench/RESULTS.md).
+MODEL_WEIGHT = 1.0
 
 
 def _number(v, what: str) -> float:
@@ -214,7 +215,7 @@ def _unit_ranks(keys) -> list:
 def blend_keys(own, model, weight: float = MODEL_WEIGHT) -> list:
     """Promotion keys at one rung (higher is better) from each trial's own rung value ``own`` and a model's
     prediction of its top-rung value ``model``: ``(1 - weight) * rank(own) + weight * rank(model)``, ranks
-    scaled to [0, 1]. Ties of the blend go to the model.
+    scaled to [0, 1]; ties of the blend go to the model, then to the own value.
 
     Ranking by the prediction alone trusts the model where it is weakest: a GP over (config, resource) predicts
     a config seen only at a low rung mostly from its neighbours at the top, so its own early value (the best
@@ -226,7 +227,7 @@ def blend_keys(own, model, weight: float = MODEL_WEIGHT) -> list:
     if len(own) != len(model):
         raise NasError(f"blend_keys: {len(own)} rung values but {len(model)} predictions")
     ro, rm = _unit_ranks(own), _unit_ranks(model)
-    return [(1 - weight) * a + weight * b + 1e-9 * b for a, b in zip(ro, rm)]
+    return [(1 - weight) * a + weight * b + 1e-9 * b + 1e-12 * a for a, b in zip(ro, rm)]
 
 
 RUNNING, PAUSED, DONE, FAILED = "running", "paused", "done", "failed"
