@@ -343,6 +343,7 @@ def main(argv=None) -> None:
     ap.add_argument("--task-index", type=int, nargs="+", metavar="I",
                     help="only these tasks (0-11, in name order), after --tasks")
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
     ap.add_argument("--workers", type=int, default=2)
@@ -360,7 +361,7 @@ def main(argv=None) -> None:
     budgets = sorted(a.budgets)
     # Seed by seed, task by task: a run cut short (--report) still holds whole (task, seed) groups.
     jobs = [{"path": str(f), "method": m, "seed": s, "budget": budgets[-1], "budgets": budgets}
-            for s in range(a.seeds) for f in files for m in a.methods]
+            for s in range(a.first_seed, a.first_seed + a.seeds) for f in files for m in a.methods]
     t0 = time.perf_counter()
     results = []
     if a.report:
