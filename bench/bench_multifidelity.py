@@ -1,5 +1,5 @@
 """Multi-fidelity search on the TaskSet learning-curve tables: ours (GP over (config, resource) + ASHA,
-promotions ranked by the GP's predicted top-rung value) against ours with fidelity off, Optuna TPE +
+promotions ranked by each trial's rung value blended with the GP's predicted top-rung value) against ours with fidelity off, Optuna TPE +
 HyperbandPruner, Optuna TPE + SuccessiveHalvingPruner and random search + ASHA.
 
     .venv/bin/python -m bench.bench_multifidelity                        # 12 tasks, 10 seeds, budgets 10/30/100
@@ -115,7 +115,7 @@ def _stop_and_go(run: Run, sched, propose, rank, tell):
 
 
 def run_ours(run: Run, seed: int):
-    from nas.fidelity import ASHA, Fidelity
+    from nas.fidelity import ASHA, Fidelity, blend_keys
     from nas.optimizer import Optimizer
 
     fid = Fidelity(MIN_STEP, MAX_STEP, eta=ETA)
@@ -132,9 +132,11 @@ def run_ours(run: Run, seed: int):
         opt.add_pending(config, resource=first_rung)
         return i, config
 
-    def rank(k, tids, trials):  # as SegmentLoop._rank for a minimised objective without a score
+    def rank(k, tids, trials):  # as SegmentLoop._rank for a minimised objective without a score: own value
+        # at the rung blended with the predicted top-rung value (nas.fidelity.blend_keys)
+        own = sched._default_rank(k, tids)
         pred = opt.predict_top([trials[t][1] for t in tids])
-        return sched._default_rank(k, tids) if pred is None else [-p for p in pred]
+        return own if pred is None else blend_keys(own, [-p for p in pred])
 
     _stop_and_go(run, sched, propose, rank, lambda c, v, r: opt.tell(c, v, resource=r))
 
@@ -338,7 +340,10 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(DEFAULT_DIR))
     ap.add_argument("--tasks", type=int, default=12, help="the first N tasks in name order")
+    ap.add_argument("--task-index", type=int, nargs="+", metavar="I",
+                    help="only these tasks (0-11, in name order), after --tasks")
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
     ap.add_argument("--workers", type=int, default=2)
@@ -351,10 +356,12 @@ def main(argv=None) -> None:
     if a.quick:
         a.tasks, a.seeds = 3, 2
     files = task_files(a.data)[: a.tasks]
+    if a.task_index:
+        files = [f for i, f in enumerate(files) if i in set(a.task_index)]
     budgets = sorted(a.budgets)
     # Seed by seed, task by task: a run cut short (--report) still holds whole (task, seed) groups.
     jobs = [{"path": str(f), "method": m, "seed": s, "budget": budgets[-1], "budgets": budgets}
-            for s in range(a.seeds) for f in files for m in a.methods]
+            for s in range(a.first_seed, a.first_seed + a.seeds) for f in files for m in a.methods]
     t0 = time.perf_counter()
     results = []
     if a.report:

@@ -23,7 +23,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DIR = ROOT.parent / "shared" / "benchmarks" / "taskset"
+# ../shared beside the checkout; from a worktree one level deeper (/work/wt/NAME), ../../shared
+DEFAULT_DIR = next((d for d in (ROOT.parent / "shared" / "benchmarks" / "taskset",
+                                ROOT.parents[1] / "shared" / "benchmarks" / "taskset") if d.is_dir()),
+                   ROOT.parent / "shared" / "benchmarks" / "taskset")
 HP = ("learning_rate", "beta1", "beta2", "epsilon", "l1", "l2", "linear_decay", "exponential_decay")
 PARAM = {"beta1": "one_minus_beta1", "beta2": "one_minus_beta2"}  # searched as 1 - beta, on a log scale
 CAP = 10.0

@@ -32,7 +32,8 @@ The objective of a multi-fidelity ``Study`` gets ``resource_from``, ``resource_t
 
 The engine side: ``Optimizer(space, fidelity=Fidelity(1, 27))`` models (config, resource) jointly and
 proposes new configs by UCB on the predicted value at ``max_resource``; ``ASHA`` decides promotions, ranking
-the trials at a rung by a key the caller passes (the study uses the GP's predicted top-rung score):
+the trials at a rung by a key the caller passes (the study uses ``blend_keys``: each trial's own rung value
+blended with the GP's predicted top-rung score):
 
     >>> sched = ASHA(Fidelity(1, 9, eta=3))
     >>> for tid, v in [(1, 0.2), (2, 0.9), (3, 0.5)]:
@@ -51,9 +52,12 @@ from typing import Callable, Iterable
 
 from nas.errors import NasError
 
-__all__ = ["Fidelity", "Reporter", "ASHA"]
+__all__ = ["Fidelity", "Reporter", "ASHA", "blend_keys"]
 
 DEFAULT_ETA = 3  # Li et al. 2020 and Hyperband's default: keep the top third at each rung
+# Promotion keys: the weight of the model's predicted top-rung value against the trial's own rung value. 1: the
+# model's ranking, the own value breaking its ties. 0.5 measured worse on the TaskSet tables (bench/RESULTS.md).
+MODEL_WEIGHT = 1.0
 
 
 def _number(v, what: str) -> float:
@@ -192,6 +196,40 @@ def read_live(path: str | Path) -> dict | None:
 
 
 # ----------------------------------------------------------------------------------------- ASHA
+def _unit_ranks(keys) -> list:
+    """Ranks of ``keys`` scaled to [0, 1] (0 the lowest; ties share their mean rank; NaN counts lowest)."""
+    k = [float(v) if math.isfinite(float(v)) else -math.inf for v in keys]
+    order = sorted(range(len(k)), key=lambda i: k[i])
+    out = [0.0] * len(k)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and k[order[j + 1]] == k[order[i]]:
+            j += 1
+        for m in range(i, j + 1):
+            out[order[m]] = (i + j) / 2 / max(1, len(k) - 1)
+        i = j + 1
+    return out
+
+
+def blend_keys(own, model, weight: float = MODEL_WEIGHT) -> list:
+    """Promotion keys at one rung (higher is better) from each trial's own rung value ``own`` and a model's
+    prediction of its top-rung value ``model``: ``(1 - weight) * rank(own) + weight * rank(model)``, ranks
+    scaled to [0, 1]; ties of the blend go to the model, then to the own value.
+
+    Ranking by the prediction alone trusts the model where it is weakest: a GP over (config, resource) predicts
+    a config seen only at a low rung mostly from its neighbours at the top, so its own early value (the best
+    single clue to its final one) counts little, and on the TaskSet tables runs that never learn (loss stuck at
+    ln 2 from the first checkpoint, below the early bumps of runs that do learn) were ranked first. Ranking by
+    the own value alone ignores what the other trials say about this region of the space.
+    """
+    own, model = list(own), list(model)
+    if len(own) != len(model):
+        raise NasError(f"blend_keys: {len(own)} rung values but {len(model)} predictions")
+    ro, rm = _unit_ranks(own), _unit_ranks(model)
+    return [(1 - weight) * a + weight * b + 1e-9 * b + 1e-12 * a for a, b in zip(ro, rm)]
+
+
 RUNNING, PAUSED, DONE, FAILED = "running", "paused", "done", "failed"
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nas.errors import NasError
-from nas.fidelity import ASHA, Fidelity, read_live
+from nas.fidelity import ASHA, Fidelity, blend_keys, read_live
 from nas.fsutil import atomic_write_bytes, fsync_dir, remove_stale_temps
 from nas.options import shown
 from nas.trial import COMPLETE, FAILED, INTERRUPTED, PAUSED, RUNNING, Trial
@@ -180,15 +180,17 @@ class SegmentLoop:
         return prog
 
     def _rank(self, k: int, tids: list) -> list:
-        """ASHA's key at rung k: the score of the GP's predicted value at max_resource (higher is better);
-        the raw rung values while there is no model."""
+        """ASHA's key at rung k (higher is better): ``blend_keys`` of each trial's own rung value and the GP's
+        predicted value at max_resource, both through the score; the raw rung values while there is no model."""
         configs = [self.trials[t].config for t in tids]
+        own = self.sched._default_rank(k, tids)
         pred = self.opt.predict_top(configs)
         if pred is None:
-            return self.sched._default_rank(k, tids)
+            return own
         if self.opt.direction == "minimize":
-            return [-p for p in pred]
-        return list(self.opt.score_of(configs, pred))
+            return blend_keys(own, [-p for p in pred])
+        own = self.opt.score_of(configs, [self.sched.values[k][t] for t in tids])
+        return blend_keys(list(own), list(self.opt.score_of(configs, pred)))
 
     def _next_job(self) -> Job:
         promo = self.sched.next_promotion(self._rank)

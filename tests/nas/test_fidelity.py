@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from nas.errors import NasError
-from nas.fidelity import ASHA, PAUSED, RUNNING, Fidelity, Reporter, read_live
+from nas.fidelity import ASHA, PAUSED, RUNNING, Fidelity, Reporter, blend_keys, read_live
 from nas.optimizer import Optimizer
 from nas.space import Categorical, Float, Space
 
@@ -169,6 +169,39 @@ def test_asha_minimize_and_highest_rung_first():
     assert sched.next_promotion() == (3, 2)  # rung 1 before rung 0; lowest loss there is trial 3
     with pytest.raises(NasError, match="rungs must increase"):
         sched.record(3, 1, 0.0)
+
+
+def _order(keys):
+    return sorted(range(len(keys)), key=lambda i: (-keys[i], i))
+
+
+def test_blend_keys_interpolates_between_own_value_and_model_ranking():
+    rng = random.Random(1)
+    for _ in range(200):
+        n = rng.randint(1, 9)
+        own = [rng.randint(0, 3) / 3 for _ in range(n)]  # ties included
+        model = [rng.random() if rng.random() > 0.1 else math.nan for _ in range(n)]
+        # weight 1: the model's order (NaN last), ties broken by the own value; weight 0: the reverse
+        m = [v if math.isfinite(v) else -math.inf for v in model]
+        assert _order(blend_keys(own, model, 1.0)) == sorted(range(n), key=lambda i: (-m[i], -own[i], i))
+        assert _order(blend_keys(own, model, 0.0)) == sorted(range(n), key=lambda i: (-own[i], -m[i], i))
+        mixed = blend_keys(own, model, 0.5)
+        for i in range(n):  # a trial ahead of another on both keys stays ahead in the blend
+            for j in range(n):
+                if own[i] > own[j] and m[i] > m[j]:
+                    assert mixed[i] > mixed[j]
+
+
+def test_blend_keys_lets_own_evidence_overrule_a_confident_model():
+    # Six trials at a rung: the model ranks trial 0 first, but its own value is the worst; trial 5 is second by
+    # the model and best by its own value. The prediction alone (the default weight) promotes 0; an even
+    # blend promotes 5.
+    own = [0.1, 0.2, 0.3, 0.4, 0.5, 0.9]
+    model = [0.9, 0.1, 0.2, 0.3, 0.4, 0.8]
+    assert _order(blend_keys(own, model))[0] == 0 and _order(blend_keys(own, model, 0.5))[0] == 5
+    assert _order(blend_keys([0.1, 0.7], [0.5, 0.5]))[0] == 1  # a tie of the model goes to the own value
+    with pytest.raises(NasError, match="predictions"):
+        blend_keys([1.0, 2.0], [1.0])
 
 
 # ------------------------------------------------------------------------- GP over (config, resource)

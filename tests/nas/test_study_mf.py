@@ -116,7 +116,13 @@ def test_resume_with_a_larger_budget_promotes_paused_trials_from_their_checkpoin
     by_id = {t.id: t for t in after}
     for t in before:  # nothing recorded is lost: every rung value recorded stays, in order
         assert by_id[t.id].metrics["rungs"][:len(t.metrics["rungs"])] == t.metrics["rungs"]
-    assert any(by_id[t.id].rung > (t.rung or 0) for t in before if t.status == PAUSED)
+    # The resumed scheduler counts the trials paused before it: each rung one of them still waits at has sent
+    # up its share, floor(n_k / eta) of all trials that reached it (which ones is the ranking's business).
+    waiting = {t.rung for t in before if t.status == PAUSED and by_id[t.id].rung == t.rung}
+    assert waiting
+    for k in waiting:
+        at_k = [t for t in after if t.rung is not None and t.rung >= k]
+        assert sum(1 for t in at_k if t.rung > k) >= len(at_k) // fid.eta, k
 
 
 def test_a_segment_killed_mid_run_continues_from_its_last_rung(tmp_path):
