@@ -46,9 +46,11 @@ from bench.taskset import CAP, DEFAULT_DIR, MAX_STEP, Pool, load_task, task_file
 MIN_STEP, ETA = 1, 3
 BUDGETS = (10, 30, 100)
 METHODS = ("ours", "ours-off", "tpe-hb", "tpe-sh", "random-asha")
+VARIANTS = ("ours-nofinish",)  # run only when named: ours without finishing its best paused trials at the end
 PEERS = ("tpe-hb", "tpe-sh", "random-asha")  # the other tools; ours-off is reported beside them
 LABELS = {"ours": "ours (multi-fidelity)", "ours-off": "ours (fidelity off)", "tpe-hb": "TPE + Hyperband",
-          "tpe-sh": "TPE + SuccessiveHalving", "random-asha": "random + ASHA"}
+          "tpe-sh": "TPE + SuccessiveHalving", "random-asha": "random + ASHA",
+          "ours-nofinish": "ours, no finishing promotions"}
 EPS = 1e-3  # added to both medians in the ratio, so a zero regret (the pool's best found) stays finite
 
 
@@ -85,13 +87,18 @@ def _space(pool):
     return Space([Float(n, lo, hi, log=True) for n, lo, hi in pool.bounds], name="taskset-adam8")
 
 
-def _stop_and_go(run: Run, sched, propose, rank, tell):
+def _stop_and_go(run: Run, sched, propose, rank, tell, finish_key=None):
     """The segment loop of nas/segments.py, sequential: promote a paused trial that ASHA allows (ranked by
-    ``rank``), else start a new config (``propose() -> (pool index, config) | None``)."""
+    ``rank``), else start a new config (``propose() -> (pool index, config) | None``). With ``finish_key``
+    (ours, as SegmentLoop), once the budget left cannot take a new trial to the top, the paused trial with the
+    best key that can still finish goes on (``ASHA.finishing_promotion``); plain ASHA (None) does not."""
     rungs = sched.fidelity.rungs
     trials: dict[int, tuple[int, dict]] = {}
     while run.left > 0:
-        promo = sched.next_promotion(lambda k, tids: rank(k, tids, trials))
+        promo = None
+        if finish_key is not None:
+            promo = sched.finishing_promotion(run.left, lambda tids: finish_key(tids, trials))
+        promo = promo or sched.next_promotion(lambda k, tids: rank(k, tids, trials))
         if promo is not None:
             tid, k = promo
             sched.resume(tid)
@@ -114,7 +121,7 @@ def _stop_and_go(run: Run, sched, propose, rank, tell):
             sched.record(tid, k, v)
 
 
-def run_ours(run: Run, seed: int):
+def run_ours(run: Run, seed: int, finish: bool = True):
     from nas.fidelity import ASHA, Fidelity, blend_keys
     from nas.optimizer import Optimizer
 
@@ -138,7 +145,12 @@ def run_ours(run: Run, seed: int):
         pred = opt.predict_top([trials[t][1] for t in tids])
         return own if pred is None else blend_keys(own, [-p for p in pred])
 
-    _stop_and_go(run, sched, propose, rank, lambda c, v, r: opt.tell(c, v, resource=r))
+    def finish_key(tids, trials):  # as SegmentLoop._finish_key: the predicted top-rung value (minimised)
+        pred = opt.predict_top([trials[t][1] for t in tids])
+        return None if pred is None else [-p for p in pred]
+
+    _stop_and_go(run, sched, propose, rank, lambda c, v, r: opt.tell(c, v, resource=r),
+                 finish_key=finish_key if finish else None)
 
 
 def run_random_asha(run: Run, seed: int):
@@ -210,7 +222,7 @@ def run_optuna(run: Run, seed: int, pruner_name: str):
             study.tell(trial, state=state)
 
 
-RUNNERS = {"ours": run_ours, "ours-off": run_ours_off, "random-asha": run_random_asha,
+RUNNERS = {"ours": run_ours, "ours-nofinish": lambda r, s: run_ours(r, s, finish=False), "ours-off": run_ours_off, "random-asha": run_random_asha,
            "tpe-hb": lambda r, s: run_optuna(r, s, "hyperband"),
            "tpe-sh": lambda r, s: run_optuna(r, s, "sh")}
 
@@ -344,7 +356,7 @@ def main(argv=None) -> None:
                     help="only these tasks (0-11, in name order), after --tasks")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + VARIANTS)
     ap.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="3 tasks, 2 seeds")

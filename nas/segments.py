@@ -4,7 +4,9 @@ A job trains one trial from ``resource_from`` (0 for a new trial) to ``resource_
 returns; the rung's value is committed at once, the checkpoint the objective returned is stored under
 ``trials/<id>/checkpoint.pt``, and the trial is *paused* (``complete`` at the top rung). Whenever a worker
 is free, ASHA promotes a paused trial that is in the top 1/eta of its rung by the GP's predicted top-rung
-score; if none is, the optimizer proposes a new config (UCB at max_resource). No worker ever waits.
+score; if none is, the optimizer proposes a new config (UCB at max_resource). No worker ever waits. Once the
+epochs left cannot take a new trial to the top, the paused trial with the best predicted top-rung score that
+can still reach the top goes on instead (``ASHA.finishing_promotion``), so the budget ends on finished trials.
 
 Budget: ``--trials N`` buys ``N * max_resource`` epochs (the cost of N full trainings); a job starts while
 the epochs trained plus the epochs of running jobs are below it (so the last jobs may overrun it by at most
@@ -192,8 +194,26 @@ class SegmentLoop:
         own = self.opt.score_of(configs, [self.sched.values[k][t] for t in tids])
         return blend_keys(list(own), list(self.opt.score_of(configs, pred)))
 
+    def _finish_key(self, tids: list) -> list | None:
+        """Paused trials compared across rungs (higher is better): the score of the GP's predicted top-rung
+        value; None without a model (ASHA then prefers the highest rung reached, then its value)."""
+        configs = [self.trials[t].config for t in tids]
+        pred = self.opt.predict_top(configs)
+        if pred is None:
+            return None
+        if self.opt.direction == "minimize":
+            return [-p for p in pred]
+        return list(self.opt.score_of(configs, pred))
+
+    def _left(self) -> float | None:
+        if self.epoch_budget is None:
+            return None
+        return self.epoch_budget - self.epochs_trained() - self._in_flight()
+
     def _next_job(self) -> Job:
-        promo = self.sched.next_promotion(self._rank)
+        left = self._left()
+        promo = None if left is None else self.sched.finishing_promotion(left, self._finish_key)
+        promo = promo or self.sched.next_promotion(self._rank)
         if promo is not None:
             tid, k = promo
             return self._job(self.trials[tid], k)

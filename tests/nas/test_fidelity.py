@@ -175,6 +175,50 @@ def _order(keys):
     return sorted(range(len(keys)), key=lambda i: (-keys[i], i))
 
 
+def _paused_asha(seed: int, maximize: bool = True):
+    """An ASHA over Fidelity(1, 27, 3) with random trials paused at random rungs, some running, one failed."""
+    rng = random.Random(seed)
+    sched = ASHA(Fidelity(1, 27, 3), maximize=maximize)
+    for tid in range(rng.randint(1, 12)):
+        sched.start(tid)
+        for k in range(rng.randint(0, 3)):  # 0..2 rungs recorded: paused below the top
+            sched.record(tid, k, rng.random())
+    if rng.random() < 0.3:
+        sched.resume(next(iter(sched.state)))  # one goes on: running, not paused
+    return sched, rng
+
+
+def test_finishing_promotion_matches_brute_force_on_random_small_cases():
+    for seed in range(300):
+        sched, rng = _paused_asha(seed, maximize=seed % 2 == 0)
+        left = rng.choice([0.5, 5, 18, 24, 26, 27, 40])
+        keys = {t: rng.random() for t in sched.state}
+        got = sched.finishing_promotion(left, lambda tids: [keys[t] for t in tids])
+        rungs = sched.fidelity.rungs
+        can = [t for t, st in sched.state.items() if st == PAUSED and sched.reached[t] >= 0
+               and 27 - rungs[sched.reached[t]] <= left]
+        if left >= 27 or not can:
+            assert got is None
+        else:  # the best key among those that can still reach the top, on to their next rung
+            best = max(can, key=lambda t: (keys[t], sched.reached[t], -t))
+            assert got == (best, sched.reached[best] + 1)
+
+
+def test_finishing_promotion_without_a_model_prefers_the_highest_rung_then_the_value():
+    sched = ASHA(Fidelity(1, 27, 3), maximize=False)
+    for tid, rungs in enumerate([[0.9], [0.5, 0.6], [0.5, 0.4], [0.1]]):
+        sched.start(tid)
+        for k, v in enumerate(rungs):
+            sched.record(tid, k, v)
+    assert sched.finishing_promotion(27) is None  # a new trial can still reach the top: plain ASHA decides
+    assert sched.finishing_promotion(26) == (2, 2)  # every paused trial fits: the highest rung, the lower loss
+    assert sched.finishing_promotion(24) == (2, 2)  # only rung-1 trials (24 epochs to go) fit
+    sched.fail(2)
+    sched.fail(1)
+    assert sched.finishing_promotion(24) is None and sched.finishing_promotion(26) == (3, 1)  # rung 0: 0.1 < 0.9
+    assert sched.finishing_promotion(23) is None  # nothing can reach the top any more
+
+
 def test_blend_keys_interpolates_between_own_value_and_model_ranking():
     rng = random.Random(1)
     for _ in range(200):
