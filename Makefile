@@ -1,5 +1,5 @@
 # make demo: set up .venv if missing, run the default search on digits, print the report.
-# make test: set up .venv if missing, lint (ruff), run the test suite (the import-layer contract included).
+# make test: set up .venv if missing, lint and format check (ruff), run the test suite (the import-layer contract included).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -20,6 +20,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=600
 
 # Benchmarks are not part of the test run; each writes bench/results_*.md, merged into bench/RESULTS.md.

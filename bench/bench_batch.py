@@ -25,6 +25,7 @@ Modes (one optimiser, ``nas.Optimizer(nb201_space(), seed=s)`` with its defaults
 
 Writes ``bench/results_batch.md`` (``--out``) and every trial to ``bench/out/batch_runs.json`` (``--raw``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,7 +68,7 @@ def _nb(path):
 def durations(seed: int, n: int) -> np.ndarray:
     """n log-normal durations with mean 1; the same for every mode of one seed."""
     rng = np.random.default_rng(1_000_003 + seed)
-    return rng.lognormal(mean=-SIGMA**2 / 2, sigma=SIGMA, size=n)
+    return rng.lognormal(mean=-(SIGMA**2) / 2, sigma=SIGMA, size=n)
 
 
 # ------------------------------------------------------------------------------------------ one run
@@ -123,14 +124,23 @@ def _run_one(mode: str, k: int, seed: int, budget: int, nb201=None) -> dict:
     else:
         raise ValueError(f"unknown mode {mode!r}")
     assert len(records) == budget
-    return {"mode": mode, "k": k, "seed": seed, "budget": budget, "records": records,
-            "wall_s": time.perf_counter() - start}
+    return {
+        "mode": mode,
+        "k": k,
+        "seed": seed,
+        "budget": budget,
+        "records": records,
+        "wall_s": time.perf_counter() - start,
+    }
 
 
 # ------------------------------------------------------------------------------------------ analysis
 def label(mode: str, k: int) -> str:
-    return {"random": "random (1 worker)", "batch": f"batch of {k}" if k > 1 else "sequential (k = 1)",
-            "async": f"async, {k} workers"}[mode]
+    return {
+        "random": "random (1 worker)",
+        "batch": f"batch of {k}" if k > 1 else "sequential (k = 1)",
+        "async": f"async, {k} workers",
+    }[mode]
 
 
 def quartiles(xs) -> tuple:
@@ -162,9 +172,16 @@ def pick_test(run: dict, n: int) -> float:
 
 
 def tables(runs: list, variants: list, budgets: list, times: list, best: float) -> tuple[list, list, dict]:
-    head = (["mode"] + [f"regret @{b}" for b in budgets] + [f"test acc of pick @{budgets[-1]}",
-                                                           f"distinct @{budgets[-1]}", f"sim. time for {budgets[-1]}",
-                                                           "optimiser s / run"])
+    head = (
+        ["mode"]
+        + [f"regret @{b}" for b in budgets]
+        + [
+            f"test acc of pick @{budgets[-1]}",
+            f"distinct @{budgets[-1]}",
+            f"sim. time for {budgets[-1]}",
+            "optimiser s / run",
+        ]
+    )
     by_n = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     thead = ["mode"] + [f"regret @T={t:g}" for t in times] + [f"trials done by T={t:g}" for t in times]
     by_t = ["| " + " | ".join(thead) + " |", "|---|" + "---:|" * (len(thead) - 1)]
@@ -175,10 +192,12 @@ def tables(runs: list, variants: list, budgets: list, times: list, best: float) 
             continue
         raw[(mode, k)] = {b: [regret_at_n(r, b, best) for r in rs] for b in budgets}
         cells = [fmt_q(raw[(mode, k)][b]) for b in budgets]
-        cells += [fmt_q([pick_test(r, budgets[-1]) for r in rs]),
-                  f"{np.median([len({x['key'] for x in r['records']}) for r in rs]):.0f}",
-                  fmt_q([max(x["t_end"] for x in r["records"]) for r in rs], 1),
-                  f"{np.median([r['wall_s'] for r in rs]):.1f}"]
+        cells += [
+            fmt_q([pick_test(r, budgets[-1]) for r in rs]),
+            f"{np.median([len({x['key'] for x in r['records']}) for r in rs]):.0f}",
+            fmt_q([max(x["t_end"] for x in r["records"]) for r in rs], 1),
+            f"{np.median([r['wall_s'] for r in rs]):.1f}",
+        ]
         by_n.append(f"| {label(mode, k)} (n={len(rs)}) | " + " | ".join(cells) + " |")
         tcells = []
         for t in times:
@@ -207,8 +226,10 @@ def paired_lines(raw: dict, runs: list, variants: list, budgets: list, best: flo
             d = [regret_at_n(other[s], b, best) - regret_at_n(seq[s], b, best) for s in seeds]
             worse = sum(x > 0 for x in d)
             better = sum(x < 0 for x in d)
-            parts.append(f"@{b}: worse on {worse}, better on {better} of {len(seeds)} seeds, "
-                         f"median difference {np.median(d):+.2f}")
+            parts.append(
+                f"@{b}: worse on {worse}, better on {better} of {len(seeds)} seeds, "
+                f"median difference {np.median(d):+.2f}"
+            )
         out.append(f"- {label(mode, k)} minus sequential: " + "; ".join(parts))
     return out
 
@@ -219,8 +240,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 10; 3 with --quick)")
     ap.add_argument("--ks", type=int, nargs="+", default=[2, 4], help="parallel widths (default 2 4)")
     ap.add_argument("--quick", action="store_true", help="3 seeds, budgets 25 / 50")
-    ap.add_argument("--nb201", default=None, help="path to nb201_merged.csv (default: $LIGHTNAS_NB201, then "
-                    "../shared/benchmarks/nb201/nb201_merged.csv from the project root)")
+    ap.add_argument(
+        "--nb201",
+        default=None,
+        help="path to nb201_merged.csv (default: $LIGHTNAS_NB201, then "
+        "../shared/benchmarks/nb201/nb201_merged.csv from the project root)",
+    )
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel, one thread each")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results_batch.md")
     ap.add_argument("--raw", type=Path, default=ROOT / "bench" / "out" / "batch_runs.json")
@@ -234,15 +259,17 @@ def main(argv=None) -> int:
         log(f"skipping: {e}")
         return 0
     best = nb.best_val
-    variants = ([("batch", 1)] + [("batch", k) for k in a.ks] + [("async", k) for k in a.ks] + [("random", 1)])
-    tasks = [{"mode": m, "k": k, "seed": s, "budget": budgets[-1], "nb201": a.nb201}
-             for s in seeds for m, k in variants]
+    variants = [("batch", 1)] + [("batch", k) for k in a.ks] + [("async", k) for k in a.ks] + [("random", 1)]
+    tasks = [
+        {"mode": m, "k": k, "seed": s, "budget": budgets[-1], "nb201": a.nb201} for s in seeds for m, k in variants
+    ]
     t0 = time.perf_counter()
     runs = []
     import multiprocessing as mp
 
-    with ProcessPoolExecutor(max_workers=a.workers, mp_context=mp.get_context("spawn"),
-                             initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(
+        max_workers=a.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
+    ) as pool:
         futures = [pool.submit(run_one, t) for t in tasks]
         for f in as_completed(futures):
             r = f.result()
@@ -250,35 +277,49 @@ def main(argv=None) -> int:
             if "error" in r:
                 log(f"RUN FAILED {r['mode']} k={r['k']} s{r['seed']}:\n{r['error']}")
             else:
-                log(f"[{len(runs)}/{len(tasks)}] {label(r['mode'], r['k'])} seed {r['seed']}: regret@{budgets[-1]} "
+                log(
+                    f"[{len(runs)}/{len(tasks)}] {label(r['mode'], r['k'])} seed {r['seed']}: regret@{budgets[-1]} "
                     f"{regret_at_n(r, budgets[-1], best):.2f} ({r['wall_s']:.0f}s; "
-                    f"{(time.perf_counter() - t0) / 60:.1f} min so far)")
+                    f"{(time.perf_counter() - t0) / 60:.1f} min so far)"
+                )
     total = time.perf_counter() - t0
     a.raw.parent.mkdir(parents=True, exist_ok=True)
     a.raw.write_text(json.dumps(runs))
 
     by_n, by_t, raw = tables(runs, variants, budgets, times, best)
     cmd = "cd /work/main && .venv/bin/python bench/bench_batch.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])
+        argv if argv is not None else sys.argv[1:]
+    )
     errors = [r for r in runs if "error" in r]
     lines = [
-        "# Batch and asynchronous proposals on NAS-Bench-201 (CIFAR-10 validation accuracy)", "",
-        f"Command: `{cmd.strip()}`", "",
+        "# Batch and asynchronous proposals on NAS-Bench-201 (CIFAR-10 validation accuracy)",
+        "",
+        f"Command: `{cmd.strip()}`",
+        "",
         f"Date: {datetime.date.today().isoformat()}. {os.cpu_count()} CPUs (shared), Python "
         f"{platform.python_version()}, numpy {np.__version__}; {a.workers} runs at a time, one thread each; "
-        f"total wall {total / 60:.1f} min. Table: `{nb.path}` (15,625 cells, read, not copied).", "",
+        f"total wall {total / 60:.1f} min. Table: `{nb.path}` (15,625 cells, read, not copied).",
+        "",
         f"Seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}) for every mode; each run is {budgets[-1]} trials, and the "
         f"regrets at fewer trials are read off the same run. Regret = {best:.2f} (the table's best validation "
         "accuracy) minus the best validation accuracy among the first N trials to finish, in percentage points; "
         "median [25 %, 75 %] over seeds. Simulated durations: log-normal, mean 1, sigma 0.5, the same draws "
-        "for every mode of a seed (see the module docstring).", "",
-        "## At equal trial counts", "",
-        *by_n, "",
-        *paired_lines(raw, runs, variants, budgets, best), "",
-        "## At equal simulated wall time (k workers at once; T in mean trial durations)", "",
-        *by_t, "",
+        "for every mode of a seed (see the module docstring).",
+        "",
+        "## At equal trial counts",
+        "",
+        *by_n,
+        "",
+        *paired_lines(raw, runs, variants, budgets, best),
+        "",
+        "## At equal simulated wall time (k workers at once; T in mean trial durations)",
+        "",
+        *by_t,
+        "",
     ]
-    return finish_results(lines, errors, lambda r: f"{label(r['mode'], r['k'])} seed {r['seed']}", raw=a.raw, out=a.out, root=ROOT)
+    return finish_results(
+        lines, errors, lambda r: f"{label(r['mode'], r['k'])} seed {r['seed']}", raw=a.raw, out=a.out, root=ROOT
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ accuracy, the same seeds for both spaces. Problems:
     python bench/bench_lr_ranges.py --seeds 3 --trials 8 --warmup 4 --workers 2 [--problems digits,cifar10]
         [--cifar 50,30,30,4]   (images per class: train, val, test; and epochs)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,12 +43,18 @@ CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-dev"
 if not CIFAR.is_dir():
     CIFAR = Path("/work/shared/datasets/cifar10-dev")
 
-DIGITS_NET = {"stem": {"channels": 8, "kernel": 3, "stride": 1},
-              "stages": [{"block": "Conv", "channels": 32, "stride": 2}, {"block": "Conv", "channels": 48, "stride": 2}],
-              "head": {"channels": 0}, "classifier": {"dropout": 0.0}}
-CIFAR_NET = {"stem": {"channels": 16, "kernel": 3, "stride": 2},
-             "stages": [{"block": "Conv", "channels": 32, "stride": 2}, {"block": "Conv", "channels": 64, "stride": 2}],
-             "head": {"channels": 0}, "classifier": {"dropout": 0.0}}
+DIGITS_NET = {
+    "stem": {"channels": 8, "kernel": 3, "stride": 1},
+    "stages": [{"block": "Conv", "channels": 32, "stride": 2}, {"block": "Conv", "channels": 48, "stride": 2}],
+    "head": {"channels": 0},
+    "classifier": {"dropout": 0.0},
+}
+CIFAR_NET = {
+    "stem": {"channels": 16, "kernel": 3, "stride": 2},
+    "stages": [{"block": "Conv", "channels": 32, "stride": 2}, {"block": "Conv", "channels": 64, "stride": 2}],
+    "head": {"channels": 0},
+    "classifier": {"dropout": 0.0},
+}
 PROBLEMS = {"digits": {"epochs": 3, "net": DIGITS_NET}, "cifar10": {"epochs": 4, "net": CIFAR_NET}}
 BATCHES = (32, 64, 128)
 N_TRAIN, N_VAL, N_TEST = 50, 30, 30  # images per class taken from cifar10-dev (see the docstring)
@@ -63,14 +70,32 @@ def fixed_net(config, data):
 def shared_space(epochs: int) -> Space:
     """The training space as it was before per-optimizer ranges (search_spaces/default.py, Dec 2026)."""
     betas = [Float("beta1", 0.8, 0.99), Float("beta2", 0.9, 0.9999)]
-    optimizer = Group("optimizer", [Categorical("name", {
-        "sgd": [Float("momentum", 0.5, 0.99), Categorical("nesterov", [True, False])],
-        "adam": list(betas), "adamw": list(betas),
-        "rmsprop": [Float("alpha", 0.9, 0.99), Float("momentum", 0.0, 0.9)],
-    })])
-    return Space([optimizer, Float("lr", 1e-4, 0.3, log=True), Float("weight_decay", 1e-6, 1e-2, log=True),
-                  Categorical("batch_size", list(BATCHES)), Constant("epochs", epochs),
-                  Float("label_smoothing", 0.0, 0.2), Integer("warmup_epochs", 0, 3)], name="shared")
+    optimizer = Group(
+        "optimizer",
+        [
+            Categorical(
+                "name",
+                {
+                    "sgd": [Float("momentum", 0.5, 0.99), Categorical("nesterov", [True, False])],
+                    "adam": list(betas),
+                    "adamw": list(betas),
+                    "rmsprop": [Float("alpha", 0.9, 0.99), Float("momentum", 0.0, 0.9)],
+                },
+            )
+        ],
+    )
+    return Space(
+        [
+            optimizer,
+            Float("lr", 1e-4, 0.3, log=True),
+            Float("weight_decay", 1e-6, 1e-2, log=True),
+            Categorical("batch_size", list(BATCHES)),
+            Constant("epochs", epochs),
+            Float("label_smoothing", 0.0, 0.2),
+            Integer("warmup_epochs", 0, 3),
+        ],
+        name="shared",
+    )
 
 
 def per_optimizer_space(epochs: int) -> Space:
@@ -89,7 +114,11 @@ def cifar_data():
     for k, c in enumerate(classes):
         train = sorted((CIFAR / "train" / c).glob("*.jpg"))
         test = sorted((CIFAR / "test" / c).glob("*.jpg"))
-        for split, files in (("train", train[:N_TRAIN]), ("val", train[N_TRAIN:N_TRAIN + N_VAL]), ("test", test[:N_TEST])):
+        for split, files in (
+            ("train", train[:N_TRAIN]),
+            ("val", train[N_TRAIN : N_TRAIN + N_VAL]),
+            ("test", test[:N_TEST]),
+        ):
             parts[split].append((_read(files), np.full(len(files), k)))
     out = {}
     for split, chunks in parts.items():
@@ -104,9 +133,17 @@ def run_one(problem: str, space: Space, seed: int, trials: int, warmup: int, dat
 
     epochs = PROBLEMS[problem]["epochs"]
     with tempfile.TemporaryDirectory() as tmp:
-        kw = dict(model=fixed_net, space=space, epochs=epochs, trials=trials, warmup=warmup, seed=seed,
-                  out=Path(tmp) / "s", workers=executor.capacity, executor="inprocess" if executor.capacity == 1
-                  else "process")
+        kw = dict(
+            model=fixed_net,
+            space=space,
+            epochs=epochs,
+            trials=trials,
+            warmup=warmup,
+            seed=seed,
+            out=Path(tmp) / "s",
+            workers=executor.capacity,
+            executor="inprocess" if executor.capacity == 1 else "process",
+        )
         if problem == "digits":
             study = prepare(dataset="digits", **kw)
         else:
@@ -120,9 +157,16 @@ def run_one(problem: str, space: Space, seed: int, trials: int, warmup: int, dat
         values = [t.value for t in done]
         best = view.best
         names = [t.config["optimizer"]["name"] for t in done]
-        return {"best": best.value, "best_at_warmup": max(values[:warmup]), "test_of_best": best.metrics.get("test_acc"),
-                "best_opt": best.config["optimizer"]["name"], "failed": len(view.trials) - len(done),
-                "poor": sum(v < 0.3 for v in values), "n": len(view.trials), "opts": names}
+        return {
+            "best": best.value,
+            "best_at_warmup": max(values[:warmup]),
+            "test_of_best": best.metrics.get("test_acc"),
+            "best_opt": best.config["optimizer"]["name"],
+            "failed": len(view.trials) - len(done),
+            "poor": sum(v < 0.3 for v in values),
+            "n": len(view.trials),
+            "opts": names,
+        }
 
 
 def main(argv=None) -> None:
@@ -150,29 +194,45 @@ def main(argv=None) -> None:
             for space in (shared_space(epochs), per_optimizer_space(epochs)):  # interleaved: same load for both
                 r = run_one(problem, space, seed, args.trials, args.warmup, datas[problem], pool)
                 rows.append({"problem": problem, "space": space.name, "seed": seed, **r})
-                print(f"{problem} {space.name:14s} seed {seed}: best {r['best']:.4f} (after warm-up "
-                      f"{r['best_at_warmup']:.4f}), poor {r['poor']}/{r['n']}, best optimizer {r['best_opt']}, "
-                      f"{time.time() - t0:.0f}s", flush=True)
+                print(
+                    f"{problem} {space.name:14s} seed {seed}: best {r['best']:.4f} (after warm-up "
+                    f"{r['best_at_warmup']:.4f}), poor {r['poor']}/{r['n']}, best optimizer {r['best_opt']}, "
+                    f"{time.time() - t0:.0f}s",
+                    flush=True,
+                )
             write(rows, args, time.time() - t0)  # after every pair of searches
     pool.shutdown()
 
 
 def write(rows, args, seconds) -> None:
     cmd = "python bench/bench_lr_ranges.py " + " ".join(
-        [f"--seeds {args.seeds}", f"--trials {args.trials}", f"--warmup {args.warmup}", f"--problems {args.problems}",
-         f"--workers {args.workers}", f"--cifar {args.cifar}"])
+        [
+            f"--seeds {args.seeds}",
+            f"--trials {args.trials}",
+            f"--warmup {args.warmup}",
+            f"--problems {args.problems}",
+            f"--workers {args.workers}",
+            f"--cifar {args.cifar}",
+        ]
+    )
     done = sorted({r["seed"] for r in rows})
-    lines = ["# Per-optimizer learning-rate and weight-decay ranges vs one shared range", "",
-             f"Command: `{cmd}` ({seconds / 60:.0f} min, 1 thread, machine shared with other jobs)"
-             + ("" if len(done) == args.seeds else f"; seeds finished so far: {done}") + ".", "",
-             "Training hyper-parameters only, on one fixed CNN per problem (see the module docstring), score = "
-             f"validation accuracy; {args.trials} trials per search ({args.warmup} random warm-up trials, then "
-             f"GP-UCB), seeds 0..{args.seeds - 1}, both spaces with the same seeds. cifar10 = a subsample of "
-             f"cifar10-dev: {N_TRAIN} train / {N_VAL} val images per class from train/, {N_TEST} test images per class "
-             f"from test/, {PROBLEMS['cifar10']['epochs']} epochs; digits {PROBLEMS['digits']['epochs']} epochs. {args.workers} trials at a time (asynchronous GP-BUCB after the warm-up).",
-             "", "| problem | space | best val acc per seed | median | best after warm-up (median) | "
-             "test acc of best (median) | trials under 30 % val acc | best optimizer per seed |",
-             "|---|---|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "# Per-optimizer learning-rate and weight-decay ranges vs one shared range",
+        "",
+        f"Command: `{cmd}` ({seconds / 60:.0f} min, 1 thread, machine shared with other jobs)"
+        + ("" if len(done) == args.seeds else f"; seeds finished so far: {done}")
+        + ".",
+        "",
+        "Training hyper-parameters only, on one fixed CNN per problem (see the module docstring), score = "
+        f"validation accuracy; {args.trials} trials per search ({args.warmup} random warm-up trials, then "
+        f"GP-UCB), seeds 0..{args.seeds - 1}, both spaces with the same seeds. cifar10 = a subsample of "
+        f"cifar10-dev: {N_TRAIN} train / {N_VAL} val images per class from train/, {N_TEST} test images per class "
+        f"from test/, {PROBLEMS['cifar10']['epochs']} epochs; digits {PROBLEMS['digits']['epochs']} epochs. {args.workers} trials at a time (asynchronous GP-BUCB after the warm-up).",
+        "",
+        "| problem | space | best val acc per seed | median | best after warm-up (median) | "
+        "test acc of best (median) | trials under 30 % val acc | best optimizer per seed |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
     summary = []
     for problem in dict.fromkeys(r["problem"] for r in rows):
         for space in ("shared", "per-optimizer"):
@@ -180,11 +240,13 @@ def write(rows, args, seconds) -> None:
             med = statistics.median(r["best"] for r in rs)
             summary.append((problem, space, med, [r["best"] for r in rs]))
             per_seed = ", ".join(f"{r['best']:.4f}" for r in rs)
-            lines.append(f"| {problem} | {space} | {per_seed} | {med:.4f} | "
-                         f"{statistics.median(r['best_at_warmup'] for r in rs):.4f} | "
-                         f"{statistics.median(r['test_of_best'] for r in rs):.4f} | "
-                         f"{sum(r['poor'] for r in rs)}/{sum(r['n'] for r in rs)} | "
-                         f"{', '.join(r['best_opt'] for r in rs)} |")
+            lines.append(
+                f"| {problem} | {space} | {per_seed} | {med:.4f} | "
+                f"{statistics.median(r['best_at_warmup'] for r in rs):.4f} | "
+                f"{statistics.median(r['test_of_best'] for r in rs):.4f} | "
+                f"{sum(r['poor'] for r in rs)}/{sum(r['n'] for r in rs)} | "
+                f"{', '.join(r['best_opt'] for r in rs)} |"
+            )
     lines += ["", "Per seed (per-optimizer minus shared, best validation accuracy):", ""]
     for problem in dict.fromkeys(r["problem"] for r in rows):
         sh = [r["best"] for r in rows if r["problem"] == problem and r["space"] == "shared"]
@@ -194,8 +256,10 @@ def write(rows, args, seconds) -> None:
             continue
         wins = sum(d > 0 for d in diffs)
         verdict = "win" if statistics.median(diffs) > 0 else "loss" if statistics.median(diffs) < 0 else "tie"
-        lines.append(f"- {problem}: {', '.join(f'{d:+.4f}' for d in diffs)}; per-optimizer better on {wins} of "
-                     f"{len(diffs)} seeds, median difference {statistics.median(diffs):+.4f} ({verdict}).")
+        lines.append(
+            f"- {problem}: {', '.join(f'{d:+.4f}' for d in diffs)}; per-optimizer better on {wins} of "
+            f"{len(diffs)} seeds, median difference {statistics.median(diffs):+.4f} ({verdict})."
+        )
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

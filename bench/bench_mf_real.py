@@ -28,6 +28,7 @@ among those finished by then; its test accuracy and MACs are reported. Every run
 finishes, to ``bench/out/mf_real_runs.jsonl`` (git-ignored; one line per run, holding each segment it trained
 with its validation curve); the table goes to ``bench/results_mf_real.md``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,7 +86,8 @@ def data_options(opts) -> list[str]:
     if opts.dataset == "digits":
         return ["--dataset", "digits"]
     return ["--dataset", "imagefolder", "--data-dir", str(opts.data_dir)] + (
-        ["--image-size", str(opts.image_size)] if opts.image_size else [])
+        ["--image-size", str(opts.image_size)] if opts.image_size else []
+    )
 
 
 # ------------------------------------------------------------------------------------------ ours
@@ -102,14 +104,29 @@ class Recorder:
             out = self.inner(spec)
         except Exception as e:
             to = int(spec.get("resource_to") or spec.get("epochs") or 0)
-            self.events.append({"trial": spec["trial_id"], "from": start, "to": to, "value": None,
-                                "error": f"{type(e).__name__}: {e}", "wall": time.perf_counter() - t0})
+            self.events.append(
+                {
+                    "trial": spec["trial_id"],
+                    "from": start,
+                    "to": to,
+                    "value": None,
+                    "error": f"{type(e).__name__}: {e}",
+                    "wall": time.perf_counter() - t0,
+                }
+            )
             raise
         m = out.get("metrics", {})
-        self.events.append({"trial": spec["trial_id"], "from": start, "to": int(out.get("resource") or m["epoch"]),
-                            "value": float(out["value"]), "test_acc": m.get("test_acc"),
-                            "curve": [round(c["val_acc"], 5) for c in m.get("curve", [])],
-                            "wall": time.perf_counter() - t0})
+        self.events.append(
+            {
+                "trial": spec["trial_id"],
+                "from": start,
+                "to": int(out.get("resource") or m["epoch"]),
+                "value": float(out["value"]),
+                "test_acc": m.get("test_acc"),
+                "curve": [round(c["val_acc"], 5) for c in m.get("curve", [])],
+                "wall": time.perf_counter() - t0,
+            }
+        )
         return out
 
 
@@ -118,9 +135,23 @@ def run_ours(opts, method: str, seed: int, work: Path) -> dict:
     from nas.cli_wiring import make_study
     from nas.report import load_study
 
-    argv = ["search", *data_options(opts), "--space", str(opts.space), "--trials", str(opts.budget),
-            "--seed", str(seed), "--out", str(work / "study"), "--quiet", "--workers", "1",
-            "--fidelity", "on" if method == "ours" else "off"]
+    argv = [
+        "search",
+        *data_options(opts),
+        "--space",
+        str(opts.space),
+        "--trials",
+        str(opts.budget),
+        "--seed",
+        str(seed),
+        "--out",
+        str(work / "study"),
+        "--quiet",
+        "--workers",
+        "1",
+        "--fidelity",
+        "on" if method == "ours" else "off",
+    ]
     if opts.max_epochs:
         argv += ["--max-epochs", str(opts.max_epochs), "--min-epochs", str(opts.min_epochs)]
     args = build_parser().parse_args(argv)
@@ -164,15 +195,29 @@ def run_tpe(opts, seed: int, work: Path) -> dict:
     low = opts.min_epochs if opts.max_epochs else preset.min_epochs
     space = Space.load(opts.space)
     score = parse_score("mnas", default_targets=DEFAULT_TARGETS[preset.name])
-    base = {"dataset": preset.name, "data_dir": None if opts.dataset == "digits" else str(opts.data_dir),
-            "download": False, "data_seed": seed, "image_size": opts.image_size if opts.dataset != "digits" else None,
-            "val_fraction": 0.15, "test_fraction": 0.2, "device": None, "augment": preset.augment,
-            "save_weights": False, "threads": 1, "precision": "auto", "channels_last": None, "max_epochs": top}
+    base = {
+        "dataset": preset.name,
+        "data_dir": None if opts.dataset == "digits" else str(opts.data_dir),
+        "download": False,
+        "data_seed": seed,
+        "image_size": opts.image_size if opts.dataset != "digits" else None,
+        "val_fraction": 0.15,
+        "test_fraction": 0.2,
+        "device": None,
+        "augment": preset.augment,
+        "save_weights": False,
+        "threads": 1,
+        "precision": "auto",
+        "channels_last": None,
+        "max_epochs": top,
+    }
     data = trial_data(base)
     shape, ncls = tuple(data.input_shape), int(data.num_classes)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=optuna.pruners.HyperbandPruner(min_resource=low, max_resource=top,
-                                                                      reduction_factor=DEFAULT_ETA))
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.HyperbandPruner(min_resource=low, max_resource=top, reduction_factor=DEFAULT_ETA),
+    )
     limit, spent, events = opts.budget * top, 0, []
     while spent < limit:
         trial = study.ask()
@@ -184,16 +229,33 @@ def run_tpe(opts, seed: int, work: Path) -> dict:
             def report(epoch: int, acc: float) -> bool:
                 trial.report(float(score(acc, known)), epoch)
                 return epoch < cap and not trial.should_prune()
+
             return report
 
         t0 = time.perf_counter()
         try:
-            out = run_trial({**base, "trial_id": trial.number, "config": config, "seed": seed * 100_003 + trial.number,
-                             "study_dir": None, "reporter": reporter})
+            out = run_trial(
+                {
+                    **base,
+                    "trial_id": trial.number,
+                    "config": config,
+                    "seed": seed * 100_003 + trial.number,
+                    "study_dir": None,
+                    "reporter": reporter,
+                }
+            )
         except Exception as e:  # a diverged run: charged the epochs it was to train at most; rare
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            events.append({"trial": trial.number, "from": 0, "to": cap, "value": None,
-                           "error": f"{type(e).__name__}: {e}", "wall": time.perf_counter() - t0})
+            events.append(
+                {
+                    "trial": trial.number,
+                    "from": 0,
+                    "to": cap,
+                    "value": None,
+                    "error": f"{type(e).__name__}: {e}",
+                    "wall": time.perf_counter() - t0,
+                }
+            )
             spent += cap
             continue
         m = out["metrics"]
@@ -205,10 +267,19 @@ def run_tpe(opts, seed: int, work: Path) -> dict:
             study.tell(trial, s)
         else:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        events.append({"trial": trial.number, "from": 0, "to": trained, "value": value, "score": s,
-                       "test_acc": m.get("test_acc"), "macs": known["macs"],
-                       "curve": [round(c["val_acc"], 5) for c in m.get("curve", [])],
-                       "wall": time.perf_counter() - t0})
+        events.append(
+            {
+                "trial": trial.number,
+                "from": 0,
+                "to": trained,
+                "value": value,
+                "score": s,
+                "test_acc": m.get("test_acc"),
+                "macs": known["macs"],
+                "curve": [round(c["val_acc"], 5) for c in m.get("curve", [])],
+                "wall": time.perf_counter() - t0,
+            }
+        )
     return {"events": events, "max_epochs": top, "command": "optuna TPE + HyperbandPruner (bench/bench_mf_real.py)"}
 
 
@@ -274,7 +345,9 @@ def qi(values) -> str:
     if not v:
         return "never"
     a = np.percentile(v, [25, 50, 75])
-    return f"{a[1]:.0f} [{a[0]:.0f}, {a[2]:.0f}]" + (f" ({len(v)}/{len(values)} reached)" if len(v) < len(values) else "")
+    return f"{a[1]:.0f} [{a[0]:.0f}, {a[2]:.0f}]" + (
+        f" ({len(v)}/{len(values)} reached)" if len(v) < len(values) else ""
+    )
 
 
 def table(runs: list[dict], opts, command: str) -> list[str]:
@@ -285,72 +358,117 @@ def table(runs: list[dict], opts, command: str) -> list[str]:
     methods = [m for m in opts.methods if any(r["method"] == m for r in runs)]
     trajs = {k: trajectory(r) for k, r in by.items()}
     marks = [limit // 9, limit // 3, 2 * limit // 3, limit]
-    lines = [f"## {opts.dataset}", "", f"    {command}", "",
-             f"{datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores shared with other jobs; "
-             f"data: {describe_data(opts)}; space: `nas.api.small_cnn_space()` without epochs; runs of {top} epochs "
-             f"(rungs {'/'.join(str(r) for r in rungs(opts, top))}, eta 3{preset_note(opts, top)}); budget {opts.budget} full runs = {limit} "
-             f"epochs per run; seeds {', '.join(map(str, seeds))}; score `mnas` (the preset's default). "
-             "Each method is charged the epochs it actually trained. Scores: median [quartiles] over seeds of "
-             "the best score among trials trained to the full length, once that many epochs were spent "
-             "(`-`: none finished yet). Wall seconds (medians) are on the loaded machine; \"training\" is the part "
-             "spent inside the trial runner, the rest is the search itself (proposals, GP fits, storage).", ""]
-    lines += ["### Best validation score at equal epochs", "",
-              "| method | " + " | ".join(f"{e} epochs" for e in marks) + " | epochs charged | wall s | of it training s |",
-              "|---|" + "---:|" * (len(marks) + 3)]
+    lines = [
+        f"## {opts.dataset}",
+        "",
+        f"    {command}",
+        "",
+        f"{datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores shared with other jobs; "
+        f"data: {describe_data(opts)}; space: `nas.api.small_cnn_space()` without epochs; runs of {top} epochs "
+        f"(rungs {'/'.join(str(r) for r in rungs(opts, top))}, eta 3{preset_note(opts, top)}); budget {opts.budget} full runs = {limit} "
+        f"epochs per run; seeds {', '.join(map(str, seeds))}; score `mnas` (the preset's default). "
+        "Each method is charged the epochs it actually trained. Scores: median [quartiles] over seeds of "
+        "the best score among trials trained to the full length, once that many epochs were spent "
+        '(`-`: none finished yet). Wall seconds (medians) are on the loaded machine; "training" is the part '
+        "spent inside the trial runner, the rest is the search itself (proposals, GP fits, storage).",
+        "",
+    ]
+    lines += [
+        "### Best validation score at equal epochs",
+        "",
+        "| method | " + " | ".join(f"{e} epochs" for e in marks) + " | epochs charged | wall s | of it training s |",
+        "|---|" + "---:|" * (len(marks) + 3),
+    ]
     for m in methods:
         row = [q([at(trajs[(m, s)], e)[0] for s in seeds if (m, s) in trajs]) for e in marks]
         spent = [trajs[(m, s)][-1][0] for s in seeds if (m, s) in trajs and trajs[(m, s)]]
         wall = [by[(m, s)]["wall"] for s in seeds if (m, s) in by]
         train = [sum(e["wall"] for e in by[(m, s)]["events"]) for s in seeds if (m, s) in by]
-        lines.append(f"| {LABELS[m]} | " + " | ".join(row) + f" | {qi(spent)} | {np.median(wall):.0f} | "
-                     f"{np.median(train):.0f} |")
+        lines.append(
+            f"| {LABELS[m]} | " + " | ".join(row) + f" | {qi(spent)} | {np.median(wall):.0f} | {np.median(train):.0f} |"
+        )
     steps = [top * k for k in range(1, opts.budget + 1)]
-    lines += ["", "Median best score as epochs are spent (each column one more full run's worth):", "",
-              "| method | " + " | ".join(str(e) for e in steps) + " |", "|---|" + "---:|" * len(steps)]
+    lines += [
+        "",
+        "Median best score as epochs are spent (each column one more full run's worth):",
+        "",
+        "| method | " + " | ".join(str(e) for e in steps) + " |",
+        "|---|" + "---:|" * len(steps),
+    ]
     for m in methods:
         cells = []
         for e in steps:
             v = [at(trajs[(m, s)], e)[0] for s in seeds if (m, s) in trajs]
             got = [x for x in v if x is not None]
-            cells.append(f"{np.median(got):.4f}" + ("" if len(got) == len(v) else f" ({len(got)}/{len(v)})")
-                         if got else "-")
+            cells.append(
+                f"{np.median(got):.4f}" + ("" if len(got) == len(v) else f" ({len(got)}/{len(v)})") if got else "-"
+            )
         lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
-    lines += ["", "### The pick at the full budget", "",
-              "| method | val acc | test acc | MACs | trials started | trials at full length |",
-              "|---|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "### The pick at the full budget",
+        "",
+        "| method | val acc | test acc | MACs | trials started | trials at full length |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for m in methods:
         picks = [at(trajs[(m, s)], limit * 10)[1] for s in seeds if (m, s) in trajs]
         started = [len({e["trial"] for e in by[(m, s)]["events"]}) for s in seeds if (m, s) in by]
         full = [len({e["trial"] for e in by[(m, s)]["events"] if e["to"] >= top}) for s in seeds if (m, s) in by]
-        lines.append(f"| {LABELS[m]} | {q([p and p['value'] for p in picks])} | "
-                     f"{q([p and p.get('test_acc') for p in picks])} | "
-                     f"{qi([p and p.get('macs') for p in picks])} | {qi(started)} | {qi(full)} |")
+        lines.append(
+            f"| {LABELS[m]} | {q([p and p['value'] for p in picks])} | "
+            f"{q([p and p.get('test_acc') for p in picks])} | "
+            f"{qi([p and p.get('macs') for p in picks])} | {qi(started)} | {qi(full)} |"
+        )
     lines += ["", "### Epochs to reach `--fidelity off`'s best score", ""]
     if "ours-off" in methods:
-        lines += ["Per seed: the final best score of ours with `--fidelity off` (same seed), and the epochs each "
-                  "method had spent when its own best score first reached it. Target (issue 10): ours within a "
-                  f"third of off's epochs ({limit // 3}).", "",
-                  "| seed | off's best | off's epochs to it | " + " | ".join(LABELS[m] for m in methods if m != "ours-off")
-                  + " |", "|---:|---:|---:|" + "---:|" * (len(methods) - 1)]
+        lines += [
+            "Per seed: the final best score of ours with `--fidelity off` (same seed), and the epochs each "
+            "method had spent when its own best score first reached it. Target (issue 10): ours within a "
+            f"third of off's epochs ({limit // 3}).",
+            "",
+            "| seed | off's best | off's epochs to it | "
+            + " | ".join(LABELS[m] for m in methods if m != "ours-off")
+            + " |",
+            "|---:|---:|---:|" + "---:|" * (len(methods) - 1),
+        ]
         for s in seeds:
             if ("ours-off", s) not in trajs or not trajs[("ours-off", s)]:
                 continue
             target = trajs[("ours-off", s)][-1][1]
             if target is None:
                 continue
-            cells = [str(reach(trajs[(m, s)], target) or "never") for m in methods if m != "ours-off" and (m, s) in trajs]
-            lines.append(f"| {s} | {target:.4f} | {reach(trajs[('ours-off', s)], target)} | " + " | ".join(cells) + " |")
+            cells = [
+                str(reach(trajs[(m, s)], target) or "never") for m in methods if m != "ours-off" and (m, s) in trajs
+            ]
+            lines.append(
+                f"| {s} | {target:.4f} | {reach(trajs[('ours-off', s)], target)} | " + " | ".join(cells) + " |"
+            )
     if "ours" in methods:
-        lines += ["", "Where ours' epochs went (median over seeds: epochs spent on segments ending at each rung; trials "
-                  "that reached it):", "", "| rung | epochs | trials |", "|---:|---:|---:|"]
+        lines += [
+            "",
+            "Where ours' epochs went (median over seeds: epochs spent on segments ending at each rung; trials "
+            "that reached it):",
+            "",
+            "| rung | epochs | trials |",
+            "|---:|---:|---:|",
+        ]
         for r in rungs(opts, top):
-            ep = [sum(e["to"] - e["from"] for e in by[("ours", s)]["events"] if e["to"] == r) for s in seeds
-                  if ("ours", s) in by]
-            n = [len({e["trial"] for e in by[("ours", s)]["events"] if e["to"] == r}) for s in seeds if ("ours", s) in by]
+            ep = [
+                sum(e["to"] - e["from"] for e in by[("ours", s)]["events"] if e["to"] == r)
+                for s in seeds
+                if ("ours", s) in by
+            ]
+            n = [
+                len({e["trial"] for e in by[("ours", s)]["events"] if e["to"] == r}) for s in seeds if ("ours", s) in by
+            ]
             lines.append(f"| {r} | {np.median(ep):.0f} | {np.median(n):.0f} |")
     if opts.budget <= 8 and "ours-off" in methods:
-        lines += ["", f"Note: `--fidelity off` with `--trials {opts.budget}` trains only the optimiser's warm-up "
-                  "configs (8 by default: space-filling random ones), so here it is random search at full length."]
+        lines += [
+            "",
+            f"Note: `--fidelity off` with `--trials {opts.budget}` trains only the optimiser's warm-up "
+            "configs (8 by default: space-filling random ones), so here it is random search at full length.",
+        ]
     lines += ["", "### Verdict", ""] + verdict(trajs, methods, seeds, limit) + [""]
     return lines
 
@@ -363,19 +481,28 @@ def verdict(trajs, methods, seeds, limit) -> list[str]:
             if ("ours", s) in trajs and ("ours-off", s) in trajs and trajs[("ours-off", s)][-1][1] is not None:
                 r = reach(trajs[("ours", s)], trajs[("ours-off", s)][-1][1])
                 ok.append(r is not None and r <= limit / 3)
-        out.append(f"- Ours reached `--fidelity off`'s best with at most a third of the budget on {sum(ok)} of "
-                   f"{len(ok)} seeds: {'WIN' if ok and all(ok) else 'LOSS' if not any(ok) else 'MIXED'}.")
+        out.append(
+            f"- Ours reached `--fidelity off`'s best with at most a third of the budget on {sum(ok)} of "
+            f"{len(ok)} seeds: {'WIN' if ok and all(ok) else 'LOSS' if not any(ok) else 'MIXED'}."
+        )
     if "ours" in methods and "tpe-hb" in methods:
         for e in (limit // 3, limit):
             a = [at(trajs[("ours", s)], e)[0] for s in seeds if ("ours", s) in trajs]
             b = [at(trajs[("tpe-hb", s)], e)[0] for s in seeds if ("tpe-hb", s) in trajs]
             ma = np.median([x if x is not None else 0.0 for x in a]) if a else float("nan")
             mb = np.median([x if x is not None else 0.0 for x in b]) if b else float("nan")
-            wins = sum(1 for s in seeds if ("ours", s) in trajs and ("tpe-hb", s) in trajs
-                       and (at(trajs[("ours", s)], e)[0] or 0) > (at(trajs[("tpe-hb", s)], e)[0] or 0))
+            wins = sum(
+                1
+                for s in seeds
+                if ("ours", s) in trajs
+                and ("tpe-hb", s) in trajs
+                and (at(trajs[("ours", s)], e)[0] or 0) > (at(trajs[("tpe-hb", s)], e)[0] or 0)
+            )
             say = lambda m: f"{m:.4f}" if m > 0 else "none at full length"  # noqa: E731
-            out.append(f"- At {e} epochs, ours vs TPE + Hyperband: median best score {say(ma)} vs {say(mb)}, ours "
-                       f"ahead on {wins} of {len(seeds)} seeds: {'WIN' if ma > mb else 'LOSS' if ma < mb else 'TIE'}.")
+            out.append(
+                f"- At {e} epochs, ours vs TPE + Hyperband: median best score {say(ma)} vs {say(mb)}, ours "
+                f"ahead on {wins} of {len(seeds)} seeds: {'WIN' if ma > mb else 'LOSS' if ma < mb else 'TIE'}."
+            )
     return out
 
 
@@ -398,8 +525,10 @@ def preset_note(opts, top: int) -> str:
 def describe_data(opts) -> str:
     if opts.dataset == "digits":
         return "scikit-learn digits (8x8)"
-    return (f"`cifar10-dev` subsample of {opts.subsample} training images (balanced, `{CIFAR_DEV}`), "
-            f"`--image-size {opts.image_size}`, as an ImageFolder")
+    return (
+        f"`cifar10-dev` subsample of {opts.subsample} training images (balanced, `{CIFAR_DEV}`), "
+        f"`--image-size {opts.image_size}`, as an ImageFolder"
+    )
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -410,10 +539,14 @@ def report(raw: Path, out: Path, errors: list[dict]) -> int:
         r = json.loads(line)
         if "error" not in r:
             latest[(r["dataset"], r["method"], r["seed"])] = r
-    lines = ["# Multi-fidelity search with real training", "",
-             "Ours (`nas search`, multi-fidelity) vs ours with `--fidelity off` vs Optuna TPE + HyperbandPruner, "
-             "the same trainer (`trainers.runner.run_trial`), space, score and data for all (see "
-             "`bench/bench_mf_real.py`). One process per run, one worker, one thread, two runs side by side.", ""]
+    lines = [
+        "# Multi-fidelity search with real training",
+        "",
+        "Ours (`nas search`, multi-fidelity) vs ours with `--fidelity off` vs Optuna TPE + HyperbandPruner, "
+        "the same trainer (`trainers.runner.run_trial`), space, score and data for all (see "
+        "`bench/bench_mf_real.py`). One process per run, one worker, one thread, two runs side by side.",
+        "",
+    ]
     for dataset in ("digits", "cifar10-dev"):
         runs = [r for (d, _, _), r in latest.items() if d == dataset]
         if not runs:
@@ -421,8 +554,9 @@ def report(raw: Path, out: Path, errors: list[dict]) -> int:
         o = Namespace(**runs[-1]["opts"])
         commands = list(dict.fromkeys(r["bench_command"] for r in runs))  # seeds added by a later command too
         lines += table(runs, o, "\n    ".join(commands))
-    return finish_results(lines, errors, lambda r: f"{r['dataset']} {r['method']} seed {r['seed']}", raw=raw,
-                          out=out, root=ROOT)
+    return finish_results(
+        lines, errors, lambda r: f"{r['dataset']} {r['method']} seed {r['seed']}", raw=raw, out=out, root=ROOT
+    )
 
 
 def main(argv=None) -> int:
@@ -439,14 +573,20 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="1 seed, 2 trials of 1 epoch: a smoke run")
     p.add_argument("--report-only", action="store_true", help="rewrite --out from the raw log; train nothing")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results_mf_real.md")
-    p.add_argument("--raw", type=Path, default=ROOT / "bench" / "out" / "mf_real_runs.jsonl",
-                   help="every finished run is appended here (the results file is rebuilt from it)")
+    p.add_argument(
+        "--raw",
+        type=Path,
+        default=ROOT / "bench" / "out" / "mf_real_runs.jsonl",
+        help="every finished run is appended here (the results file is rebuilt from it)",
+    )
     opts = p.parse_args(argv)
     if opts.report_only:
         return report(opts.raw, opts.out, [])
     if opts.quick:
         opts.seeds, opts.budget, opts.max_epochs, opts.min_epochs, opts.jobs = [0], 2, 1, 1, 1
-    command = "nice -n 5 .venv/bin/python -m bench.bench_mf_real " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "nice -n 5 .venv/bin/python -m bench.bench_mf_real " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
     tmp = Path(tempfile.mkdtemp(prefix="mfreal-"))
     opts.space = space_file(tmp)
     opts.data_dir = subsample_folder(CIFAR_DEV, tmp / "data", opts.subsample) if opts.dataset != "digits" else None
@@ -459,8 +599,13 @@ def main(argv=None) -> int:
             futures = {pool.submit(one_run, opts, m, s): (m, s) for m, s in jobs}
             for f in as_completed(futures):
                 r = f.result()
-                raw.write(json.dumps({"dataset": opts.dataset, "budget": opts.budget, "opts": record,
-                                      "bench_command": command, **r}, default=str) + "\n")
+                raw.write(
+                    json.dumps(
+                        {"dataset": opts.dataset, "budget": opts.budget, "opts": record, "bench_command": command, **r},
+                        default=str,
+                    )
+                    + "\n"
+                )
                 raw.flush()
                 if "error" in r:
                     errors.append({"dataset": opts.dataset, **r})

@@ -8,6 +8,7 @@ slow starters, so early stopping on raw rung values alone would mislead. Regret:
 the pick being the best complete (top-rung) trial. A sanity check of the engine, not the issue's benchmark
 (the taskset tables and real training are bench/bench_taskset*).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,15 +77,25 @@ def main() -> None:
         out = [run(name, s, args.trials) for s in range(args.seeds)]
         reg, ep, n = (np.array(v, dtype=float) for v in zip(*out))
         q = np.percentile(reg, [25, 50, 75])
-        rows.append(f"| {name} | {q[0]:.4f} / {q[1]:.4f} / {q[2]:.4f} | {np.median(ep):.0f} | {np.median(n):.0f} | "
-                    f"{(time.perf_counter() - t0) / args.seeds:.1f} |")
-    text = "\n".join([
-        "# Multi-fidelity engine: synthetic learning curves", "",
-        "`" + " ".join([".venv/bin/python -m bench.bench_mf_synthetic"] + sys.argv[1:]) + "`", "",
-        f"Budget {args.trials} full trainings of {TOP} epochs (eta 3, rungs 1/3/9/27), seeds 0..{args.seeds - 1}, "
-        "in-process, instant objective.", "",
-        "| search | regret q25 / median / q75 | epochs trained (median) | trials (median) | s per run |",
-        "| --- | --- | --- | --- | --- |", *rows, ""])
+        rows.append(
+            f"| {name} | {q[0]:.4f} / {q[1]:.4f} / {q[2]:.4f} | {np.median(ep):.0f} | {np.median(n):.0f} | "
+            f"{(time.perf_counter() - t0) / args.seeds:.1f} |"
+        )
+    text = "\n".join(
+        [
+            "# Multi-fidelity engine: synthetic learning curves",
+            "",
+            "`" + " ".join([".venv/bin/python -m bench.bench_mf_synthetic"] + sys.argv[1:]) + "`",
+            "",
+            f"Budget {args.trials} full trainings of {TOP} epochs (eta 3, rungs 1/3/9/27), seeds 0..{args.seeds - 1}, "
+            "in-process, instant objective.",
+            "",
+            "| search | regret q25 / median / q75 | epochs trained (median) | trials (median) | s per run |",
+            "| --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+        ]
+    )
     OUT.write_text(text)
     print(text)
 

@@ -20,6 +20,7 @@ none reached 50 yet, among those at the highest checkpoint reached. Regret: the 
 loss minus the pool's best final validation loss (test regret likewise, on test loss).
 Writes ``bench/results_multifidelity.md`` (``--out``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,9 +49,14 @@ BUDGETS = (10, 30, 100)
 METHODS = ("ours", "ours-off", "tpe-hb", "tpe-sh", "random-asha")
 VARIANTS = ("ours-nofinish",)  # run only when named: ours without finishing its best paused trials at the end
 PEERS = ("tpe-hb", "tpe-sh", "random-asha")  # the other tools; ours-off is reported beside them
-LABELS = {"ours": "ours (multi-fidelity)", "ours-off": "ours (fidelity off)", "tpe-hb": "TPE + Hyperband",
-          "tpe-sh": "TPE + SuccessiveHalving", "random-asha": "random + ASHA",
-          "ours-nofinish": "ours, no finishing promotions"}
+LABELS = {
+    "ours": "ours (multi-fidelity)",
+    "ours-off": "ours (fidelity off)",
+    "tpe-hb": "TPE + Hyperband",
+    "tpe-sh": "TPE + SuccessiveHalving",
+    "random-asha": "random + ASHA",
+    "ours-nofinish": "ours, no finishing promotions",
+}
 EPS = 1e-3  # added to both medians in the ratio, so a zero regret (the pool's best found) stays finite
 
 
@@ -149,8 +155,9 @@ def run_ours(run: Run, seed: int, finish: bool = True):
         pred = opt.predict_top([trials[t][1] for t in tids])
         return None if pred is None else [-p for p in pred]
 
-    _stop_and_go(run, sched, propose, rank, lambda c, v, r: opt.tell(c, v, resource=r),
-                 finish_key=finish_key if finish else None)
+    _stop_and_go(
+        run, sched, propose, rank, lambda c, v, r: opt.tell(c, v, resource=r), finish_key=finish_key if finish else None
+    )
 
 
 def run_random_asha(run: Run, seed: int):
@@ -193,8 +200,12 @@ def run_optuna(run: Run, seed: int, pruner_name: str):
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=MIN_STEP, reduction_factor=ETA)
     # A fixed study name: HyperbandPruner assigns brackets by hashing it with the trial number, so a random
     # (default) name would make a seeded run irreproducible.
-    study = optuna.create_study(study_name=f"taskset-{pruner_name}-{seed}", direction="minimize",
-                                sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+    study = optuna.create_study(
+        study_name=f"taskset-{pruner_name}-{seed}",
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=pruner,
+    )
     bounds = run.pool.bounds
     while run.left > 0:
         trial = study.ask()
@@ -222,9 +233,14 @@ def run_optuna(run: Run, seed: int, pruner_name: str):
             study.tell(trial, state=state)
 
 
-RUNNERS = {"ours": run_ours, "ours-nofinish": lambda r, s: run_ours(r, s, finish=False), "ours-off": run_ours_off, "random-asha": run_random_asha,
-           "tpe-hb": lambda r, s: run_optuna(r, s, "hyperband"),
-           "tpe-sh": lambda r, s: run_optuna(r, s, "sh")}
+RUNNERS = {
+    "ours": run_ours,
+    "ours-nofinish": lambda r, s: run_ours(r, s, finish=False),
+    "ours-off": run_ours_off,
+    "random-asha": run_random_asha,
+    "tpe-hb": lambda r, s: run_optuna(r, s, "hyperband"),
+    "tpe-sh": lambda r, s: run_optuna(r, s, "sh"),
+}
 
 
 # ------------------------------------------------------------------------------------------ picks, regrets
@@ -275,13 +291,22 @@ def run_one(job: dict) -> dict:
         run = Run(task, max(BUDGETS) * MAX_STEP if job.get("budget") is None else job["budget"] * MAX_STEP)
         t0 = time.perf_counter()
         RUNNERS[job["method"]](run, job["seed"])
-        out = {**job, "task": task.name, "wall_s": time.perf_counter() - t0, "spent": run.spent,
-               "configs": len({i for _, i, _, _ in run.obs})}
+        out = {
+            **job,
+            "task": task.name,
+            "wall_s": time.perf_counter() - t0,
+            "spent": run.spent,
+            "configs": len({i for _, i, _, _ in run.obs}),
+        }
         for b in job["budgets"]:
             rv, rt = regrets(task, run.obs, b * MAX_STEP)
             spent = max([s for s, *_ in run.obs if s <= b * MAX_STEP], default=0)
-            out[f"b{b}"] = {"valid": rv, "test": rt, "spent": spent,
-                            "configs": len({i for s, i, _, _ in run.obs if s <= b * MAX_STEP})}
+            out[f"b{b}"] = {
+                "valid": rv,
+                "test": rt,
+                "spent": spent,
+                "configs": len({i for s, i, _, _ in run.obs if s <= b * MAX_STEP}),
+            }
         return out
     except Exception:
         return {**job, "error": traceback.format_exc(limit=6)}
@@ -304,12 +329,16 @@ def summarise(results: list[dict], methods, budgets, tasks) -> tuple[list[str], 
             by.setdefault((r["task"], r["method"]), []).append(r)
     lines, ratios = [], {}
     for b in budgets:
-        lines += [f"### Budget {b} full-run equivalents ({b * MAX_STEP} checkpoints)", "",
-                  "Validation regret, median [25 %, 75 %] over seeds (lower is better); last column: ours' median "
-                  "over the best peer's (TPE + Hyperband, TPE + SH, random + ASHA), each + "
-                  f"{EPS:g}.", "",
-                  "| task | " + " | ".join(LABELS[m] for m in methods) + " | ours / best peer |",
-                  "| --- |" + " --- |" * (len(methods) + 1)]
+        lines += [
+            f"### Budget {b} full-run equivalents ({b * MAX_STEP} checkpoints)",
+            "",
+            "Validation regret, median [25 %, 75 %] over seeds (lower is better); last column: ours' median "
+            "over the best peer's (TPE + Hyperband, TPE + SH, random + ASHA), each + "
+            f"{EPS:g}.",
+            "",
+            "| task | " + " | ".join(LABELS[m] for m in methods) + " | ours / best peer |",
+            "| --- |" + " --- |" * (len(methods) + 1),
+        ]
         logs, logs_all = [], []
         for t in tasks:
             meds, cells = {}, []
@@ -332,18 +361,34 @@ def summarise(results: list[dict], methods, budgets, tasks) -> tuple[list[str], 
             lines.append(f"| {t} | " + " | ".join(cells) + f" | {ratio} |")
         if logs:
             ratios[b] = (math.exp(np.mean(logs)), math.exp(np.mean(logs_all)), len(logs))
-            lines += ["", f"Geometric mean over {len(logs)} tasks of ours / best peer: **{ratios[b][0]:.2f}** "
-                          f"(target <= 0.7); counting ours (fidelity off) as a peer too: {ratios[b][1]:.2f}."]
+            lines += [
+                "",
+                f"Geometric mean over {len(logs)} tasks of ours / best peer: **{ratios[b][0]:.2f}** "
+                f"(target <= 0.7); counting ours (fidelity off) as a peer too: {ratios[b][1]:.2f}.",
+            ]
         # test regret and spending, medians over tasks of per-task medians
-        lines += ["", "Median over tasks of the per-task median: test regret, checkpoints charged, configs tried:", "",
-                  "| method | test regret | checkpoints charged | configs tried |", "| --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "Median over tasks of the per-task median: test regret, checkpoints charged, configs tried:",
+            "",
+            "| method | test regret | checkpoints charged | configs tried |",
+            "| --- | --- | --- | --- |",
+        ]
         for m in methods:
-            per = [(_q([r[f"b{b}"]["test"] for r in by[(t, m)]])[0], _q([r[f"b{b}"]["spent"] for r in by[(t, m)]])[0],
-                    _q([r[f"b{b}"]["configs"] for r in by[(t, m)]])[0]) for t in tasks if (t, m) in by]
+            per = [
+                (
+                    _q([r[f"b{b}"]["test"] for r in by[(t, m)]])[0],
+                    _q([r[f"b{b}"]["spent"] for r in by[(t, m)]])[0],
+                    _q([r[f"b{b}"]["configs"] for r in by[(t, m)]])[0],
+                )
+                for t in tasks
+                if (t, m) in by
+            ]
             if per:
                 a = np.array(per)
-                lines.append(f"| {LABELS[m]} | {np.median(a[:, 0]):.4f} | {np.median(a[:, 1]):.0f} | "
-                             f"{np.median(a[:, 2]):.0f} |")
+                lines.append(
+                    f"| {LABELS[m]} | {np.median(a[:, 0]):.4f} | {np.median(a[:, 1]):.0f} | {np.median(a[:, 2]):.0f} |"
+                )
         lines.append("")
     return lines, ratios
 
@@ -352,8 +397,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(DEFAULT_DIR))
     ap.add_argument("--tasks", type=int, default=12, help="the first N tasks in name order")
-    ap.add_argument("--task-index", type=int, nargs="+", metavar="I",
-                    help="only these tasks (0-11, in name order), after --tasks")
+    ap.add_argument(
+        "--task-index", type=int, nargs="+", metavar="I", help="only these tasks (0-11, in name order), after --tasks"
+    )
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + VARIANTS)
@@ -362,8 +408,12 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="3 tasks, 2 seeds")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results_multifidelity.md"))
     ap.add_argument("--log", default="multifidelity_runs.jsonl", help="one JSON line per finished run")
-    ap.add_argument("--report", metavar="JSONL", help="no runs: write the tables from a --log file (whole "
-                    "(task, seed) groups only; e.g. after a run was stopped)")
+    ap.add_argument(
+        "--report",
+        metavar="JSONL",
+        help="no runs: write the tables from a --log file (whole "
+        "(task, seed) groups only; e.g. after a run was stopped)",
+    )
     a = ap.parse_args(argv)
     if a.quick:
         a.tasks, a.seeds = 3, 2
@@ -372,8 +422,12 @@ def main(argv=None) -> None:
         files = [f for i, f in enumerate(files) if i in set(a.task_index)]
     budgets = sorted(a.budgets)
     # Seed by seed, task by task: a run cut short (--report) still holds whole (task, seed) groups.
-    jobs = [{"path": str(f), "method": m, "seed": s, "budget": budgets[-1], "budgets": budgets}
-            for s in range(a.first_seed, a.first_seed + a.seeds) for f in files for m in a.methods]
+    jobs = [
+        {"path": str(f), "method": m, "seed": s, "budget": budgets[-1], "budgets": budgets}
+        for s in range(a.first_seed, a.first_seed + a.seeds)
+        for f in files
+        for m in a.methods
+    ]
     t0 = time.perf_counter()
     results = []
     if a.report:
@@ -405,15 +459,21 @@ def main(argv=None) -> None:
     body, ratios = summarise(results, a.methods, budgets, tasks)
     errors = [r for r in results if "error" in r]
     cmd = " ".join([".venv/bin/python -m bench.bench_multifidelity"] + (argv if argv is not None else sys.argv[1:]))
-    walls = {m: _q([r["wall_s"] for r in results if r.get("method") == m and "error" not in r] or [0.0])[0]
-             for m in a.methods}
+    walls = {
+        m: _q([r["wall_s"] for r in results if r.get("method") == m and "error" not in r] or [0.0])[0]
+        for m in a.methods
+    }
     import nas
 
     engine = Path(nas.__file__).resolve().parent
-    where = "" if engine.parent == ROOT else f" (the engine imported from {engine}{os.environ.get('MF_ENGINE_NOTE', '')})"
+    where = (
+        "" if engine.parent == ROOT else f" (the engine imported from {engine}{os.environ.get('MF_ENGINE_NOTE', '')})"
+    )
     head = [
-        "# Multi-fidelity search on the TaskSet learning curves", "",
-        f"Command: `{cmd}`{where}", "",
+        "# Multi-fidelity search on the TaskSet learning curves",
+        "",
+        f"Command: `{cmd}`{where}",
+        "",
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
         f"{os.cpu_count()} cores (shared), {a.workers} worker processes with one thread each; {wall:.0f} s in all"
         + (" (sum of run times / workers: tables written by --report)." if a.report else "."),
@@ -424,16 +484,26 @@ def main(argv=None) -> None:
         "A pool of 1,000 configurations per task; proposals snapped to the nearest unused member (log scale, "
         "1 - beta for the betas; `bench/taskset.py`). Each method is charged the checkpoints it trained; the "
         "smaller budgets are read off the same runs (no method plans with its budget). Diverged runs: NaN is a "
-        f"failed trial, losses are shown capped at {CAP:g}; a pick's NaN final loss counts as {CAP:g}.", "",
-        "Median wall time of one run (largest budget): " + ", ".join(f"{LABELS[m]} {walls[m]:.1f} s" for m in a.methods)
-        + ".", "",
+        f"failed trial, losses are shown capped at {CAP:g}; a pick's NaN final loss counts as {CAP:g}.",
+        "",
+        "Median wall time of one run (largest budget): "
+        + ", ".join(f"{LABELS[m]} {walls[m]:.1f} s" for m in a.methods)
+        + ".",
+        "",
     ]
     if errors:
-        head += [f"**{len(errors)} runs failed** (left out of the tables): "
-                 + "; ".join(f"{e['method']} seed {e['seed']}" for e in errors[:5]), ""]
+        head += [
+            f"**{len(errors)} runs failed** (left out of the tables): "
+            + "; ".join(f"{e['method']} seed {e['seed']}" for e in errors[:5]),
+            "",
+        ]
     if ratios:
-        head += ["Summary (geometric mean over tasks of ours' median regret / the best peer's): "
-                 + ", ".join(f"budget {b}: {r[0]:.2f}" for b, r in ratios.items()) + " (target <= 0.7).", ""]
+        head += [
+            "Summary (geometric mean over tasks of ours' median regret / the best peer's): "
+            + ", ".join(f"budget {b}: {r[0]:.2f}" for b, r in ratios.items())
+            + " (target <= 0.7).",
+            "",
+        ]
     Path(a.out).write_text("\n".join(head + body) + "\n")
     log(f"wrote {a.out}")
     print("\n".join(head + body))

@@ -6,6 +6,7 @@ keep every worker busy, not the CPU. The loop keeps `capacity` trials in flight,
     python bench/bench_parallel.py                      # 20 trials of 0.5 s, workers 1 and 2
     python bench/bench_parallel.py --trials 40 --sleep 0.25 --executors process
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,14 @@ def measure(name: str, workers: int, trials: int, seconds: float) -> dict:
         run_trials(ex, workers, 0.0)  # warm-up: workers started and each has run one task
         startup = time.perf_counter() - start
         wall = run_trials(ex, trials, seconds)
-    return {"executor": name, "workers": workers, "trials": trials, "wall_s": wall,
-            "per_min": trials / wall * 60, "startup_s": startup}
+    return {
+        "executor": name,
+        "workers": workers,
+        "trials": trials,
+        "wall_s": wall,
+        "per_min": trials / wall * 60,
+        "startup_s": startup,
+    }
 
 
 def main(argv=None) -> int:
@@ -63,12 +70,14 @@ def main(argv=None) -> int:
         ray = None
         if name == "ray":
             import ray
+
             # One local Ray for all worker counts: each executor uses `workers` of its CPUs.
             t0 = time.perf_counter()
-            ray.init(num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
-            notes.append(f"Ray {ray.__version__} local start: {time.perf_counter() - t0:.1f} s "
-                         f"(not in the table's startup column)")
+            ray.init(num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False, configure_logging=False)
+            notes.append(
+                f"Ray {ray.__version__} local start: {time.perf_counter() - t0:.1f} s "
+                f"(not in the table's startup column)"
+            )
         try:
             for workers in args.workers:
                 rows.append(measure(name, workers, args.trials, args.sleep))
@@ -81,8 +90,10 @@ def main(argv=None) -> int:
     header = "| executor | workers | trials | wall (s) | trials / min | speed-up | startup + warm-up (s) |"
     lines = [header, "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['executor']} | {r['workers']} | {r['trials']} | {r['wall_s']:.2f} | "
-                     f"{r['per_min']:.1f} | {r['per_min'] / base[r['executor']]:.2f}x | {r['startup_s']:.2f} |")
+        lines.append(
+            f"| {r['executor']} | {r['workers']} | {r['trials']} | {r['wall_s']:.2f} | "
+            f"{r['per_min']:.1f} | {r['per_min'] / base[r['executor']]:.2f}x | {r['startup_s']:.2f} |"
+        )
     table = "\n".join(lines)
     print(table)
 
@@ -95,7 +106,8 @@ def main(argv=None) -> int:
         f"{ideal:.0f} trials / min. Wall time counts from the first submit to the last result, with "
         f"workers already started (startup shown apart). Speed-up is against {min(args.workers)} worker(s).\n\n"
         f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}.\n\n"
-        f"{table}\n\n" + "".join(f"- {n}\n" for n in notes))
+        f"{table}\n\n" + "".join(f"- {n}\n" for n in notes)
+    )
     print(f"wrote {args.out}")
     return 0
 

@@ -11,6 +11,7 @@ point (median accuracy of the table, worst latency of the table): the measure of
 A second measure takes the latency on a log scale (reference: median accuracy, log of the worst latency),
 the scale our acquisition uses by default. Writes ``bench/results_pareto.md``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,16 +33,25 @@ from bench.bench_optimizer import _init_worker, _quiet, engine_hash, fmt_q, log,
 from bench.nb201 import VAL, load_nb201  # noqa: E402
 from bench.problems import suggest  # noqa: E402
 
-DEVICES = {"lat_ms_pixel3": "Pixel 3", "lat_ms_raspi4": "Raspberry Pi 4", "lat_ms_1080ti_1": "GTX 1080 Ti, batch 1",
-           "lat_ms_fpga": "FPGA"}
-LABELS = {"ours-ehvi": "ours, EHVI (log latency, default)", "ours-ucb": "ours, HVI of the UCB (log latency)",
-          "ours-ehvi-lin": "ours, EHVI (linear latency: log_costs=False)",
-          "ours-ehvi-ref": "ours, EHVI (log latency), reference accuracy given: the measure's 87.31 %",
-          "random": "random", "tpe-mo": "Optuna TPE (2 objectives)",
-          "nsga2": "Optuna NSGA-II", "gp-mo": "Optuna GPSampler (2 objectives)",
-          "qnehvi": "BoTorch qLogNEHVI (latency known)",
-          "ours-ehvi-b4-variance": "ours EHVI, batches of 4, pending by variance (BUCB)",
-          "ours-ehvi-b4-fantasy": "ours EHVI, batches of 4, pending as fantasies at the mean"}
+DEVICES = {
+    "lat_ms_pixel3": "Pixel 3",
+    "lat_ms_raspi4": "Raspberry Pi 4",
+    "lat_ms_1080ti_1": "GTX 1080 Ti, batch 1",
+    "lat_ms_fpga": "FPGA",
+}
+LABELS = {
+    "ours-ehvi": "ours, EHVI (log latency, default)",
+    "ours-ucb": "ours, HVI of the UCB (log latency)",
+    "ours-ehvi-lin": "ours, EHVI (linear latency: log_costs=False)",
+    "ours-ehvi-ref": "ours, EHVI (log latency), reference accuracy given: the measure's 87.31 %",
+    "random": "random",
+    "tpe-mo": "Optuna TPE (2 objectives)",
+    "nsga2": "Optuna NSGA-II",
+    "gp-mo": "Optuna GPSampler (2 objectives)",
+    "qnehvi": "BoTorch qLogNEHVI (latency known)",
+    "ours-ehvi-b4-variance": "ours EHVI, batches of 4, pending by variance (BUCB)",
+    "ours-ehvi-b4-fantasy": "ours EHVI, batches of 4, pending as fantasies at the mean",
+}
 BUDGETS = [25, 50, 100]
 _NB = {}
 
@@ -73,11 +83,17 @@ def _run_one(method: str, device: str, seed: int, budget: int, nb201_path=None) 
         from nas.optimizer import Optimizer
 
         k = 4 if "-b4-" in method else 1
-        opt = Optimizer(nb.space, seed=seed, objectives={"val": "maximize", "lat": "minimize"},
-                        known=lambda c: {"lat": nb.lookup(c)[device]}, value_bounds=(0.0, 100.0),
-                        pareto="ucb" if method == "ours-ucb" else "ehvi", log_costs=not method.endswith("-lin"),
-                        pending="variance" if method.endswith("variance") else "fantasy",
-                        reference={"val": float(np.median(nb.columns[VAL]))} if method.endswith("-ref") else None)
+        opt = Optimizer(
+            nb.space,
+            seed=seed,
+            objectives={"val": "maximize", "lat": "minimize"},
+            known=lambda c: {"lat": nb.lookup(c)[device]},
+            value_bounds=(0.0, 100.0),
+            pareto="ucb" if method == "ours-ucb" else "ehvi",
+            log_costs=not method.endswith("-lin"),
+            pending="variance" if method.endswith("variance") else "fantasy",
+            reference={"val": float(np.median(nb.columns[VAL]))} if method.endswith("-ref") else None,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             while len(records) < budget:
@@ -92,8 +108,11 @@ def _run_one(method: str, device: str, seed: int, budget: int, nb201_path=None) 
         import optuna
 
         _quiet()
-        sampler = {"tpe-mo": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
-                   "gp-mo": optuna.samplers.GPSampler}[method](seed=seed)
+        sampler = {
+            "tpe-mo": optuna.samplers.TPESampler,
+            "nsga2": optuna.samplers.NSGAIISampler,
+            "gp-mo": optuna.samplers.GPSampler,
+        }[method](seed=seed)
         study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
         for _ in range(budget):
             trial = study.ask()
@@ -102,8 +121,14 @@ def _run_one(method: str, device: str, seed: int, budget: int, nb201_path=None) 
         _run_qnehvi(nb, device, seed, budget, record)
     else:
         raise ValueError(f"unknown method {method!r}")
-    return {"method": method, "device": device, "seed": seed, "budget": budget, "records": records,
-            "wall_s": time.perf_counter() - start}
+    return {
+        "method": method,
+        "device": device,
+        "seed": seed,
+        "budget": budget,
+        "records": records,
+        "wall_s": time.perf_counter() - start,
+    }
 
 
 def _run_qnehvi(nb, device, seed, budget, record, n_init=10, n_choices=2000):
@@ -186,14 +211,20 @@ def tables(runs, methods, devices, nb) -> tuple:
     md, summary = [], {}
     for dev in devices:
         measure = hv_measures(nb, dev)
-        md += [f"### {DEVICES.get(dev, dev)} (`{dev}`)", "",
-               "| method | HV @25 | HV @50 | HV @100 | log-latency HV @100 | s / trial |", "|---|---|---|---|---|---|"]
+        md += [
+            f"### {DEVICES.get(dev, dev)} (`{dev}`)",
+            "",
+            "| method | HV @25 | HV @50 | HV @100 | log-latency HV @100 | s / trial |",
+            "|---|---|---|---|---|---|",
+        ]
         for m in methods:
             rs = [r for r in runs if r["method"] == m and r["device"] == dev and "error" not in r]
             if not rs:
                 continue
-            hv = {b: [measure([x["value"] for x in r["records"][:b]], [x["lat"] for x in r["records"][:b]])
-                      for r in rs] for b in BUDGETS}
+            hv = {
+                b: [measure([x["value"] for x in r["records"][:b]], [x["lat"] for x in r["records"][:b]]) for r in rs]
+                for b in BUDGETS
+            }
             summary[(m, dev)] = {b: [h[0] for h in hv[b]] for b in BUDGETS}
             cells = [fmt_q([h[0] for h in hv[b]]) for b in BUDGETS] + [fmt_q([h[1] for h in hv[100]])]
             cells.append(f"{np.median([r['wall_s'] / len(r['records']) for r in rs]):.3f}")
@@ -203,10 +234,13 @@ def tables(runs, methods, devices, nb) -> tuple:
 
 
 def wins_losses(summary, ours, peers, devices) -> list:
-    lines = [f"Median HV of `{ours}` against each peer's median, per device and budget (W: ours higher, "
-             f"L: lower, =: within 0.002):", "", "| peer | " + " | ".join(
-                 f"{DEVICES.get(d, d)} @{b}" for d in devices for b in BUDGETS) + " |",
-             "|---|" + "---|" * (len(devices) * len(BUDGETS))]
+    lines = [
+        f"Median HV of `{ours}` against each peer's median, per device and budget (W: ours higher, "
+        f"L: lower, =: within 0.002):",
+        "",
+        "| peer | " + " | ".join(f"{DEVICES.get(d, d)} @{b}" for d in devices for b in BUDGETS) + " |",
+        "|---|" + "---|" * (len(devices) * len(BUDGETS)),
+    ]
     for p in peers:
         cells = []
         for d in devices:
@@ -224,31 +258,52 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--devices", nargs="+", default=list(DEVICES), choices=list(DEVICES))
-    ap.add_argument("--methods", nargs="+", default=["ours-ehvi", "ours-ucb", "ours-ehvi-lin", "random", "tpe-mo",
-                                                    "nsga2"], choices=list(LABELS))
+    ap.add_argument(
+        "--methods",
+        nargs="+",
+        default=["ours-ehvi", "ours-ucb", "ours-ehvi-lin", "random", "tpe-mo", "nsga2"],
+        choices=list(LABELS),
+    )
     ap.add_argument("--plan", default=None, help="JSON list of [method, device, n_seeds]: overrides the grid")
     ap.add_argument("--nb201", default=None)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--reuse", nargs="+", default=[], help="runs from earlier --raw files, kept where "
-                    "method/device/seed match (a later file wins)")
+    ap.add_argument(
+        "--reuse",
+        nargs="+",
+        default=[],
+        help="runs from earlier --raw files, kept where method/device/seed match (a later file wins)",
+    )
     ap.add_argument("--report-only", action="store_true", help="with --reuse: tabulate the runs found, run none")
-    ap.add_argument("--note", action="append", default=[], help="a line for the header (e.g. the commands that "
-                    "made the reused runs)")
+    ap.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        help="a line for the header (e.g. the commands that made the reused runs)",
+    )
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_pareto.md")))
     ap.add_argument("--raw", default=str(Path(__file__).with_name("out") / "pareto_runs.json"))
     args = ap.parse_args(argv)
     command = "python -m bench.bench_pareto " + " ".join(argv if argv is not None else sys.argv[1:])
     nb = nb_table(args.nb201)
     engine = engine_hash()
-    plan = (json.loads(args.plan) if args.plan else
-            [[m, d, args.seeds] for m in args.methods for d in args.devices])
-    tasks = [{"method": m, "device": d, "seed": s, "budget": BUDGETS[-1], "nb201_path": str(nb.path)}
-             for m, d, n in plan for s in range(n)]
+    plan = json.loads(args.plan) if args.plan else [[m, d, args.seeds] for m in args.methods for d in args.devices]
+    tasks = [
+        {"method": m, "device": d, "seed": s, "budget": BUDGETS[-1], "nb201_path": str(nb.path)}
+        for m, d, n in plan
+        for s in range(n)
+    ]
     runs = []
     if args.reuse:
-        old = {(r["method"], r["device"], r["seed"]): r for f in args.reuse if Path(f).exists()
-               for r in json.loads(Path(f).read_text()) if "error" not in r}
-        runs = [old[(t["method"], t["device"], t["seed"])] for t in tasks if (t["method"], t["device"], t["seed"]) in old]
+        old = {
+            (r["method"], r["device"], r["seed"]): r
+            for f in args.reuse
+            if Path(f).exists()
+            for r in json.loads(Path(f).read_text())
+            if "error" not in r
+        }
+        runs = [
+            old[(t["method"], t["device"], t["seed"])] for t in tasks if (t["method"], t["device"], t["seed"]) in old
+        ]
         tasks = [t for t in tasks if (t["method"], t["device"], t["seed"]) not in old]
         log(f"reusing {len(runs)} runs")
         if args.report_only:
@@ -278,27 +333,36 @@ def main(argv=None) -> int:
     seeds_of = {}
     for r in runs:
         seeds_of.setdefault((r["method"], r["device"]), set()).add(r["seed"])
-    md = ["# Pareto search on NAS-Bench-201: accuracy against latency on four devices", "",
-          f"Command: `{command.strip()}`", "",
-          f"Date: {datetime.date.today().isoformat()}. Machine: {machine_note()}. Engine sha `{engine}` "
-          f"(bench/bench_optimizer.py's digest). {len(tasks)} runs in {time.perf_counter() - t0:.0f} s, "
-          f"{args.workers} at a time, one thread each.", "",
-          "Each run: 100 sequential trials on the table (one look-up = one trial), seeds 0..n-1 (n in each row). "
-          "HV = hypervolume of the (validation accuracy, latency) points found / hypervolume of the whole table, "
-          "reference (median accuracy 87.31 %, the device's worst latency); the log-latency HV uses log(latency) "
-          "with reference log(worst latency). Cells: median [25 %, 75 %] over seeds. Ours: "
-          "`Optimizer(space, objectives={'val': 'maximize', 'lat': 'minimize'}, known=latency lookup, "
-          "value_bounds=(0, 100), seed=s)` with its defaults (10 space-filling warm-up trials, copula warp, "
-          "costs as log(latency + its 5 % quantile over the space), reference point: 1.1 x the worst latency, "
-          "and the median of the accuracies observed so far, recomputed at each proposal); Optuna samplers at their defaults (`seed=s`); BoTorch "
-          "qLogNEHVI with 10 random initial cells, a SingleTaskGP on one-hot edges, the latency as a "
-          "`GenericDeterministicModel`, given the measure's own reference point, maximised over 2,000 random "
-          "unevaluated cells per step.", ""]
+    md = [
+        "# Pareto search on NAS-Bench-201: accuracy against latency on four devices",
+        "",
+        f"Command: `{command.strip()}`",
+        "",
+        f"Date: {datetime.date.today().isoformat()}. Machine: {machine_note()}. Engine sha `{engine}` "
+        f"(bench/bench_optimizer.py's digest). {len(tasks)} runs in {time.perf_counter() - t0:.0f} s, "
+        f"{args.workers} at a time, one thread each.",
+        "",
+        "Each run: 100 sequential trials on the table (one look-up = one trial), seeds 0..n-1 (n in each row). "
+        "HV = hypervolume of the (validation accuracy, latency) points found / hypervolume of the whole table, "
+        "reference (median accuracy 87.31 %, the device's worst latency); the log-latency HV uses log(latency) "
+        "with reference log(worst latency). Cells: median [25 %, 75 %] over seeds. Ours: "
+        "`Optimizer(space, objectives={'val': 'maximize', 'lat': 'minimize'}, known=latency lookup, "
+        "value_bounds=(0, 100), seed=s)` with its defaults (10 space-filling warm-up trials, copula warp, "
+        "costs as log(latency + its 5 % quantile over the space), reference point: 1.1 x the worst latency, "
+        "and the median of the accuracies observed so far, recomputed at each proposal); Optuna samplers at their defaults (`seed=s`); BoTorch "
+        "qLogNEHVI with 10 random initial cells, a SingleTaskGP on one-hot edges, the latency as a "
+        "`GenericDeterministicModel`, given the measure's own reference point, maximised over 2,000 random "
+        "unevaluated cells per step.",
+        "",
+    ]
     md += [f"- {n}" for n in args.note] + ([""] if args.note else [])
     failures = [r for r in runs if "error" in r]
     if failures:
-        md += [f"- {len(failures)} run(s) failed: " + ", ".join(f"{r['method']} {r['device']} {r['seed']}"
-                                                                for r in failures), ""]
+        md += [
+            f"- {len(failures)} run(s) failed: "
+            + ", ".join(f"{r['method']} {r['device']} {r['seed']}" for r in failures),
+            "",
+        ]
     md += ["## Hypervolume", ""] + md_tables
     ours = "ours-ehvi"
     peers = [m for m in ("random", "tpe-mo", "nsga2", "gp-mo", "qnehvi") if m in methods]

@@ -28,6 +28,7 @@ Measures (validation accuracy is what every search sees; test accuracy is report
                  by the hypervolume of the union of every run's points (the best front known)
     budgets      the best val acc on each run's front with MACs <= each budget, and that network's test acc
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,12 @@ import numpy as np  # noqa: E402
 from bench.bench_search import SEED_STRIDE, _init_worker, fmt_q, log  # noqa: E402
 
 SPACE = Path(__file__).with_name("pareto_digits_space.yaml")
-LABELS = {"ours": "ours, EHVI (--objective pareto)", "ours-lin": "ours, EHVI on linear MACs and params",
-          "tpe-mo": "Optuna TPE (3 objectives)", "random": "random search"}
+LABELS = {
+    "ours": "ours, EHVI (--objective pareto)",
+    "ours-lin": "ours, EHVI on linear MACs and params",
+    "tpe-mo": "Optuna TPE (3 objectives)",
+    "random": "random search",
+}
 BUDGETS = (10_000, 30_000, 100_000)  # MACs
 REF_ACC = 0.5
 
@@ -59,9 +64,28 @@ def cli_study(trials: int, seed: int, epochs: int, folder: Path):
     from nas import cli_wiring
     from nas.cli import build_parser
 
-    args = build_parser().parse_args(["search", "--dataset", "digits", "--objective", "pareto", "--fidelity", "off",
-                                      "--epochs", str(epochs), "--space", str(SPACE), "--trials", str(trials),
-                                      "--seed", str(seed), "--out", str(folder), "--quiet"])
+    args = build_parser().parse_args(
+        [
+            "search",
+            "--dataset",
+            "digits",
+            "--objective",
+            "pareto",
+            "--fidelity",
+            "off",
+            "--epochs",
+            str(epochs),
+            "--space",
+            str(SPACE),
+            "--trials",
+            str(trials),
+            "--seed",
+            str(seed),
+            "--out",
+            str(folder),
+            "--quiet",
+        ]
+    )
     study, _ = cli_wiring.make_study(args)
     study.objective_args.update(threads=1, save_weights=False)
     return study
@@ -69,8 +93,13 @@ def cli_study(trials: int, seed: int, epochs: int, folder: Path):
 
 def run_objective(study, config: dict, trial_id: int, seed: int) -> dict:
     known = study.opt.known(config)
-    rec = {"trial": trial_id, "seed": seed * SEED_STRIDE + trial_id, "macs": known["macs"],
-           "params": known["params"], "config": config}
+    rec = {
+        "trial": trial_id,
+        "seed": seed * SEED_STRIDE + trial_id,
+        "macs": known["macs"],
+        "params": known["params"],
+        "config": config,
+    }
     spec = {"trial_id": trial_id, "config": config, "seed": rec["seed"], "study_dir": None, **study.objective_args}
     t0 = time.perf_counter()
     try:
@@ -106,8 +135,14 @@ def _run_one(method: str, seed: int, trials: int, epochs: int) -> dict:
         else:
             raise ValueError(f"unknown method {method!r}")
     log(f"[{method} s{seed}] {len(records)} trials in {time.perf_counter() - start:.0f} s")
-    return {"method": method, "seed": seed, "trials": trials, "epochs": epochs, "records": records,
-            "wall_s": time.perf_counter() - start}
+    return {
+        "method": method,
+        "seed": seed,
+        "trials": trials,
+        "epochs": epochs,
+        "records": records,
+        "wall_s": time.perf_counter() - start,
+    }
 
 
 def _linear_costs(opt, seed: int) -> None:
@@ -120,8 +155,9 @@ def _linear_costs(opt, seed: int) -> None:
     opt.objectives = replace(opt.objectives, log_costs=False, offsets=())
     probe = sample_feasible(opt.space, mo.REF_SAMPLES, np.random.default_rng(seed), opt.feasible)
     limits = {c.name: c.max for c in opt.constraints if hasattr(c, "max")}
-    opt._ref_value, opt._ref_costs = mo.reference_point(opt.objectives, [opt.known(c) for c in probe],
-                                                        limits=limits, value_bounds=opt.value_bounds)
+    opt._ref_value, opt._ref_costs = mo.reference_point(
+        opt.objectives, [opt.known(c) for c in probe], limits=limits, value_bounds=opt.value_bounds
+    )
 
 
 def _ours(study, seed: int) -> list:
@@ -133,9 +169,19 @@ def _ours(study, seed: int) -> list:
     with Storage(study.folder / "study.db", read_only=True) as st:
         for t in st.trials():
             ok = t.status == COMPLETE
-            records.append({"trial": t.id, "seed": t.seed, "macs": t.macs, "params": t.params, "config": t.config,
-                            "val": t.value if ok else None, "test": t.metrics.get("test_acc") if ok else None,
-                            "failed": not ok, "seconds": (t.metrics or {}).get("wall_time")})
+            records.append(
+                {
+                    "trial": t.id,
+                    "seed": t.seed,
+                    "macs": t.macs,
+                    "params": t.params,
+                    "config": t.config,
+                    "val": t.value if ok else None,
+                    "test": t.metrics.get("test_acc") if ok else None,
+                    "failed": not ok,
+                    "seconds": (t.metrics or {}).get("wall_time"),
+                }
+            )
     assert [r["seed"] for r in records] == [seed * SEED_STRIDE + r["trial"] for r in records]
     return records
 
@@ -146,8 +192,9 @@ def _tpe(study, seed: int, trials: int) -> list:
 
     from bench.optuna_adapter import suggest_config
 
-    ostudy = optuna.create_study(directions=["maximize", "minimize", "minimize"],
-                                 sampler=optuna.samplers.TPESampler(seed=seed))
+    ostudy = optuna.create_study(
+        directions=["maximize", "minimize", "minimize"], sampler=optuna.samplers.TPESampler(seed=seed)
+    )
     records = []
     while len(records) < trials:
         trial = ostudy.ask()
@@ -184,8 +231,10 @@ def hv_table(runs, methods, refs) -> tuple:
     ref3 = ref2 + [math.log10(refs[1])]
     every = [r for run in runs for r in run["records"]]
     best2, best3 = hypervolume(_points(every, 2), ref2), hypervolume(_points(every, 3), ref3)
-    lines = ["| method | HV (val acc, log MACs) | HV (val acc, log MACs, log params) | front size | s / trial |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| method | HV (val acc, log MACs) | HV (val acc, log MACs, log params) | front size | s / trial |",
+        "|---|---|---|---|---|",
+    ]
     med = {}
     for m in methods:
         rs = [r for r in runs if r["method"] == m]
@@ -196,8 +245,10 @@ def hv_table(runs, methods, refs) -> tuple:
         med[m] = (float(np.median(h2)), float(np.median(h3)))
         size = [len(front(r["records"])) for r in rs]
         spt = np.median([r["wall_s"] / len(r["records"]) for r in rs])
-        lines.append(f"| {LABELS[m]} (n={len(rs)}) | {fmt_q(h2, '{:.3f}')} | {fmt_q(h3, '{:.3f}')} | "
-                     f"{fmt_q(size, '{:.0f}')} | {spt:.1f} |")
+        lines.append(
+            f"| {LABELS[m]} (n={len(rs)}) | {fmt_q(h2, '{:.3f}')} | {fmt_q(h3, '{:.3f}')} | "
+            f"{fmt_q(size, '{:.0f}')} | {spt:.1f} |"
+        )
     return lines, med
 
 
@@ -213,23 +264,28 @@ def front(records) -> list:
 
 
 def budget_table(runs, methods) -> list:
-    lines = ["| method | " + " | ".join(f"<= {b // 1000}k MACs: val / test" for b in BUDGETS) + " |",
-             "|---|" + "---|" * len(BUDGETS)]
+    lines = [
+        "| method | " + " | ".join(f"<= {b // 1000}k MACs: val / test" for b in BUDGETS) + " |",
+        "|---|" + "---|" * len(BUDGETS),
+    ]
     for m in methods:
         rs = [r for r in runs if r["method"] == m]
         if not rs:
             continue
         cells = []
         for b in BUDGETS:
-            picks = [max((x for x in front(r["records"]) if x["macs"] <= b), key=lambda x: x["val"], default=None)
-                     for r in rs]
+            picks = [
+                max((x for x in front(r["records"]) if x["macs"] <= b), key=lambda x: x["val"], default=None)
+                for r in rs
+            ]
             got = [p for p in picks if p is not None]
             if not got:
                 cells.append("none")
                 continue
             miss = f" ({len(rs) - len(got)} runs with none)" if len(got) < len(rs) else ""
-            cells.append(f"{fmt_q([p['val'] for p in got], '{:.3f}')} / "
-                         f"{fmt_q([p['test'] for p in got], '{:.3f}')}{miss}")
+            cells.append(
+                f"{fmt_q([p['val'] for p in got], '{:.3f}')} / {fmt_q([p['test'] for p in got], '{:.3f}')}{miss}"
+            )
         lines.append(f"| {LABELS[m]} (n={len(rs)}) | " + " | ".join(cells) + " |")
     return lines
 
@@ -247,8 +303,11 @@ def main(argv=None) -> int:
     ap.add_argument("--raw", default=str(Path(__file__).with_name("out") / "pareto_digits_runs.json"))
     args = ap.parse_args(argv)
     command = "python -m bench.bench_pareto_digits " + " ".join(argv if argv is not None else sys.argv[1:])
-    tasks = [{"method": m, "seed": s, "trials": args.trials, "epochs": args.epochs}
-             for s in range(args.seeds) for m in args.methods]
+    tasks = [
+        {"method": m, "seed": s, "trials": args.trials, "epochs": args.epochs}
+        for s in range(args.seeds)
+        for m in args.methods
+    ]
     t0 = time.perf_counter()
     runs = json.loads(Path(args.reuse).read_text()) if args.reuse else []
     import multiprocessing as mp
@@ -269,23 +328,45 @@ def main(argv=None) -> int:
     failed = sum(x["failed"] for r in runs for x in r["records"])
     from bench.bench_optimizer import machine_note
 
-    md = ["# Pareto search on digits with real training: accuracy against MACs and parameters", "",
-          f"Command: `{command.strip()}`", "",
-          f"Date: {datetime.date.today().isoformat()}. Machine: {machine_note()}. {len(runs)} runs in "
-          f"{wall / 60:.1f} min, {args.workers} at a time, one torch thread each.", "",
-          f"Each run: {args.trials} trials, every one trained for exactly {args.epochs} epochs (`--fidelity off "
-          f"--epochs {args.epochs}`) on the bundled digits split (data seed 0), in the space "
-          f"`bench/pareto_digits_space.yaml` (architecture only; SGD at the trainer's defaults). Seeds "
-          f"0..{args.seeds - 1}; the k-th trial of seed s trains with seed s * 100003 + k in every method. "
-          f"{failed} failed trials. Cells: median [25 %, 75 %] over seeds.", ""]
+    md = [
+        "# Pareto search on digits with real training: accuracy against MACs and parameters",
+        "",
+        f"Command: `{command.strip()}`",
+        "",
+        f"Date: {datetime.date.today().isoformat()}. Machine: {machine_note()}. {len(runs)} runs in "
+        f"{wall / 60:.1f} min, {args.workers} at a time, one torch thread each.",
+        "",
+        f"Each run: {args.trials} trials, every one trained for exactly {args.epochs} epochs (`--fidelity off "
+        f"--epochs {args.epochs}`) on the bundled digits split (data seed 0), in the space "
+        f"`bench/pareto_digits_space.yaml` (architecture only; SGD at the trainer's defaults). Seeds "
+        f"0..{args.seeds - 1}; the k-th trial of seed s trains with seed s * 100003 + k in every method. "
+        f"{failed} failed trials. Cells: median [25 %, 75 %] over seeds.",
+        "",
+    ]
     md += [f"- {n}" for n in args.note] + ([""] if args.note else [])
-    md += ["## Hypervolume at equal trials", "",
-           f"Reference: val acc {REF_ACC}, {refs[0]:,.0f} MACs, {refs[1]:,.0f} params (1.1 x the largest of 2,000 "
-           "random configs); MACs and params on a log10 scale; each run's HV divided by that of the union of "
-           "every run's trials.", ""] + hv_lines + [""]
-    md += ["## Best network under a MAC budget, read off each front", "",
-           "The most accurate (validation) trial with MACs at most the budget on each run's front; its test "
-           "accuracy next to it (never seen by any search).", ""] + budget_table(runs, methods) + [""]
+    md += (
+        [
+            "## Hypervolume at equal trials",
+            "",
+            f"Reference: val acc {REF_ACC}, {refs[0]:,.0f} MACs, {refs[1]:,.0f} params (1.1 x the largest of 2,000 "
+            "random configs); MACs and params on a log10 scale; each run's HV divided by that of the union of "
+            "every run's trials.",
+            "",
+        ]
+        + hv_lines
+        + [""]
+    )
+    md += (
+        [
+            "## Best network under a MAC budget, read off each front",
+            "",
+            "The most accurate (validation) trial with MACs at most the budget on each run's front; its test "
+            "accuracy next to it (never seen by any search).",
+            "",
+        ]
+        + budget_table(runs, methods)
+        + [""]
+    )
     Path(args.out).write_text("\n".join(md) + "\n")
     log(f"wrote {args.out}")
     return 0

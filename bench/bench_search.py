@@ -30,6 +30,7 @@ layers", which the space cannot break) would be told to Optuna as failed and not
 Runs go to ``--workers`` processes (default 2). Progress goes to stderr; results to ``bench/results_search.md``
 (``--out``) and every trial to ``bench/out/search_runs.json`` (``--raw``, git-ignored).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,13 @@ from bench.common import finish_results, log  # noqa: E402
 
 BASELINE_MACS = 157_312  # bench/bench_trainer.py's analytic count; checked again below
 TEST_BAR = 0.97
-LABELS = {"ours": "ours (GP-UCB)", "tpe": "Optuna TPE", "tpe-mv": "Optuna TPE (multivariate, group)",
-          "random": "random search", "baseline": "hand-written baseline"}
+LABELS = {
+    "ours": "ours (GP-UCB)",
+    "tpe": "Optuna TPE",
+    "tpe-mv": "Optuna TPE (multivariate, group)",
+    "random": "random search",
+    "baseline": "hand-written baseline",
+}
 SEED_STRIDE = 100_003  # nas.study: trial.seed = optimizer seed * 100003 + trial id
 # What `nas search --dataset digits` used when the first results were written (runs record their own since).
 SCORE_SPEC = "mnas:macs=60000,alpha=-0.01,beta=-0.07"
@@ -82,8 +88,9 @@ def cli_study(trials: int, seed: int, folder: Path):
     from nas import cli_wiring
     from nas.cli import build_parser
 
-    args = build_parser().parse_args(["search", "--dataset", "digits", "--trials", str(trials), "--seed",
-                                      str(seed), "--out", str(folder), "--quiet"])
+    args = build_parser().parse_args(
+        ["search", "--dataset", "digits", "--trials", str(trials), "--seed", str(seed), "--out", str(folder), "--quiet"]
+    )
     study, _ = cli_wiring.make_study(args)
     study.objective_args.update(threads=1, save_weights=False)
     return study
@@ -92,8 +99,13 @@ def cli_study(trials: int, seed: int, folder: Path):
 def run_objective(study, config: dict, trial_id: int, seed: int) -> dict:
     """One trial as the Study would run it: a record with val / test accuracy, MACs, params, score."""
     known = study.opt.known(config)
-    rec = {"trial": trial_id, "seed": seed * SEED_STRIDE + trial_id, "macs": known["macs"],
-           "params": known["params"], "config": config}
+    rec = {
+        "trial": trial_id,
+        "seed": seed * SEED_STRIDE + trial_id,
+        "macs": known["macs"],
+        "params": known["params"],
+        "config": config,
+    }
     spec = {"trial_id": trial_id, "config": config, "seed": rec["seed"], "study_dir": None, **study.objective_args}
     t0 = time.perf_counter()
     try:
@@ -109,8 +121,10 @@ def run_objective(study, config: dict, trial_id: int, seed: int) -> dict:
 
 def _progress(method: str, seed: int, trials: int, rec: dict, best: float | None) -> None:
     s = "failed" if rec["failed"] else f"score {rec['score']:.4f} val {rec['val']:.4f}"
-    log(f"[{method} s{seed}] {rec['trial']}/{trials} {s} macs {rec['macs']:,} ({rec['seconds']:.1f}s)  "
-        f"best {best if best is None else round(best, 4)}")
+    log(
+        f"[{method} s{seed}] {rec['trial']}/{trials} {s} macs {rec['macs']:,} ({rec['seconds']:.1f}s)  "
+        f"best {best if best is None else round(best, 4)}"
+    )
 
 
 # ------------------------------------------------------------------------------------------ one run
@@ -136,9 +150,16 @@ def _run_one(method: str, seed: int, trials: int) -> dict:
             records, rejected = _tpe(study, seed, trials, multivariate=method == "tpe-mv")
         else:
             raise ValueError(f"unknown method {method!r}")
-    return {"method": method, "seed": seed, "trials": trials, "records": records, "rejected": rejected,
-            "wall_s": time.perf_counter() - start, "score_spec": study.opt.score.spec(),
-            "space": {"dims": study.opt.space.n_dims, "conditional": study.opt.space.n_conditional}}
+    return {
+        "method": method,
+        "seed": seed,
+        "trials": trials,
+        "records": records,
+        "rejected": rejected,
+        "wall_s": time.perf_counter() - start,
+        "score_spec": study.opt.score.spec(),
+        "space": {"dims": study.opt.space.n_dims, "conditional": study.opt.space.n_conditional},
+    }
 
 
 def _ours(study, seed: int, trials: int) -> list:
@@ -151,8 +172,10 @@ def _ours(study, seed: int, trials: int) -> list:
         n = p.done + p.failed
         if n > seen[0]:
             seen[0] = n
-            log(f"[ours s{seed}] {n}/{trials} best {None if p.best is None else round(p.best, 4)} "
-                f"elapsed {p.elapsed:.0f}s")
+            log(
+                f"[ours s{seed}] {n}/{trials} best {None if p.best is None else round(p.best, 4)} "
+                f"elapsed {p.elapsed:.0f}s"
+            )
 
     study.on_progress = on_progress
     study.run()
@@ -160,10 +183,21 @@ def _ours(study, seed: int, trials: int) -> list:
     with Storage(study.folder / "study.db", read_only=True) as st:
         for t in st.trials():
             ok = t.status == COMPLETE
-            records.append({"trial": t.id, "seed": t.seed, "macs": t.macs, "params": t.params, "config": t.config,
-                            "val": t.value if ok else None, "test": t.metrics.get("test_acc") if ok else None,
-                            "failed": not ok, "score": t.score if ok else None,
-                            "seconds": (t.metrics or {}).get("wall_time"), "error": t.error})
+            records.append(
+                {
+                    "trial": t.id,
+                    "seed": t.seed,
+                    "macs": t.macs,
+                    "params": t.params,
+                    "config": t.config,
+                    "val": t.value if ok else None,
+                    "test": t.metrics.get("test_acc") if ok else None,
+                    "failed": not ok,
+                    "score": t.score if ok else None,
+                    "seconds": (t.metrics or {}).get("wall_time"),
+                    "error": t.error,
+                }
+            )
     assert [r["seed"] for r in records] == [seed * SEED_STRIDE + r["trial"] for r in records]
     return records
 
@@ -189,8 +223,11 @@ def _tpe(study, seed: int, trials: int, *, multivariate: bool) -> tuple[list, in
 
     from bench.optuna_adapter import suggest_config
 
-    sampler = (optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True) if multivariate
-               else optuna.samplers.TPESampler(seed=seed))
+    sampler = (
+        optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+        if multivariate
+        else optuna.samplers.TPESampler(seed=seed)
+    )
     ostudy = optuna.create_study(direction="maximize", sampler=sampler)
     space, records, rejected, best = study.opt.space, [], 0, None
     name = "tpe-mv" if multivariate else "tpe"
@@ -224,9 +261,18 @@ def _baseline(study, seed: int) -> dict:
     t0 = time.perf_counter()
     out = study.objective(spec)
     val = float(out["value"])
-    rec = {"trial": 0, "seed": seed, "macs": known["macs"], "params": known["params"], "config": cfg, "val": val,
-           "test": float(out["metrics"]["test_acc"]), "failed": False, "seconds": time.perf_counter() - t0,
-           "score": float(study.opt.score_of([cfg], [val])[0])}
+    rec = {
+        "trial": 0,
+        "seed": seed,
+        "macs": known["macs"],
+        "params": known["params"],
+        "config": cfg,
+        "val": val,
+        "test": float(out["metrics"]["test_acc"]),
+        "failed": False,
+        "seconds": time.perf_counter() - t0,
+        "score": float(study.opt.score_of([cfg], [val])[0]),
+    }
     log(f"[baseline s{seed}] val {rec['val']:.4f} test {rec['test']:.4f} score {rec['score']:.4f}")
     return rec
 
@@ -253,9 +299,20 @@ def meets_bar(rec: dict | None) -> bool:
 
 def summarise(runs: list, methods: list, trials: int) -> list[str]:
     early = max(1, min(10, trials // 2))
-    head = ["method", "runs", f"best score @{early}", f"best score @{trials}", "pick val acc", "pick test acc",
-            "pick MACs", "pick params", f"picks >= {TEST_BAR:.0%} test & < {BASELINE_MACS // 1000}k MACs",
-            "failed trials", "median s / trial", "median run min"]
+    head = [
+        "method",
+        "runs",
+        f"best score @{early}",
+        f"best score @{trials}",
+        "pick val acc",
+        "pick test acc",
+        "pick MACs",
+        "pick params",
+        f"picks >= {TEST_BAR:.0%} test & < {BASELINE_MACS // 1000}k MACs",
+        "failed trials",
+        "median s / trial",
+        "median run min",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for m in methods:
         rs = [r for r in runs if r["method"] == m and "error" not in r]
@@ -264,26 +321,41 @@ def summarise(runs: list, methods: list, trials: int) -> list[str]:
         picks = [pick(r["records"]) for r in rs]
         picks_early = [pick(r["records"], early) for r in rs]
         secs = [x["seconds"] for r in rs for x in r["records"] if x.get("seconds") is not None]
-        lines.append("| " + " | ".join([
-            LABELS[m], str(len(rs)),
-            fmt_q([p["score"] for p in picks_early]), fmt_q([p["score"] for p in picks]),
-            fmt_q([p["val"] for p in picks]), fmt_q([p["test"] for p in picks]),
-            fmt_q([p["macs"] for p in picks], "{:,.0f}"), fmt_q([p["params"] for p in picks], "{:,.0f}"),
-            f"{sum(map(meets_bar, picks))} / {len(rs)}",
-            str(sum(x["failed"] for r in rs for x in r["records"])),
-            f"{statistics.median(secs):.1f}" if secs else "-",
-            f"{statistics.median(r['wall_s'] for r in rs) / 60:.1f}"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    LABELS[m],
+                    str(len(rs)),
+                    fmt_q([p["score"] for p in picks_early]),
+                    fmt_q([p["score"] for p in picks]),
+                    fmt_q([p["val"] for p in picks]),
+                    fmt_q([p["test"] for p in picks]),
+                    fmt_q([p["macs"] for p in picks], "{:,.0f}"),
+                    fmt_q([p["params"] for p in picks], "{:,.0f}"),
+                    f"{sum(map(meets_bar, picks))} / {len(rs)}",
+                    str(sum(x["failed"] for r in rs for x in r["records"])),
+                    f"{statistics.median(secs):.1f}" if secs else "-",
+                    f"{statistics.median(r['wall_s'] for r in rs) / 60:.1f}",
+                ]
+            )
+            + " |"
+        )
     return lines
 
 
 def per_run_table(runs: list, methods: list) -> list[str]:
-    lines = ["| method | seed | best score | pick: val | test | MACs | params | pick's trial | meets bar |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| method | seed | best score | pick: val | test | MACs | params | pick's trial | meets bar |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for m in methods:
         for r in sorted((r for r in runs if r["method"] == m and "error" not in r), key=lambda r: r["seed"]):
             p = pick(r["records"])
-            lines.append(f"| {LABELS[m]} | {r['seed']} | {p['score']:.4f} | {p['val']:.4f} | {p['test']:.4f} | "
-                         f"{p['macs']:,} | {p['params']:,} | {p['trial']} | {'yes' if meets_bar(p) else 'no'} |")
+            lines.append(
+                f"| {LABELS[m]} | {r['seed']} | {p['score']:.4f} | {p['val']:.4f} | {p['test']:.4f} | "
+                f"{p['macs']:,} | {p['params']:,} | {p['trial']} | {'yes' if meets_bar(p) else 'no'} |"
+            )
     return lines
 
 
@@ -300,9 +372,11 @@ def head_to_head(runs: list, methods: list) -> list[str]:
         wins = sum(best[("ours", s)] > best[(m, s)] for s in seeds)
         ties = sum(best[("ours", s)] == best[(m, s)] for s in seeds)
         diffs = [best[("ours", s)] - best[(m, s)] for s in seeds]
-        out.append(f"- ours vs {LABELS[m]}: ours higher on {wins} of {len(seeds)} seeds"
-                   + (f" ({ties} ties)" if ties else "")
-                   + f"; median difference in best score {statistics.median(diffs):+.4f}")
+        out.append(
+            f"- ours vs {LABELS[m]}: ours higher on {wins} of {len(seeds)} seeds"
+            + (f" ({ties} ties)" if ties else "")
+            + f"; median difference in best score {statistics.median(diffs):+.4f}"
+        )
     return out
 
 
@@ -327,11 +401,13 @@ def baseline_lines(runs: list) -> list[str]:
         return []
     recs = [r["records"][0] for r in rs]
     b = recs[0]
-    return [f"Baseline (stem conv 16 -> conv 32 s2 -> conv 64 s2 -> GAP -> linear; Adam 1e-3, batch 32, 15 epochs; "
-            f"`bench/bench_trainer.py`'s BASELINE trained by the same `run_trial`), seeds "
-            f"{', '.join(str(r['seed']) for r in rs)}: MACs {b['macs']:,}, params {b['params']:,}; "
-            f"val acc {fmt_q([r['val'] for r in recs])}, test acc {fmt_q([r['test'] for r in recs])}, "
-            f"score {fmt_q([r['score'] for r in recs])} (median [quartiles])."]
+    return [
+        f"Baseline (stem conv 16 -> conv 32 s2 -> conv 64 s2 -> GAP -> linear; Adam 1e-3, batch 32, 15 epochs; "
+        f"`bench/bench_trainer.py`'s BASELINE trained by the same `run_trial`), seeds "
+        f"{', '.join(str(r['seed']) for r in rs)}: MACs {b['macs']:,}, params {b['params']:,}; "
+        f"val acc {fmt_q([r['val'] for r in recs])}, test acc {fmt_q([r['test'] for r in recs])}, "
+        f"score {fmt_q([r['score'] for r in recs])} (median [quartiles])."
+    ]
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -339,8 +415,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=25, help="trials per run (default 25)")
     ap.add_argument("--seeds", type=int, default=5, help="runs per method, seeds 0..N-1 (default 5)")
-    ap.add_argument("--methods", nargs="+", default=["ours", "tpe", "random"],
-                    choices=["ours", "tpe", "tpe-mv", "random"])
+    ap.add_argument(
+        "--methods", nargs="+", default=["ours", "tpe", "random"], choices=["ours", "tpe", "tpe-mv", "random"]
+    )
     ap.add_argument("--baseline-seeds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2, help="runs at once (processes)")
     ap.add_argument("--quick", action="store_true", help="4 trials, 1 seed, 1 baseline seed")
@@ -351,7 +428,8 @@ def main(argv=None) -> int:
     if a.quick:
         a.trials, a.seeds, a.baseline_seeds = 4, 1, 1
     cmd = "cd /work/main && .venv/bin/python bench/bench_search.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])
+        argv if argv is not None else sys.argv[1:]
+    )
     if a.from_raw:
         raw = json.loads(a.raw.read_text())
         return report(raw["runs"], a, command=raw["command"], total=raw["total_s"])
@@ -368,8 +446,9 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     runs = []
-    with ProcessPoolExecutor(max_workers=a.workers, mp_context=mp.get_context("spawn"),
-                             initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(
+        max_workers=a.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
+    ) as pool:
         futures = {pool.submit(run_one, t): t for t in tasks}
         for f in as_completed(futures):
             r = f.result()
@@ -377,8 +456,10 @@ def main(argv=None) -> int:
             if "error" in r:
                 log(f"RUN FAILED {r['method']} s{r['seed']}:\n{r['error']}")
             else:
-                log(f"done {r['method']} s{r['seed']} in {r['wall_s'] / 60:.1f} min "
-                    f"({len(runs)}/{len(tasks)} runs, {(time.perf_counter() - t0) / 60:.1f} min so far)")
+                log(
+                    f"done {r['method']} s{r['seed']} in {r['wall_s'] / 60:.1f} min "
+                    f"({len(runs)}/{len(tasks)} runs, {(time.perf_counter() - t0) / 60:.1f} min so far)"
+                )
     total = time.perf_counter() - t0
     a.raw.parent.mkdir(parents=True, exist_ok=True)
     a.raw.write_text(json.dumps({"command": cmd.strip(), "total_s": total, "runs": runs}, indent=1))
@@ -398,8 +479,10 @@ def report(runs: list, a, *, command: str, total: float) -> int:
     rejected = {m: sum(r.get("rejected", 0) for r in runs if r["method"] == m) for m in a.methods}
     errors = [r for r in runs if "error" in r]
     lines = [
-        "# Digits search: ours against Optuna TPE and random search", "",
-        f"Command: `{command}`", "",
+        "# Digits search: ours against Optuna TPE and random search",
+        "",
+        f"Command: `{command}`",
+        "",
         f"Date: {datetime.date.today().isoformat()}. Machine: {os.cpu_count()} CPUs (shared with other jobs "
         f"while this ran), Python {platform.python_version()}, torch {torch.__version__}, optuna "
         f"{optuna.__version__}. {a.workers} runs at a time, one torch thread each; total wall {total / 60:.1f} min.",
@@ -409,17 +492,28 @@ def report(runs: list, a, *, command: str, total: float) -> int:
         f"method). Space: the digits default ({dims['dims']} encoded dims, "
         f"{dims['conditional']} conditional). Score: `{study_score}` on validation accuracy (the "
         "CLI default for digits), computed exactly for every method. Each run's pick is its best-scoring "
-        "trial; test accuracy is reported for the pick only.", "",
+        "trial; test accuracy is reported for the pick only.",
+        "",
         "Optuna / random configs rejected by the search's constraints (never trained): "
-        + ", ".join(f"{m} {n}" for m, n in rejected.items() if m != "ours") + ".", "",
-        "## Summary (median [25 %, 75 %] over seeds)", "",
-        *summarise(runs, a.methods, a.trials), "",
-        *baseline_lines(runs), "",
-        *head_to_head(runs, a.methods), "",
-        "## Best score so far, median over seeds", "",
-        *curve_table(runs, a.methods, a.trials), "",
-        "## Every run's pick", "",
-        *per_run_table(runs, a.methods), "",
+        + ", ".join(f"{m} {n}" for m, n in rejected.items() if m != "ours")
+        + ".",
+        "",
+        "## Summary (median [25 %, 75 %] over seeds)",
+        "",
+        *summarise(runs, a.methods, a.trials),
+        "",
+        *baseline_lines(runs),
+        "",
+        *head_to_head(runs, a.methods),
+        "",
+        "## Best score so far, median over seeds",
+        "",
+        *curve_table(runs, a.methods, a.trials),
+        "",
+        "## Every run's pick",
+        "",
+        *per_run_table(runs, a.methods),
+        "",
     ]
     return finish_results(lines, errors, lambda r: f"{r['method']} seed {r['seed']}", raw=a.raw, out=a.out, root=ROOT)
 

@@ -17,6 +17,7 @@ written in our config layout, trained by train_trial with Adam 1e-3 for 15 epoch
 test accuracy, MACs and params (analytic count, cross-checked with fvcore), next to the hand loop with a
 constant lr on the same seeds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,16 +44,24 @@ BASELINE = {
     "head": {"channels": 0},
     "classifier": {"dropout": 0.0},
     "optimizer": {"name": "adam", "beta1": 0.9, "beta2": 0.999},
-    "lr": 1e-3, "weight_decay": 0.0, "batch_size": 32, "epochs": 15, "label_smoothing": 0.0, "warmup_epochs": 0,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "batch_size": 32,
+    "epochs": 15,
+    "label_smoothing": 0.0,
+    "warmup_epochs": 0,
 }
 
 
 def hand_model() -> nn.Module:
     """The baseline CNN written out by hand (same layers as BASELINE built by search_spaces)."""
+
     def cbr(c_in, c_out, s):
         return [nn.Conv2d(c_in, c_out, 3, s, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
-    return nn.Sequential(*cbr(1, 16, 1), *cbr(16, 32, 2), *cbr(32, 64, 2),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+
+    return nn.Sequential(
+        *cbr(1, 16, 1), *cbr(16, 32, 2), *cbr(32, 64, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)
+    )
 
 
 def config_model(config):
@@ -63,8 +72,9 @@ def config_model(config):
     return (lambda: build_model(config, num_classes=10, in_chans=1)), "search_spaces.build_model"
 
 
-def hand_loop(data, *, seed, epochs, batch_size, lr, loader: bool,
-              evaluate: bool = False) -> tuple[float, float, nn.Module]:
+def hand_loop(
+    data, *, seed, epochs, batch_size, lr, loader: bool, evaluate: bool = False
+) -> tuple[float, float, nn.Module]:
     """(seconds, images seen, model): the minimal loop, randperm indexing or a DataLoader.
 
     evaluate: also score the val split after every epoch and the test split at the end, as train_trial does.
@@ -77,15 +87,20 @@ def hand_loop(data, *, seed, epochs, batch_size, lr, loader: bool,
     n = len(y)
     steps = n // batch_size
     gen = torch.Generator().manual_seed(seed)
-    dl = (torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch_size,
-                                      shuffle=True, drop_last=True, generator=gen) if loader else None)
+    dl = (
+        torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(x, y), batch_size=batch_size, shuffle=True, drop_last=True, generator=gen
+        )
+        if loader
+        else None
+    )
     start = time.perf_counter()
     for _ in range(epochs):
         if loader:
             batches = iter(dl)
         else:
             order = torch.randperm(n, generator=gen)
-            batches = ((x[i], y[i]) for i in (order[s * batch_size:(s + 1) * batch_size] for s in range(steps)))
+            batches = ((x[i], y[i]) for i in (order[s * batch_size : (s + 1) * batch_size] for s in range(steps)))
         for xb, yb in batches:
             loss = loss_fn(net(xb), yb)
             opt.zero_grad(set_to_none=True)
@@ -115,18 +130,23 @@ def throughput(data, *, repeats, epochs, batch_size, threads):
         return epochs * steps * batch_size / (time.perf_counter() - t)
 
     def hand(seed, loader, evaluate=False):
-        sec, imgs, _ = hand_loop(data, seed=seed, epochs=epochs, batch_size=batch_size, lr=cfg["lr"],
-                                 loader=loader, evaluate=evaluate)
+        sec, imgs, _ = hand_loop(
+            data, seed=seed, epochs=epochs, batch_size=batch_size, lr=cfg["lr"], loader=loader, evaluate=evaluate
+        )
         return imgs / sec
 
-    variants = {"ours": ours, "hand": lambda s: hand(s, False), "hand + eval": lambda s: hand(s, False, True),
-                "dataloader": lambda s: hand(s, True)}
+    variants = {
+        "ours": ours,
+        "hand": lambda s: hand(s, False),
+        "hand + eval": lambda s: hand(s, False, True),
+        "dataloader": lambda s: hand(s, True),
+    }
     names = list(variants)
     rates = {k: [] for k in names}
     torch.set_num_threads(threads)
     ours(0)  # warm-up: imports (timm) and first-call allocations are not what we measure
     for r in range(repeats):
-        for k in names[r % len(names):] + names[:r % len(names)]:
+        for k in names[r % len(names) :] + names[: r % len(names)]:
             rates[k].append(variants[k](r))
     rows = []
     for k in names:
@@ -138,8 +158,10 @@ def throughput(data, *, repeats, epochs, batch_size, threads):
 def baseline(data, *, seeds, threads):
     factory, built_by = config_model(BASELINE)
     from search_spaces import count  # noqa: PLC0415
+
     counted = count(BASELINE, input_shape=(1, 8, 8), num_classes=10)
     from fvcore.nn import FlopCountAnalysis
+
     net = factory().eval()
     fv = FlopCountAnalysis(net, torch.zeros(1, 1, 8, 8))
     fv.unsupported_ops_warnings(False)
@@ -151,15 +173,42 @@ def baseline(data, *, seeds, threads):
     runs = []
     for seed in seeds:
         ends: list[float] = []  # elapsed seconds at each epoch's end, for the flat-epoch check
-        r = train_trial(BASELINE, data, model=factory, seed=seed, device="cpu", num_threads=threads,
-                        on_epoch=lambda e, ends=ends: ends.append(e["elapsed"]))
+        r = train_trial(
+            BASELINE,
+            data,
+            model=factory,
+            seed=seed,
+            device="cpu",
+            num_threads=threads,
+            on_epoch=lambda e, ends=ends: ends.append(e["elapsed"]),
+        )
         epoch_s = [b - a for a, b in zip([0.0] + ends[:-1], ends)]
-        _, _, hnet = hand_loop(data, seed=seed, epochs=BASELINE["epochs"], batch_size=BASELINE["batch_size"],
-                               lr=BASELINE["lr"], loader=False)
-        runs.append({"seed": seed, "val": r.val_acc, "test": r.test_acc, "time": r.train_time,
-                     "hand_test": accuracy(hnet, data.x_test, data.y_test), "flat": flatness(epoch_s)})
-    return {"built_by": built_by, "macs": counted["macs"], "params": counted["params"], "fv_macs": fv_macs,
-            "torch_params": params, "runs": runs}
+        _, _, hnet = hand_loop(
+            data,
+            seed=seed,
+            epochs=BASELINE["epochs"],
+            batch_size=BASELINE["batch_size"],
+            lr=BASELINE["lr"],
+            loader=False,
+        )
+        runs.append(
+            {
+                "seed": seed,
+                "val": r.val_acc,
+                "test": r.test_acc,
+                "time": r.train_time,
+                "hand_test": accuracy(hnet, data.x_test, data.y_test),
+                "flat": flatness(epoch_s),
+            }
+        )
+    return {
+        "built_by": built_by,
+        "macs": counted["macs"],
+        "params": counted["params"],
+        "fv_macs": fv_macs,
+        "torch_params": params,
+        "runs": runs,
+    }
 
 
 def flatness(epoch_s: list[float], k: int = 5) -> float:
@@ -185,39 +234,63 @@ def main(argv=None):
     if a.quick:
         a.repeats, a.seeds = 3, 2
     data = load_dataset("digits", seed=0)
-    cmd = "cd /work/main && .venv/bin/python bench/bench_trainer.py " + " ".join(argv if argv is not None
-                                                                                 else sys.argv[1:])
-    lines = ["# Trainer benchmark (digits)", "", f"Command: `{cmd.strip()}`", "",
-             f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-             f"{a.threads} thread(s), CPU; {data.summary()}.", ""]
+    cmd = "cd /work/main && .venv/bin/python bench/bench_trainer.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    lines = [
+        "# Trainer benchmark (digits)",
+        "",
+        f"Command: `{cmd.strip()}`",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{a.threads} thread(s), CPU; {data.summary()}.",
+        "",
+    ]
 
     rows = throughput(data, repeats=a.repeats, epochs=a.epochs, batch_size=a.batch_size, threads=a.threads)
-    lines += [f"## Throughput: baseline CNN, Adam 1e-3, batch {a.batch_size}, {a.epochs} epochs, "
-              f"{a.repeats} interleaved repeats", "",
-              "| loop | median img/s | min | max | median ratio ours / loop |", "|---|---:|---:|---:|---:|"]
+    lines += [
+        f"## Throughput: baseline CNN, Adam 1e-3, batch {a.batch_size}, {a.epochs} epochs, "
+        f"{a.repeats} interleaved repeats",
+        "",
+        "| loop | median img/s | min | max | median ratio ours / loop |",
+        "|---|---:|---:|---:|---:|",
+    ]
     lines += [f"| {k} | {m:,.0f} | {lo:,.0f} | {hi:,.0f} | {ratio:.2f} |" for k, m, lo, hi, ratio in rows]
-    lines += ["", "ours includes building the timm optimizer and scheduler, validation after every epoch and "
-              "the final test pass; 'hand + eval' does the same evaluation, the other hand loops only train.",
-              "Images/s counts training images only.", ""]
+    lines += [
+        "",
+        "ours includes building the timm optimizer and scheduler, validation after every epoch and "
+        "the final test pass; 'hand + eval' does the same evaluation, the other hand loops only train.",
+        "Images/s counts training images only.",
+        "",
+    ]
     print("\n".join(lines))
 
     b = baseline(data, seeds=range(a.seeds), threads=a.threads)
     med = lambda key: statistics.median(r[key] for r in b["runs"])  # noqa: E731
-    lines += [f"## Baseline CNN: our trainer, Adam 1e-3, batch {BASELINE['batch_size']}, "
-              f"{BASELINE['epochs']} epochs, cosine per step, {a.seeds} seeds", "",
-              f"Model built by {b['built_by']}. MACs {b['macs']:,} (analytic; fvcore conv+linear {b['fv_macs']:,}), "
-              f"params {b['params']:,} (torch {b['torch_params']:,}). Reference: ~96.7 % test, 157k MACs, 24k params.",
-              "", "| seed | val acc | test acc | train s | last-5 / first-5 epoch time | "
-              "hand loop test acc (constant lr) |",
-              "|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['seed']} | {r['val']:.4f} | {r['test']:.4f} | {r['time']:.1f} | {r['flat']:.2f} | "
-              f"{r['hand_test']:.4f} |" for r in b["runs"]]
-    lines += [f"| **median** | {med('val'):.4f} | **{med('test'):.4f}** | {med('time'):.1f} | {med('flat'):.2f} | "
-              f"{med('hand_test'):.4f} |", "",
-              f"Flat-epoch check: median last-5 / first-5 epoch time {med('flat'):.2f} "
-              f"({'flat' if med('flat') <= 1.1 else 'SLOWING DOWN: above 1.1, look for denormals or a leak'}).", ""]
+    lines += [
+        f"## Baseline CNN: our trainer, Adam 1e-3, batch {BASELINE['batch_size']}, "
+        f"{BASELINE['epochs']} epochs, cosine per step, {a.seeds} seeds",
+        "",
+        f"Model built by {b['built_by']}. MACs {b['macs']:,} (analytic; fvcore conv+linear {b['fv_macs']:,}), "
+        f"params {b['params']:,} (torch {b['torch_params']:,}). Reference: ~96.7 % test, 157k MACs, 24k params.",
+        "",
+        "| seed | val acc | test acc | train s | last-5 / first-5 epoch time | hand loop test acc (constant lr) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['seed']} | {r['val']:.4f} | {r['test']:.4f} | {r['time']:.1f} | {r['flat']:.2f} | {r['hand_test']:.4f} |"
+        for r in b["runs"]
+    ]
+    lines += [
+        f"| **median** | {med('val'):.4f} | **{med('test'):.4f}** | {med('time'):.1f} | {med('flat'):.2f} | "
+        f"{med('hand_test'):.4f} |",
+        "",
+        f"Flat-epoch check: median last-5 / first-5 epoch time {med('flat'):.2f} "
+        f"({'flat' if med('flat') <= 1.1 else 'SLOWING DOWN: above 1.1, look for denormals or a leak'}).",
+        "",
+    ]
     text = "\n".join(lines)
-    print("\n".join(lines[-len(b['runs']) - 8:]))
+    print("\n".join(lines[-len(b["runs"]) - 8 :]))
     a.out.write_text(text)
     print(f"wrote {a.out}")
 

@@ -9,6 +9,7 @@ resource=)`` and ``predict_top``; the Pareto path (EHVI with fantasy pending, an
 variance-only pending) on a minimised objective. ``--compare`` exits 1 at the first proposal that differs
 (floats compared to 1e-9 relative), naming the loop and the step. About a minute on one core.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,15 @@ def _cost(c: dict) -> dict:
 
 
 def scalar() -> list:
-    opt = Optimizer(conditional_space(), seed=1, n_warmup=6, known=_cost, constraints=[Limit("macs", 2.5e5)],
-                    score=MnasScore(targets={"macs": 1e5}), value_bounds=(0.0, 1.0))
+    opt = Optimizer(
+        conditional_space(),
+        seed=1,
+        n_warmup=6,
+        known=_cost,
+        constraints=[Limit("macs", 2.5e5)],
+        score=MnasScore(targets={"macs": 1e5}),
+        value_bounds=(0.0, 1.0),
+    )
     out = []
     for _ in range(24):
         (c,) = opt.ask()
@@ -86,8 +94,9 @@ def multifidelity() -> list:
 
 
 def _small_space() -> Space:
-    return Space([Float("x", 0.0, 1.0), Integer("w", 1, 16),
-                  Categorical("kind", {"s": [], "t": [Float("t_gain", 0.0, 2.0)]})])
+    return Space(
+        [Float("x", 0.0, 1.0), Integer("w", 1, 16), Categorical("kind", {"s": [], "t": [Float("t_gain", 0.0, 2.0)]})]
+    )
 
 
 def _small_known(c: dict) -> dict:
@@ -99,9 +108,16 @@ def _small_loss(c: dict) -> float:
 
 
 def pareto(acquisition: str, pending: str) -> list:
-    opt = Optimizer(_small_space(), seed=4, n_warmup=5, known=_small_known,
-                    objectives={"loss": "minimize", "macs": "minimize", "params": "minimize"},
-                    pareto=acquisition, pending=pending, constraints=[Limit("macs", 2e5)])
+    opt = Optimizer(
+        _small_space(),
+        seed=4,
+        n_warmup=5,
+        known=_small_known,
+        objectives={"loss": "minimize", "macs": "minimize", "params": "minimize"},
+        pareto=acquisition,
+        pending=pending,
+        constraints=[Limit("macs", 2e5)],
+    )
     out = []
     for _ in range(7):
         cs = opt.ask(2)
@@ -114,8 +130,9 @@ def pareto(acquisition: str, pending: str) -> list:
 
 def minimize_nowarp() -> list:
     """Past 40 observations without the warp: the path that adds points without refitting (condition_on)."""
-    opt = Optimizer(_small_space(), direction="minimize", seed=5, n_warmup=4, warp="none",
-                    constraints=[lambda c: c["w"] != 3])
+    opt = Optimizer(
+        _small_space(), direction="minimize", seed=5, n_warmup=4, warp="none", constraints=[lambda c: c["w"] != 3]
+    )
     out = []
     for _ in range(48):
         (c,) = opt.ask()
@@ -125,8 +142,14 @@ def minimize_nowarp() -> list:
     return out
 
 
-LOOPS = {"scalar": scalar, "minimize_nowarp": minimize_nowarp, "batch": batch, "multifidelity": multifidelity,
-         "pareto_ehvi": lambda: pareto("ehvi", "fantasy"), "pareto_ucb": lambda: pareto("ucb", "variance")}
+LOOPS = {
+    "scalar": scalar,
+    "minimize_nowarp": minimize_nowarp,
+    "batch": batch,
+    "multifidelity": multifidelity,
+    "pareto_ehvi": lambda: pareto("ehvi", "fantasy"),
+    "pareto_ucb": lambda: pareto("ucb", "variance"),
+}
 
 
 def _same(a, b, path: str) -> str | None:

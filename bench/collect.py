@@ -5,13 +5,27 @@ puts them under one roof, in a fixed order, so RESULTS.md always shows the lates
 
     python -m bench.collect
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["optimizer", "batch", "search", "trainer", "denormal", "parallel", "mf_synthetic", "multifidelity",
-         "mf_real", "pareto", "lr_ranges", "precision", "precision_avx2"]
+ORDER = [
+    "optimizer",
+    "batch",
+    "search",
+    "trainer",
+    "denormal",
+    "parallel",
+    "mf_synthetic",
+    "multifidelity",
+    "mf_real",
+    "pareto",
+    "lr_ranges",
+    "precision",
+    "precision_avx2",
+]
 TITLES = {
     "optimizer": "Optimiser: NAS-Bench-201, conditional synthetic, two objectives, ask overhead",
     "batch": "Batch and asynchronous proposals on NAS-Bench-201",
@@ -30,12 +44,15 @@ TITLES = {
 
 
 def main() -> None:
-    parts = ["# Benchmark results\n",
-             "Each section was produced by the command at its top, on the project's 2-core, no-GPU machine, "
-             "which other jobs shared: timings are noisy, so sections quote medians and ratios from one run. "
-             "Regenerate with `make bench` (each benchmark rewrites its own section, then this file is merged).\n"]
-    names = ORDER + sorted(p.stem[len("results_"):] for p in HERE.glob("results_*.md")
-                           if p.stem[len("results_"):] not in ORDER)
+    parts = [
+        "# Benchmark results\n",
+        "Each section was produced by the command at its top, on the project's 2-core, no-GPU machine, "
+        "which other jobs shared: timings are noisy, so sections quote medians and ratios from one run. "
+        "Regenerate with `make bench` (each benchmark rewrites its own section, then this file is merged).\n",
+    ]
+    names = ORDER + sorted(
+        p.stem[len("results_") :] for p in HERE.glob("results_*.md") if p.stem[len("results_") :] not in ORDER
+    )
     for name in names:
         path = HERE / f"results_{name}.md"
         if not path.exists():

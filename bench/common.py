@@ -1,5 +1,6 @@
 """What every benchmark script does the same way: log to stderr, and end its results file with the failed runs
 and where the raw trials are, then write it and print it."""
+
 from __future__ import annotations
 
 import sys
@@ -11,12 +12,16 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def finish_results(lines: list[str], errors: list[dict], describe: Callable[[dict], str], *, raw: Path,
-                   out: Path, root: Path) -> int:
+def finish_results(
+    lines: list[str], errors: list[dict], describe: Callable[[dict], str], *, raw: Path, out: Path, root: Path
+) -> int:
     """Append the failed runs (`describe(run)` names each) and the raw file's path to `lines`, write `out`."""
     if errors:
-        lines += ["## Runs that failed", ""] + [f"- {describe(r)}: {r['error'].strip().splitlines()[-1]}"
-                                               for r in errors] + [""]
+        lines += (
+            ["## Runs that failed", ""]
+            + [f"- {describe(r)}: {r['error'].strip().splitlines()[-1]}" for r in errors]
+            + [""]
+        )
     lines += [f"Raw trials: `{raw.relative_to(root) if raw.is_relative_to(root) else raw}` (git-ignored)."]
     text = "\n".join(lines) + "\n"
     out.write_text(text)

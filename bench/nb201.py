@@ -13,6 +13,7 @@ Notation
     >>> row = nb.lookup({e: "nor_conv_3x3" for e in EDGES})        # doctest: +SKIP
     >>> row["val"], row["test"], row["lat_ms_pixel3"]              # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,9 @@ def resolve_path(path: str | os.PathLike | None = None) -> Path:
     p = Path(chosen).expanduser()
     if not p.is_file():
         how = "--nb201 PATH" if path else f"${ENV}" if os.environ.get(ENV) else "the default path"
-        raise NB201Missing(f"NAS-Bench-201 table not found at {p} (from {how}); pass --nb201 PATH or set "
-                           f"{ENV} to nb201_merged.csv")
+        raise NB201Missing(
+            f"NAS-Bench-201 table not found at {p} (from {how}); pass --nb201 PATH or set {ENV} to nb201_merged.csv"
+        )
     return p
 
 
@@ -108,8 +110,10 @@ def load_nb201(path: str | os.PathLike | None = None) -> NB201:
     df = pd.read_csv(p, dtype={"config_id": str})
     need = {"config_id", VAL, TEST}
     if not need <= set(df.columns):
-        raise NasError(f"{p}: missing columns {sorted(need - set(df.columns))}; expected the merged NAS-Bench-201 "
-                       "table described in its README")
+        raise NasError(
+            f"{p}: missing columns {sorted(need - set(df.columns))}; expected the merged NAS-Bench-201 "
+            "table described in its README"
+        )
     ids = df["config_id"].str.zfill(6).tolist()  # a leading "0" (edge 1_0 = none) may be lost by other readers
     if len(set(ids)) != len(OPS) ** len(EDGES) or any(len(i) != 6 or set(i) - set("01234") for i in ids):
         raise NasError(f"{p}: expected {len(OPS) ** len(EDGES)} distinct six-digit config_ids over 0-4")

@@ -20,6 +20,7 @@ the same way it sees any define-by-run objective. Constants are copied into the 
     >>> config = suggest_config(trial, space)     # a valid config of `space`    # doctest: +SKIP
     >>> study.tell(trial, f(config))                                             # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,7 @@ def _level(trial, level, *, path: str, branch: str) -> dict:
             value = trial.suggest_categorical(key, list(p.choices))
             cfg[p.name] = value
             # Branch parameters sit beside the choice in the same dict (the space's config layout).
-            cfg.update(_level(trial, p.branches[p.index(value)], path=path,
-                              branch=f"{branch}@{p.name}={value}"))
+            cfg.update(_level(trial, p.branches[p.index(value)], path=path, branch=f"{branch}@{p.name}={value}"))
         elif isinstance(p, Constant):
             cfg[p.name] = json.loads(json.dumps(p.value))  # a fresh copy: configs never share lists
         elif isinstance(p, Group):
@@ -60,8 +60,10 @@ def _level(trial, level, *, path: str, branch: str) -> dict:
             n = trial.suggest_int(f"{root}#{branch}", p.min, p.max)
             cfg[p.name] = [_level(trial, p.level, path=f"{root}[{i}]{branch}", branch="") for i in range(n)]
         else:
-            raise TypeError(f"suggest_config: {type(p).__name__} {p.name!r} is not a parameter kind the adapter "
-                            "knows; add it to bench/optuna_adapter.py")
+            raise TypeError(
+                f"suggest_config: {type(p).__name__} {p.name!r} is not a parameter kind the adapter "
+                "knows; add it to bench/optuna_adapter.py"
+            )
     return cfg
 
 

@@ -17,6 +17,7 @@ Notation
     >>> conditional_value(CONDITIONAL_OPTIMUM) == CONDITIONAL_MAX
     True
 """
+
 from __future__ import annotations
 
 import math
@@ -29,24 +30,39 @@ CONDITIONAL_MAX = 1.0
 
 # The one config at which f = 1.0: every term of d^2 for family a is exactly zero there (log10(0.01) is -2.0
 # exactly in IEEE arithmetic, so no rounding keeps it below 1).
-CONDITIONAL_OPTIMUM = {"x": 0.3, "n": 6, "family": "a", "a_lr": 0.01, "a_depth": 7, "a_mode": "boost",
-                       "a_gain": 0.8}
+CONDITIONAL_OPTIMUM = {"x": 0.3, "n": 6, "family": "a", "a_lr": 0.01, "a_depth": 7, "a_mode": "boost", "a_gain": 0.8}
 
 
 def conditional_space() -> Space:
     """16 encoded dims, 13 of them conditional (every a_/b_/c_ parameter)."""
-    return Space([
-        Float("x", 0.0, 1.0),
-        Integer("n", 1, 8),
-        Categorical("family", {
-            "a": [Float("a_lr", 1e-4, 1e-1, log=True), Integer("a_depth", 1, 10),
-                  Categorical("a_mode", {"plain": [], "boost": [Float("a_gain", 0.0, 1.0)]})],
-            "b": [Float("b_u", 0.0, 1.0), Float("b_v", 0.0, 1.0), Integer("b_k", 0, 6),
-                  Categorical("b_kind", ["p", "q", "r"])],
-            "c": [Float("c_w", -1.0, 1.0), Integer("c_m", 1, 5),
-                  Categorical("c_opt", {"s": [Float("c_s", 0.0, 1.0)], "t": [Integer("c_t", 0, 4)]})],
-        }),
-    ], name="conditional")
+    return Space(
+        [
+            Float("x", 0.0, 1.0),
+            Integer("n", 1, 8),
+            Categorical(
+                "family",
+                {
+                    "a": [
+                        Float("a_lr", 1e-4, 1e-1, log=True),
+                        Integer("a_depth", 1, 10),
+                        Categorical("a_mode", {"plain": [], "boost": [Float("a_gain", 0.0, 1.0)]}),
+                    ],
+                    "b": [
+                        Float("b_u", 0.0, 1.0),
+                        Float("b_v", 0.0, 1.0),
+                        Integer("b_k", 0, 6),
+                        Categorical("b_kind", ["p", "q", "r"]),
+                    ],
+                    "c": [
+                        Float("c_w", -1.0, 1.0),
+                        Integer("c_m", 1, 5),
+                        Categorical("c_opt", {"s": [Float("c_s", 0.0, 1.0)], "t": [Integer("c_t", 0, 4)]}),
+                    ],
+                },
+            ),
+        ],
+        name="conditional",
+    )
 
 
 def _sq(v: float, target: float, width: float) -> float:
@@ -57,13 +73,23 @@ def conditional_value(c: dict) -> float:
     """f(config) in (0, 1]; see the module docstring. Widths set how hard each family's peak is to hit."""
     fam = c["family"]
     if fam == "a":  # narrow in every parameter: the prize
-        d2 = (_sq(c["x"], 0.3, 0.2) + _sq(c["n"], 6, 2.5) + _sq(math.log10(c["a_lr"]), -2.0, 0.6)
-              + _sq(c["a_depth"], 7, 3.0))
+        d2 = (
+            _sq(c["x"], 0.3, 0.2)
+            + _sq(c["n"], 6, 2.5)
+            + _sq(math.log10(c["a_lr"]), -2.0, 0.6)
+            + _sq(c["a_depth"], 7, 3.0)
+        )
         d2 += _sq(c["a_gain"], 0.8, 0.25) if c["a_mode"] == "boost" else 1.0
         top = 1.0
     elif fam == "b":  # broad: a decoy most random configs of b score well on
-        d2 = (_sq(c["x"], 0.7, 0.35) + _sq(c["n"], 2, 4.0) + _sq(c["b_u"], 0.2, 0.5) + _sq(c["b_v"], 0.8, 0.5)
-              + _sq(c["b_k"], 3, 4.0) + {"p": 0.0, "q": 0.5, "r": 1.5}[c["b_kind"]])
+        d2 = (
+            _sq(c["x"], 0.7, 0.35)
+            + _sq(c["n"], 2, 4.0)
+            + _sq(c["b_u"], 0.2, 0.5)
+            + _sq(c["b_v"], 0.8, 0.5)
+            + _sq(c["b_k"], 3, 4.0)
+            + {"p": 0.0, "q": 0.5, "r": 1.5}[c["b_kind"]]
+        )
         top = 0.85
     elif fam == "c":
         d2 = _sq(c["x"], 0.5, 0.4) + _sq(c["n"], 4, 3.0) + _sq(c["c_w"], -0.4, 0.6) + _sq(c["c_m"], 4, 2.0)

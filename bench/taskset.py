@@ -12,6 +12,7 @@ to every method capped at ``CAP`` (10, about 14x the untrained loss ln 2), so a 
 model's standardisation. Regret always reads the true table: the pick's final validation loss (NaN counts
 as ``CAP``) minus the pool's best final validation loss.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -24,9 +25,17 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 # ../shared beside the checkout; from a worktree one level deeper (/work/wt/NAME), ../../shared
-DEFAULT_DIR = next((d for d in (ROOT.parent / "shared" / "benchmarks" / "taskset",
-                                ROOT.parents[1] / "shared" / "benchmarks" / "taskset") if d.is_dir()),
-                   ROOT.parent / "shared" / "benchmarks" / "taskset")
+DEFAULT_DIR = next(
+    (
+        d
+        for d in (
+            ROOT.parent / "shared" / "benchmarks" / "taskset",
+            ROOT.parents[1] / "shared" / "benchmarks" / "taskset",
+        )
+        if d.is_dir()
+    ),
+    ROOT.parent / "shared" / "benchmarks" / "taskset",
+)
 HP = ("learning_rate", "beta1", "beta2", "epsilon", "l1", "l2", "linear_decay", "exponential_decay")
 PARAM = {"beta1": "one_minus_beta1", "beta2": "one_minus_beta2"}  # searched as 1 - beta, on a log scale
 CAP = 10.0
@@ -101,8 +110,7 @@ class Pool:
     @property
     def bounds(self) -> list[tuple[str, float, float]]:
         """(name, low, high) of each searched parameter, the pool's exact range."""
-        return [(PARAM.get(k, k), float(lo), float(hi))
-                for k, lo, hi in zip(HP, self.raw.min(0), self.raw.max(0))]
+        return [(PARAM.get(k, k), float(lo), float(hi)) for k, lo, hi in zip(HP, self.raw.min(0), self.raw.max(0))]
 
     @property
     def names(self) -> list[str]:

@@ -13,6 +13,7 @@ directly. We do what works on such spaces (SMAC's local search, Optuna's ``optim
 Every candidate that breaks a hard constraint is dropped before it is scored, so none is ever proposed.
 Before there is a model, ``farthest`` picks the candidate farthest from every config taken so far.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ def config_key(config: dict) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
-def sample_feasible(space: Space, n: int, rng: np.random.Generator, feasible: Callable[[dict], bool],
-                    *, max_tries: int | None = None) -> list[dict]:
+def sample_feasible(
+    space: Space, n: int, rng: np.random.Generator, feasible: Callable[[dict], bool], *, max_tries: int | None = None
+) -> list[dict]:
     """Up to ``n`` random configs that pass ``feasible``. Raises NasError when none is found at all."""
     max_tries = max_tries if max_tries is not None else max(50 * n, 2000)
     out, tries = [], 0
@@ -40,14 +42,25 @@ def sample_feasible(space: Space, n: int, rng: np.random.Generator, feasible: Ca
         if feasible(c):
             out.append(c)
     if not out:
-        raise NasError(f"no config satisfies the constraints: {tries} random configs from the space all broke "
-                       "them (limits, size caps or other hard constraints); loosen the limits or shrink the space")
+        raise NasError(
+            f"no config satisfies the constraints: {tries} random configs from the space all broke "
+            "them (limits, size caps or other hard constraints); loosen the limits or shrink the space"
+        )
     return out
 
 
-def maximize(space: Space, acquisition: Callable[[list], np.ndarray], *, rng: np.random.Generator,
-             feasible: Callable[[dict], bool], exclude: set, seeds: list | None = None,
-             n_random: int = 256, n_starts: int = 4, n_rounds: int = 6) -> tuple[dict, float]:
+def maximize(
+    space: Space,
+    acquisition: Callable[[list], np.ndarray],
+    *,
+    rng: np.random.Generator,
+    feasible: Callable[[dict], bool],
+    exclude: set,
+    seeds: list | None = None,
+    n_random: int = 256,
+    n_starts: int = 4,
+    n_rounds: int = 6,
+) -> tuple[dict, float]:
     """The config with the highest acquisition found, and its value.
 
     ``acquisition(configs) -> (len(configs),)`` is vectorised; ``exclude`` holds ``config_key``s that

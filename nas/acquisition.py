@@ -18,6 +18,7 @@ bound into the optimistic score (the score is monotone increasing in the modelle
 >>> ucb(np.array([0.5, 0.7]), np.array([0.2, 0.0]), beta=4.0).tolist()
 [0.9, 0.7]
 """
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,7 @@ DEFAULT_BETA_SCALE = 0.2
 DEFAULT_DELTA = 0.1  # the delta Srinivas et al. use in their experiments
 
 
-def beta_srinivas(t: int, *, size: float, delta: float = DEFAULT_DELTA,
-                  scale: float = DEFAULT_BETA_SCALE) -> float:
+def beta_srinivas(t: int, *, size: float, delta: float = DEFAULT_DELTA, scale: float = DEFAULT_BETA_SCALE) -> float:
     """``scale * 2 log(|D| t^2 pi^2 / (6 delta))``: GP-UCB's beta for a finite D (Srinivas et al. 2010, Thm 1).
 
     ``size`` is |D| (e.g. ``space.size()``, or the number of candidates scored per round for a continuous
@@ -50,8 +50,10 @@ def beta_srinivas(t: int, *, size: float, delta: float = DEFAULT_DELTA,
     if not scale > 0:
         raise ValueError(f"beta_srinivas: scale={scale!r} must be > 0")
     if not (size >= 1 and (isinstance(size, int) or math.isfinite(size))):  # ints may exceed float range
-        raise ValueError(f"beta_srinivas: size={size!r} must be a finite number >= 1; for a continuous "
-                         f"space pass the number of candidates scored per round")
+        raise ValueError(
+            f"beta_srinivas: size={size!r} must be a finite number >= 1; for a continuous "
+            f"space pass the number of candidates scored per round"
+        )
     log_size = math.log(size)  # math.log takes Python ints beyond float range
     return scale * 2.0 * (log_size + 2.0 * math.log(t) + math.log(math.pi**2 / (6.0 * delta)))
 
@@ -115,9 +117,21 @@ class HypervolumeImprovement:
     units; ``ref_value`` and ``ref_costs`` (k,) the reference point.
     """
 
-    def __init__(self, posterior, pending: list, *, beta: float, front_configs: list, front_values,
-                 costs: Callable, ref_value: float, ref_costs, kind: str = "ehvi", fantasy: bool = True,
-                 pending_zs=None):
+    def __init__(
+        self,
+        posterior,
+        pending: list,
+        *,
+        beta: float,
+        front_configs: list,
+        front_values,
+        costs: Callable,
+        ref_value: float,
+        ref_costs,
+        kind: str = "ehvi",
+        fantasy: bool = True,
+        pending_zs=None,
+    ):
         self.posterior = _with_pending(posterior, pending, pending_zs)
         self.costs, self.kind, self.root_beta = costs, kind, math.sqrt(_check_beta(beta))
         cfgs, vals = list(front_configs), np.asarray(front_values, dtype=float)

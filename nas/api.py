@@ -37,6 +37,7 @@ Example (digits, two short trials of a user training loop):
 >>> [t.status for t in view.trials], view.best.value > 0.5
 (['complete', 'complete'], True)
 """
+
 from __future__ import annotations
 
 import os
@@ -45,11 +46,30 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from nas.api_data import (DATA_FILE, check_device, data_args, data_dir_key, default_name, is_path,  # noqa: F401
-                          is_tensor_data, load_data, resolve_dataset, saved_user_data)
-from nas.api_study import (PARETO_OBJECTIVES, check_fidelity_options, check_local_workers, config_sizes,
-                           constraints_and_targets, executor_name, from_study, note_oversized, old_meta,
-                           resolve_fidelity)
+from nas.api_data import (
+    DATA_FILE,  # noqa: F401  (re-exported)
+    check_device,
+    data_args,
+    data_dir_key,
+    default_name,
+    is_path,
+    is_tensor_data,
+    load_data,
+    resolve_dataset,
+    saved_user_data,
+)
+from nas.api_study import (
+    PARETO_OBJECTIVES,
+    check_fidelity_options,
+    check_local_workers,
+    config_sizes,
+    constraints_and_targets,
+    executor_name,
+    from_study,
+    note_oversized,
+    old_meta,
+    resolve_fidelity,
+)
 from nas.errors import ConfigError, DataError, NasError, SpaceError, StudyError
 from nas.executors import get_executor
 from nas.fsutil import dangerous_out
@@ -97,8 +117,18 @@ def small_cnn_space(*, epochs: int | tuple = (1, 2)) -> Space:
     """A tiny CNN space (two narrow stages) for examples and tests: a digits trial trains in about a second."""
     from search_spaces.default import default_space
 
-    return _with_epochs(default_space(max_stages=2, channels=(8, 16), stem_channels=(8, 16), head_channels=(0, 32),
-                                      max_repeats=1, batch_sizes=(64, 128), allow_stem_stride=False), epochs)
+    return _with_epochs(
+        default_space(
+            max_stages=2,
+            channels=(8, 16),
+            stem_channels=(8, 16),
+            head_channels=(0, 32),
+            max_repeats=1,
+            batch_sizes=(64, 128),
+            allow_stem_stride=False,
+        ),
+        epochs,
+    )
 
 
 def downsample_limit(max_downsamples: int):
@@ -123,15 +153,18 @@ def cpu_count() -> int:
 
 # ------------------------------------------------------------------------------------------------ checks
 
+
 def _check_picklable(name: str, obj, executor: str) -> None:
     if obj is None or executor == "inprocess":
         return
     try:
         pickle.dumps(obj)
     except Exception as e:
-        raise NasError(f"{name} cannot be sent to {executor} workers ({type(e).__name__}: "
-                       f"{' '.join(str(e).split())[:120]}); define it at module level (not a lambda, closure or "
-                       "function typed into an interactive session), or use executor='inprocess'") from None
+        raise NasError(
+            f"{name} cannot be sent to {executor} workers ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:120]}); define it at module level (not a lambda, closure or "
+            "function typed into an interactive session), or use executor='inprocess'"
+        ) from None
 
 
 def _positive(name: str, v):
@@ -159,19 +192,54 @@ def _check_options(o: dict) -> None:
 
 # ------------------------------------------------------------------------------------------------ prepare
 
-def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: bool = False, val_data=None,
-            test_data=None, num_classes: int | None = None, class_names=None, image_size: int | None = None,
-            val_fraction: float = 0.15, test_fraction: float = 0.2, in_memory: bool | None = None,
-            space=None, train: Callable | None = None, model: Callable | None = None,
-            objective: Callable | None = None, direction: str = "maximize", reporter: Callable | None = None,
-            out=None, trials: int | None = None, time_budget: float | None = None, max_macs: float | None = None,
-            max_params: float | None = None, score: str | None = None, pareto: bool = False,
-            seed: int | None = None, resume: bool = False, workers: int = 1, executor: str | None = None,
-            ray_address: str | None = None, gpus_per_trial: float = 0.0, force: bool = False,
-            warmup: int | None = None, device: str | None = None, epochs: int | None = None,
-            fidelity: str | None = None, min_epochs: int | None = None, max_epochs: int | None = None,
-            eta: int | None = None, augment: str | None = "auto", precision: str | None = None,
-            channels_last: bool | None = None, progress: bool = False, command: str | None = None) -> Study:
+
+def prepare(
+    *,
+    data=None,
+    dataset: str | None = None,
+    data_dir=None,
+    download: bool = False,
+    val_data=None,
+    test_data=None,
+    num_classes: int | None = None,
+    class_names=None,
+    image_size: int | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    in_memory: bool | None = None,
+    space=None,
+    train: Callable | None = None,
+    model: Callable | None = None,
+    objective: Callable | None = None,
+    direction: str = "maximize",
+    reporter: Callable | None = None,
+    out=None,
+    trials: int | None = None,
+    time_budget: float | None = None,
+    max_macs: float | None = None,
+    max_params: float | None = None,
+    score: str | None = None,
+    pareto: bool = False,
+    seed: int | None = None,
+    resume: bool = False,
+    workers: int = 1,
+    executor: str | None = None,
+    ray_address: str | None = None,
+    gpus_per_trial: float = 0.0,
+    force: bool = False,
+    warmup: int | None = None,
+    device: str | None = None,
+    epochs: int | None = None,
+    fidelity: str | None = None,
+    min_epochs: int | None = None,
+    max_epochs: int | None = None,
+    eta: int | None = None,
+    augment: str | None = "auto",
+    precision: str | None = None,
+    channels_last: bool | None = None,
+    progress: bool = False,
+    command: str | None = None,
+) -> Study:
     """Check every option and build the ``Study`` that ``search`` runs (``nas search`` runs it too).
 
     Nothing is trained here; the data is loaded (and, when it is the caller's own in-memory data, saved
@@ -190,22 +258,30 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
         if dataset not in (None, "imagefolder") or data_dir is not None:
             raise DataError("data= is a folder path: leave out dataset= and data_dir=")
         data, dataset, data_dir = None, "imagefolder", str(data)
-    folder = Path(out) if out is not None else Path(
-        "results") / ("objective" if objective is not None else default_name(data, dataset, data_dir))
+    folder = (
+        Path(out)
+        if out is not None
+        else Path("results") / ("objective" if objective is not None else default_name(data, dataset, data_dir))
+    )
     why = dangerous_out(folder)
     if why:
         raise NasError(f"{said('out', str(folder))}: {why}; pass a new folder for the study, such as results/digits")
     old = old_meta(folder, resume)
     if (folder / DB_NAME).exists() and not resume:
         raise StudyError(f"{folder} already holds a study; resume it ({shown('resume')}) or choose another folder")
-    seed, score, max_macs, max_params, precision = (from_study(o, old)[k] for k in
-                                                    ("seed", "score", "max_macs", "max_params", "precision"))
+    seed, score, max_macs, max_params, precision = (
+        from_study(o, old)[k] for k in ("seed", "score", "max_macs", "max_params", "precision")
+    )
     ex_name = executor or ("inprocess" if workers == 1 else "process")  # checked below, once the trials are known
     for label, obj in (("train", train), ("model", model), ("objective", objective), ("reporter", reporter)):
         _check_picklable(label, obj, ex_name)
 
-    meta: dict[str, Any] = {"command": command or "nas.api.search", "seed": seed, "direction": direction,
-                            "precision": precision}
+    meta: dict[str, Any] = {
+        "command": command or "nas.api.search",
+        "seed": seed,
+        "direction": direction,
+        "precision": precision,
+    }
     args: dict[str, Any] = {"save_weights": True, "precision": precision, "channels_last": channels_last}
     if reporter is not None:
         args["reporter"] = reporter
@@ -230,13 +306,28 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
             from trainers.presets import get_preset
 
             resolve_fidelity(*fid_options, epochs=epochs, preset=get_preset(name), meta=old, default=fid_default)
-        source, preset, info = load_data(name, data, data_dir, download, val_data, test_data, num_classes,
-                                         class_names, image_size, val_fraction, test_fraction, in_memory, seed)
+        source, preset, info = load_data(
+            name,
+            data,
+            data_dir,
+            download,
+            val_data,
+            test_data,
+            num_classes,
+            class_names,
+            image_size,
+            val_fraction,
+            test_fraction,
+            in_memory,
+            seed,
+        )
         fid, top = resolve_fidelity(*fid_options, epochs=epochs, preset=preset, meta=old, default=fid_default)
         fn = _trial_fn(train, model, source)
         if fid is not None and not (builtin and is_tensor_data(source)):
-            raise NasError(f"{said('fidelity', 'on')} needs the built-in trainer on data in memory; your own train / "
-                           f"model functions and streamed data train whole runs (use {said('fidelity', 'off')})")
+            raise NasError(
+                f"{said('fidelity', 'on')} needs the built-in trainer on data in memory; your own train / "
+                f"model functions and streamed data train whole runs (use {said('fidelity', 'off')})"
+            )
         space_obj = _load_space(space, preset, epochs, old, cnn_default=True)
         problem = _arch_problem(space_obj, info, model)
         known, fits = config_sizes(tuple(info["input_shape"]), info["num_classes"]) if problem is None else (None, None)
@@ -251,52 +342,100 @@ def prepare(*, data=None, dataset: str | None = None, data_dir=None, download: b
         # The run length the study fixes: the named data sets' (as nas search), or the one asked for; else the
         # config's own epochs (the user's space) or the preset's.
         fixed = epochs or max_epochs or (top if builtin and name != "user" else None)
-        data_args_ = data_args(name, source, folder, data_dir, download, seed, image_size, val_fraction,
-                               test_fraction, old)
+        data_args_ = data_args(
+            name, source, folder, data_dir, download, seed, image_size, val_fraction, test_fraction, old
+        )
         augment = (None if name == "user" else preset.augment) if augment == "auto" else augment
         args.update(data_args_, augment=augment, user_train=train, user_model=model, device=device)
         if fid is None and fixed:
             args["epochs"] = fixed  # in multi-fidelity mode the spec's resource keys say it
-        meta.update(info, dataset=name, augment=augment, trainer="builtin" if builtin else "user",
-                    data_dir=data_dir_key(name, data_dir) if name != "user" else None,
-                    model="builtin" if model is None else "user", image_size=image_size, val_fraction=val_fraction,
-                    test_fraction=test_fraction, data_seed=seed, device=device, epochs=epochs,
-                    data_file=data_args_.get("data_file"), data_key=data_args_.get("data_key"), objective="val_acc",
-                    max_epochs=top if (fid is not None or fixed) else None)
+        meta.update(
+            info,
+            dataset=name,
+            augment=augment,
+            trainer="builtin" if builtin else "user",
+            data_dir=data_dir_key(name, data_dir) if name != "user" else None,
+            model="builtin" if model is None else "user",
+            image_size=image_size,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            data_seed=seed,
+            device=device,
+            epochs=epochs,
+            data_file=data_args_.get("data_file"),
+            data_key=data_args_.get("data_key"),
+            objective="val_acc",
+            max_epochs=top if (fid is not None or fixed) else None,
+        )
         if fits is not None:
             from search_spaces.size import CAPS
 
             meta["size_caps"] = dict(CAPS)
 
-    downsamples = (downsample_limit(preset.max_downsamples)
-                   if preset is not None and preset.max_downsamples and space is None else None)
+    downsamples = (
+        downsample_limit(preset.max_downsamples)
+        if preset is not None and preset.max_downsamples and space is None
+        else None
+    )
     constraints, targets = constraints_and_targets(
-        fits=fits, max_macs=max_macs, max_params=max_params, downsamples=downsamples,
-        default_targets=DEFAULT_TARGETS.get(getattr(preset, "name", ""), {}))
+        fits=fits,
+        max_macs=max_macs,
+        max_params=max_params,
+        downsamples=downsamples,
+        default_targets=DEFAULT_TARGETS.get(getattr(preset, "name", ""), {}),
+    )
     objectives = PARETO_OBJECTIVES if pareto else None
     if pareto and known is None:
         raise NasError(f"{shown('pareto')} needs a CNN space that lightnas builds (MACs and params are counted)")
-    score_obj = None if pareto else parse_score(score or ("mnas" if known is not None else "acc"),
-                                                default_targets=targets)
+    score_obj = (
+        None if pareto else parse_score(score or ("mnas" if known is not None else "acc"), default_targets=targets)
+    )
     if trials is None and time_budget is None and preset is None:
         raise NasError(f"give a budget: {shown('trials')} and/or {shown('time_budget')} (seconds)")
     n_trials = trials if trials is not None or preset is None else preset.trials  # with a time budget too
     budget = Budget(trials=n_trials, seconds=time_budget)
-    opt = Optimizer(space_obj, direction=direction, seed=seed, constraints=constraints, known=known,
-                    score=score_obj, n_warmup=warmup or 8, value_bounds=value_bounds, fidelity=fid,
-                    objectives=objectives)
+    opt = Optimizer(
+        space_obj,
+        direction=direction,
+        seed=seed,
+        constraints=constraints,
+        known=known,
+        score=score_obj,
+        n_warmup=warmup or 8,
+        value_bounds=value_bounds,
+        fidelity=fid,
+        objectives=objectives,
+    )
     n_workers = min(workers, n_trials) if n_trials else workers  # a worker beyond the trial budget sits idle
     ex_name = executor_name(executor, n_workers)
-    check_local_workers(ex_name, n_workers, gpus_per_trial=gpus_per_trial, ray_address=ray_address, force=force,
-                        data=source)
+    check_local_workers(
+        ex_name, n_workers, gpus_per_trial=gpus_per_trial, ray_address=ray_address, force=force, data=source
+    )
     args["threads"] = max(1, cpu_count() // n_workers)
-    ex = get_executor(ex_name, workers=n_workers, ray_address=ray_address,
-                      resources={"num_cpus": 1, "num_gpus": gpus_per_trial})
-    meta.update(space=space_obj.to_dict(), score=opt.score.spec(), objectives=objectives, max_macs=max_macs,
-                max_params=max_params, trials=n_trials, time_budget=time_budget,
-                epoch_budget=n_trials * fid.max_resource if (fid is not None and n_trials) else None)
-    return Study(folder, optimizer=opt, objective=fn, objective_args=args, budget=budget, executor=ex, meta=meta,
-                 resume=resume, on_progress=print_progress(n_trials) if progress else None)
+    ex = get_executor(
+        ex_name, workers=n_workers, ray_address=ray_address, resources={"num_cpus": 1, "num_gpus": gpus_per_trial}
+    )
+    meta.update(
+        space=space_obj.to_dict(),
+        score=opt.score.spec(),
+        objectives=objectives,
+        max_macs=max_macs,
+        max_params=max_params,
+        trials=n_trials,
+        time_budget=time_budget,
+        epoch_budget=n_trials * fid.max_resource if (fid is not None and n_trials) else None,
+    )
+    return Study(
+        folder,
+        optimizer=opt,
+        objective=fn,
+        objective_args=args,
+        budget=budget,
+        executor=ex,
+        meta=meta,
+        resume=resume,
+        on_progress=print_progress(n_trials) if progress else None,
+    )
 
 
 def _fix_epochs(space: Space, epochs: int | None) -> Space:
@@ -359,6 +498,7 @@ def _objective_fn():
 
 # ------------------------------------------------------------------------------------------------ run
 
+
 def _summaries(options: dict) -> dict:
     """The report's extra columns: the CNN's "blocks" where lightnas builds the network (an objective or the
     user's own model has none; an objective search stays free of torch and the CNN packages)."""
@@ -402,8 +542,7 @@ def report(study, *, top: int = 10, files: bool = True, profile: bool = True) ->
     view = load_study(study, summaries=SUMMARIES)
     text = format_summary(view, top=top)
     if files:
-        written = write_report(study, model_section=model_section(view) if profile else None,
-                               summaries=SUMMARIES)
+        written = write_report(study, model_section=model_section(view) if profile else None, summaries=SUMMARIES)
         text += "\n\nwrote: " + ", ".join(str(Path(f).name) for f in written.values())
     return text
 
@@ -428,7 +567,10 @@ def model_section(view):
     def section(trial) -> dict:
         net = build_model(trial.config, num_classes=int(meta["num_classes"]), in_chans=shape[0])
         prof = profile_model(net, shape, threads=cpu_count())
-        return {"title": f"Best network (trial {trial.id})", "html": model_section_html(prof),
-                "text": format_profile(prof)}
+        return {
+            "title": f"Best network (trial {trial.id})",
+            "html": model_section_html(prof),
+            "text": format_profile(prof),
+        }
 
     return section

@@ -1,6 +1,7 @@
 """The data side of ``nas.api.prepare``: which data set, its checks, loading it once, and what a trial's spec
 carries to find it again in any worker. Composition layer: imports torch and ``trainers`` lazily.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,10 @@ def resolve_dataset(data, dataset, data_dir, old_meta) -> str:
 
         name = get_preset(dataset).name
         if name == "digits" and data_dir is not None:
-            raise DataError(f"digits is bundled with scikit-learn, so {shown('data_dir')} {data_dir} would be "
-                            "ignored; leave it out, or name the data set stored there (imagefolder, mnist, cifar10, ...)")
+            raise DataError(
+                f"digits is bundled with scikit-learn, so {shown('data_dir')} {data_dir} would be "
+                "ignored; leave it out, or name the data set stored there (imagefolder, mnist, cifar10, ...)"
+            )
         return name
     if old_meta.get("dataset"):  # a resume: the study's data set
         return old_meta["dataset"]
@@ -61,9 +64,11 @@ def resolve_dataset(data, dataset, data_dir, old_meta) -> str:
         if not Path(data_dir).is_dir():
             raise DataError(f"{shown('data_dir')} {data_dir} does not exist")
         if not looks_like_image_folder(data_dir):
-            raise DataError(f"{shown('data_dir')} {data_dir} is not an image folder (no class folders of images, "
-                            f"directly or under train/); name the data set stored there ({shown('dataset')} mnist, "
-                            "cifar10, ...)")
+            raise DataError(
+                f"{shown('data_dir')} {data_dir} is not an image folder (no class folders of images, "
+                f"directly or under train/); name the data set stored there ({shown('dataset')} mnist, "
+                "cifar10, ...)"
+            )
         return "imagefolder"
     return "digits"
 
@@ -92,8 +97,21 @@ def is_tensor_data(source) -> bool:
     return isinstance(source, TensorData)
 
 
-def load_data(name, data, data_dir, download, val_data, test_data, num_classes, class_names, image_size,
-              val_fraction, test_fraction, in_memory, seed):
+def load_data(
+    name,
+    data,
+    data_dir,
+    download,
+    val_data,
+    test_data,
+    num_classes,
+    class_names,
+    image_size,
+    val_fraction,
+    test_fraction,
+    in_memory,
+    seed,
+):
     """(the data, its preset, the meta entries describing it). Named data sets load through the per-process
     cache the trials use, so the driver's load is the workers' load too when they share its process."""
     from trainers.presets import get_preset
@@ -102,37 +120,68 @@ def load_data(name, data, data_dir, download, val_data, test_data, num_classes, 
         from trainers.user_data import prepare_data
 
         if image_size is not None:
-            raise DataError(f"{shown('image_size')} resizes image folders and torchvision data sets; resize your "
-                            "own tensors or Dataset yourself")
-        source = data if is_tensor_data(data) else prepare_data(
-            data, val_data=val_data, test_data=test_data, num_classes=num_classes, class_names=class_names,
-            seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, in_memory=in_memory)
+            raise DataError(
+                f"{shown('image_size')} resizes image folders and torchvision data sets; resize your "
+                "own tensors or Dataset yourself"
+            )
+        source = (
+            data
+            if is_tensor_data(data)
+            else prepare_data(
+                data,
+                val_data=val_data,
+                test_data=test_data,
+                num_classes=num_classes,
+                class_names=class_names,
+                seed=seed,
+                val_fraction=val_fraction,
+                test_fraction=test_fraction,
+                in_memory=in_memory,
+            )
+        )
         preset = user_preset(tuple(source.input_shape))
     else:
         if val_data is not None or test_data is not None:
-            raise DataError("val_data= / test_data= go with data= tensors or a Dataset; an image folder takes val/ "
-                            "and test/ subfolders")
+            raise DataError(
+                "val_data= / test_data= go with data= tensors or a Dataset; an image folder takes val/ "
+                "and test/ subfolders"
+            )
         if name == "digits" and image_size not in (None, 8):
-            raise DataError(f"digits images are 8x8; {shown('image_size')} applies to image folders and torchvision "
-                            "data sets")
+            raise DataError(
+                f"digits images are 8x8; {shown('image_size')} applies to image folders and torchvision data sets"
+            )
         from trainers.runner import cached_dataset
 
-        source = cached_dataset(name, None if data_dir is None else str(data_dir), seed, bool(download), image_size,
-                                val_fraction, test_fraction)
+        source = cached_dataset(
+            name,
+            None if data_dir is None else str(data_dir),
+            seed,
+            bool(download),
+            image_size,
+            val_fraction,
+            test_fraction,
+        )
         preset = get_preset(name)
     mean, std = list(source.mean), list(source.std)
     if not mean and len(source.input_shape) == 3:  # streamed: the Dataset's own transform normalises
         mean, std = [0.0] * source.input_shape[0], [1.0] * source.input_shape[0]
-    info = {"input_shape": list(source.input_shape), "num_classes": int(source.num_classes),
-            "class_names": list(source.class_names), "norm_mean": mean, "norm_std": std}
+    info = {
+        "input_shape": list(source.input_shape),
+        "num_classes": int(source.num_classes),
+        "class_names": list(source.class_names),
+        "norm_mean": mean,
+        "norm_std": std,
+    }
     return source, preset, info
 
 
 def saved_user_data(folder: Path, old_meta: dict, has_user_fn: bool):
     """The saved copy of a resumed study's own data (``data.pt``)."""
     if old_meta.get("trainer") == "user" and not has_user_fn:
-        raise NasError(f"{folder}: its trials ran your own train / model functions; resume it from Python "
-                       "with nas.api.search(..., train=..., resume=True)")
+        raise NasError(
+            f"{folder}: its trials ran your own train / model functions; resume it from Python "
+            "with nas.api.search(..., train=..., resume=True)"
+        )
     if not old_meta.get("data_file"):
         raise DataError(f"{folder}: its data was streamed from your Dataset; pass data= again to resume")
     from trainers.user_data import load_saved
@@ -140,13 +189,20 @@ def saved_user_data(folder: Path, old_meta: dict, has_user_fn: bool):
     return load_saved(str(folder / old_meta["data_file"]))
 
 
-def data_args(name, source, folder: Path, data_dir, download, seed, image_size, val_fraction, test_fraction,
-              old_meta) -> dict:
+def data_args(
+    name, source, folder: Path, data_dir, download, seed, image_size, val_fraction, test_fraction, old_meta
+) -> dict:
     """What the trial spec carries to find the data again, in any worker."""
     if name != "user":
-        return {"dataset": name, "data_dir": None if data_dir is None else str(data_dir), "download": bool(download),
-                "data_seed": seed, "image_size": image_size, "val_fraction": val_fraction,
-                "test_fraction": test_fraction}
+        return {
+            "dataset": name,
+            "data_dir": None if data_dir is None else str(data_dir),
+            "download": bool(download),
+            "data_seed": seed,
+            "image_size": image_size,
+            "val_fraction": val_fraction,
+            "test_fraction": test_fraction,
+        }
     if not is_tensor_data(source):
         return {"stream_data": source}
     from trainers.user_data import data_key, save_data

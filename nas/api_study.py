@@ -4,6 +4,7 @@ Each check lives here once; ``nas search`` reaches it through ``nas.api.prepare`
 options through ``nas.options`` (``max_epochs`` in Python, ``--max-epochs`` on the command line).
 Composition layer: imports ``search_spaces`` lazily, for CNN spaces only.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,13 @@ PARETO_OBJECTIVES = {"acc": "maximize", "macs": "minimize", "params": "minimize"
 
 # Options a resume takes from the study when they are not given: (option, meta key, default of a new
 # study). Given, they must equal the study's (nas.defining).
-FROM_STUDY = (("seed", "seed", 0), ("score", "score", None), ("max_macs", "max_macs", None),
-              ("max_params", "max_params", None), ("precision", "precision", "auto"))
+FROM_STUDY = (
+    ("seed", "seed", 0),
+    ("score", "score", None),
+    ("max_macs", "max_macs", None),
+    ("max_params", "max_params", None),
+    ("precision", "precision", "auto"),
+)
 
 
 def old_meta(folder: Path, resume: bool) -> dict:
@@ -46,6 +52,7 @@ def from_study(options: dict, meta: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------------ fidelity
 
+
 def check_fidelity_options(mode, epochs) -> None:
     if mode not in (None, "on", "off"):
         raise NasError(f"{said('fidelity', mode)}: choose on or off")
@@ -53,8 +60,9 @@ def check_fidelity_options(mode, epochs) -> None:
         raise NasError(f"{shown('epochs')} fixes every trial's length; it cannot go with {said('fidelity', 'on')}")
 
 
-def resolve_fidelity(mode, min_epochs, max_epochs, eta, *, epochs, preset, meta: dict,
-                     default: str) -> tuple[Fidelity | None, int]:
+def resolve_fidelity(
+    mode, min_epochs, max_epochs, eta, *, epochs, preset, meta: dict, default: str
+) -> tuple[Fidelity | None, int]:
     """``(Fidelity or None for off, max_epochs)``. ``epochs`` fixes the length (fidelity off). Unset options
     come from the study being resumed (``meta``), then from the preset (``min_epochs`` / ``max_epochs``;
     presets without them: 1 and the top of their old ``epochs`` range). A new study's mode is ``default``."""
@@ -65,13 +73,19 @@ def resolve_fidelity(mode, min_epochs, max_epochs, eta, *, epochs, preset, meta:
     if mode is None:  # a resumed study keeps its mode (one from before multi-fidelity ran with it off)
         mode = ("on" if old else "off") if meta else default
     lo = min_epochs or (old or {}).get("min_resource") or getattr(preset, "min_epochs", 1)
-    hi = max_epochs or (old or {}).get("max_resource") or meta.get("max_epochs") or getattr(
-        preset, "max_epochs", preset.epochs[1])
+    hi = (
+        max_epochs
+        or (old or {}).get("max_resource")
+        or meta.get("max_epochs")
+        or getattr(preset, "max_epochs", preset.epochs[1])
+    )
     eta = eta or (old or {}).get("eta") or DEFAULT_ETA
     if lo > hi:
         said_hi = shown("max_epochs") if max_epochs else f"the {preset.name} preset's max epochs"
-        raise NasError(f"{said('min_epochs', lo)} is above {said_hi} ({hi}); lower {shown('min_epochs')} or raise "
-                       f"{shown('max_epochs')}")
+        raise NasError(
+            f"{said('min_epochs', lo)} is above {said_hi} ({hi}); lower {shown('min_epochs')} or raise "
+            f"{shown('max_epochs')}"
+        )
     if eta < 2:
         raise NasError(f"{shown('eta')} must be at least 2 (each rung keeps the top 1/eta), got {eta}")
     fid = Fidelity(int(lo), int(hi), int(eta))
@@ -79,6 +93,7 @@ def resolve_fidelity(mode, min_epochs, max_epochs, eta, *, epochs, preset, meta:
 
 
 # ------------------------------------------------------------------------------------------------ limits
+
 
 def config_sizes(input_shape: tuple, num_classes: int, cache: int = 4096):
     """``(known, fits)`` for the optimiser, sharing one ``search_spaces.size.measure`` per config (validated
@@ -130,8 +145,11 @@ def note_oversized(space: Space, input_shape: tuple, num_classes: int, n: int = 
         if why:
             reasons.append(why)
     if reasons and len(reasons) < n:
-        print(f"nas search: note: {len(reasons)} of {n} sampled configs are too large to train here (e.g. "
-              f"{reasons[0]}); they are never proposed", file=sys.stderr)
+        print(
+            f"nas search: note: {len(reasons)} of {n} sampled configs are too large to train here (e.g. "
+            f"{reasons[0]}); they are never proposed",
+            file=sys.stderr,
+        )
 
 
 def constraints_and_targets(*, fits, max_macs, max_params, downsamples, default_targets: dict):
@@ -143,8 +161,9 @@ def constraints_and_targets(*, fits, max_macs, max_params, downsamples, default_
     for limit, key in ((max_macs, "macs"), (max_params, "params")):
         if limit is not None:
             if fits is None:
-                raise NasError(f"{shown('max_' + key)} needs a CNN space that lightnas builds (its {key} are "
-                               "counted exactly)")
+                raise NasError(
+                    f"{shown('max_' + key)} needs a CNN space that lightnas builds (its {key} are counted exactly)"
+                )
             constraints.append(Limit(key, limit))
     if downsamples is not None and fits is not None:
         constraints.append(downsamples)
@@ -158,21 +177,26 @@ def constraints_and_targets(*, fits, max_macs, max_params, downsamples, default_
 
 # ------------------------------------------------------------------------------------------------ workers
 
+
 def executor_name(executor: str | None, workers: int) -> str:
     name = executor or ("inprocess" if workers == 1 else "process")
     if name not in ("inprocess", "process", "ray"):
         raise NasError(f"{said('executor', name)}: choose inprocess, process or ray")
     if name == "inprocess" and workers > 1:
-        raise NasError(f"{said('executor', 'inprocess')} runs one trial at a time; use {said('executor', 'process')} "
-                       f"for {shown('workers')} above 1")
+        raise NasError(
+            f"{said('executor', 'inprocess')} runs one trial at a time; use {said('executor', 'process')} "
+            f"for {shown('workers')} above 1"
+        )
     return name
 
 
 def check_local_workers(name: str, workers: int, *, gpus_per_trial, ray_address, force: bool, data) -> None:
     """GPUs are a Ray request; workers on this machine must fit its cores and memory (each holds the data)."""
     if gpus_per_trial and name != "ray":
-        raise NasError(f"{shown('gpus_per_trial')} is a Ray resource request; with {said('executor', name)} trials "
-                       f"use no GPU. Use {said('executor', 'ray')}, or leave {shown('gpus_per_trial')} out")
+        raise NasError(
+            f"{shown('gpus_per_trial')} is a Ray resource request; with {said('executor', name)} trials "
+            f"use no GPU. Use {said('executor', 'ray')}, or leave {shown('gpus_per_trial')} out"
+        )
     if name == "inprocess" or ray_address:
         return
     problem = check_workers(workers, force=bool(force), per_worker_bytes=WORKER_BASE_BYTES + data_bytes(data))

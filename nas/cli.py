@@ -2,6 +2,7 @@
 
 Every user error ends in one line on stderr and exit code 2; Ctrl-C in 130.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,9 @@ def _int_in(low: int, high: int | None = None):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if v < low or (high is not None and v > high):
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {v}" if high is None
-                                             else f"must be from {low} to {high}, got {v}")
+            raise argparse.ArgumentTypeError(
+                f"must be at least {low}, got {v}" if high is None else f"must be from {low} to {high}, got {v}"
+            )
         return v
 
     return parse
@@ -100,15 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("search", help="search architecture and training hyper-parameters on a data set")
-    s.add_argument("--dataset",
-                   help="digits (bundled, the default), mnist, fashion-mnist, cifar10, cifar100, or imagefolder "
-                        "(the default when --data-dir is an image folder)")
+    s.add_argument(
+        "--dataset",
+        help="digits (bundled, the default), mnist, fashion-mnist, cifar10, cifar100, or imagefolder "
+        "(the default when --data-dir is an image folder)",
+    )
     s.add_argument("--data-dir", help="where the data set lives (an ImageFolder root for imagefolder)")
-    s.add_argument("--image-size", type=_int_in(8, 1024),
-                   help="resize images to this side (image folders: default 32; torchvision sets: native)")
+    s.add_argument(
+        "--image-size",
+        type=_int_in(8, 1024),
+        help="resize images to this side (image folders: default 32; torchvision sets: native)",
+    )
     s.add_argument("--val-fraction", type=_fraction, default=0.15, help="validation share (default 0.15)")
-    s.add_argument("--test-fraction", type=_fraction, default=0.2,
-                   help="test share where the data set has no test split (default 0.2)")
+    s.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        default=0.2,
+        help="test share where the data set has no test split (default 0.2)",
+    )
     s.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     s.add_argument("--epochs", type=_positive_int, help="train every trial for exactly this many epochs")
     s.add_argument("--download", action="store_true", help="download torchvision data sets if missing")
@@ -117,33 +128,52 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--time-budget", type=_seconds, help="stop starting trials after this long (300, 5m, 1h)")
     s.add_argument("--max-macs", type=_amount, help="hard limit: configs above are never trained")
     s.add_argument("--max-params", type=_amount, help="hard limit on parameters")
-    s.add_argument("--score", help="acc | mnas[:macs=T,params=P,alpha=A,beta=B] | weighted:macs=W,params=W "
-                                    "(default mnas)")
-    s.add_argument("--objective", choices=["score", "pareto"],
-                   help="score: one network by --score (default); pareto: the whole accuracy-MACs-params front")
-    s.add_argument("--seed", type=_seed,
-                   help="seeds the optimiser, the data splits and every trial's training (default 0)")
+    s.add_argument(
+        "--score", help="acc | mnas[:macs=T,params=P,alpha=A,beta=B] | weighted:macs=W,params=W (default mnas)"
+    )
+    s.add_argument(
+        "--objective",
+        choices=["score", "pareto"],
+        help="score: one network by --score (default); pareto: the whole accuracy-MACs-params front",
+    )
+    s.add_argument(
+        "--seed", type=_seed, help="seeds the optimiser, the data splits and every trial's training (default 0)"
+    )
     s.add_argument("--resume", action="store_true", help="continue the study in --out (or start it)")
     s.add_argument("--space", help="a search space YAML/JSON file (default: the built-in space for the data set)")
     s.add_argument("--workers", type=_positive_int, default=1, help="trials in parallel")
-    s.add_argument("--executor", choices=["inprocess", "process", "ray"],
-                   help="where trials run (default: inprocess for 1 worker, process for more)")
+    s.add_argument(
+        "--executor",
+        choices=["inprocess", "process", "ray"],
+        help="where trials run (default: inprocess for 1 worker, process for more)",
+    )
     s.add_argument("--ray-address", help="address of an existing Ray cluster (e.g. ray://head:10001 or auto)")
     s.add_argument("--gpus-per-trial", type=_fraction_or_count, default=0.0, help="GPUs each trial asks Ray for")
-    s.add_argument("--force", action="store_true",
-                   help="allow more --workers than usable cores or than the available memory holds")
+    s.add_argument(
+        "--force", action="store_true", help="allow more --workers than usable cores or than the available memory holds"
+    )
     s.add_argument("--warmup", type=_positive_int, help="random space-filling trials before the GP (default 8)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.add_argument("--fidelity", choices=["on", "off"],
-                   help="on: stop poor trials at rungs and continue promising ones (asynchronous successive "
-                        "halving); off: train every trial for --max-epochs (default on; --resume keeps the study's)")
+    s.add_argument(
+        "--fidelity",
+        choices=["on", "off"],
+        help="on: stop poor trials at rungs and continue promising ones (asynchronous successive "
+        "halving); off: train every trial for --max-epochs (default on; --resume keeps the study's)",
+    )
     s.add_argument("--min-epochs", type=_positive_int, help="first rung (default: the data set's preset)")
     s.add_argument("--max-epochs", type=_positive_int, help="last rung: a full training (default: the preset)")
     s.add_argument("--eta", type=_positive_int, help="rungs grow by this factor; the top 1/eta go on (default 3)")
-    s.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=None,
-                   help="training arithmetic: auto = bfloat16 autocast on CPUs with bfloat16 hardware, else fp32")
-    s.add_argument("--no-channels-last", action="store_true",
-                   help="train in NCHW memory format (default on CPU: channels-last, which runs faster there)")
+    s.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default=None,
+        help="training arithmetic: auto = bfloat16 autocast on CPUs with bfloat16 hardware, else fp32",
+    )
+    s.add_argument(
+        "--no-channels-last",
+        action="store_true",
+        help="train in NCHW memory format (default on CPU: channels-last, which runs faster there)",
+    )
 
     r = sub.add_parser("report", help="tables, Pareto front, plots and report.html of a study")
     r.add_argument("study")
@@ -176,8 +206,13 @@ def main(argv=None) -> int:
     try:
         with warnings.catch_warnings():  # restores the warning printer when main returns (tests call it)
             warnings.showwarning = _one_line_warning(args.command)
-            return {"search": cmd_search, "report": cmd_report, "export": cmd_export,
-                    "inspect": cmd_inspect, "space": cmd_space}[args.command](args) or 0
+            return {
+                "search": cmd_search,
+                "report": cmd_report,
+                "export": cmd_export,
+                "inspect": cmd_inspect,
+                "space": cmd_space,
+            }[args.command](args) or 0
     except NasError as e:
         print(f"nas {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE

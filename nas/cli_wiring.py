@@ -3,6 +3,7 @@
 Every option is checked once, in ``nas.api`` (and the engine); run inside ``as_flags(FLAGS)`` those checks
 name command-line flags (``--max-epochs``) where Python callers read option names (``max_epochs``).
 """
+
 from __future__ import annotations
 
 import sys
@@ -21,18 +22,38 @@ def api_options(args) -> dict:
     API's own defaults and a resumed study's settings apply)."""
     get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
     return {
-        "dataset": get("dataset"), "data_dir": get("data_dir"), "download": bool(get("download", False)),
-        "image_size": get("image_size"), "val_fraction": get("val_fraction") or 0.15,
-        "test_fraction": get("test_fraction") or 0.2, "space": get("space"), "out": get("out"),
-        "trials": get("trials"), "time_budget": get("time_budget"), "max_macs": get("max_macs"),
-        "max_params": get("max_params"), "score": get("score"), "pareto": get("objective") == "pareto",
-        "seed": get("seed"), "resume": bool(get("resume", False)), "workers": get("workers", 1) or 1,
-        "executor": get("executor"), "ray_address": get("ray_address"),
-        "gpus_per_trial": get("gpus_per_trial", 0.0) or 0.0, "force": bool(get("force", False)),
-        "warmup": get("warmup"), "device": get("device"), "epochs": get("epochs"), "fidelity": get("fidelity"),
-        "min_epochs": get("min_epochs"), "max_epochs": get("max_epochs"), "eta": get("eta"),
-        "precision": get("precision"), "channels_last": False if get("no_channels_last", False) else None,
-        "progress": not get("quiet", False), "command": " ".join(["nas"] + sys.argv[1:]),
+        "dataset": get("dataset"),
+        "data_dir": get("data_dir"),
+        "download": bool(get("download", False)),
+        "image_size": get("image_size"),
+        "val_fraction": get("val_fraction") or 0.15,
+        "test_fraction": get("test_fraction") or 0.2,
+        "space": get("space"),
+        "out": get("out"),
+        "trials": get("trials"),
+        "time_budget": get("time_budget"),
+        "max_macs": get("max_macs"),
+        "max_params": get("max_params"),
+        "score": get("score"),
+        "pareto": get("objective") == "pareto",
+        "seed": get("seed"),
+        "resume": bool(get("resume", False)),
+        "workers": get("workers", 1) or 1,
+        "executor": get("executor"),
+        "ray_address": get("ray_address"),
+        "gpus_per_trial": get("gpus_per_trial", 0.0) or 0.0,
+        "force": bool(get("force", False)),
+        "warmup": get("warmup"),
+        "device": get("device"),
+        "epochs": get("epochs"),
+        "fidelity": get("fidelity"),
+        "min_epochs": get("min_epochs"),
+        "max_epochs": get("max_epochs"),
+        "eta": get("eta"),
+        "precision": get("precision"),
+        "channels_last": False if get("no_channels_last", False) else None,
+        "progress": not get("quiet", False),
+        "command": " ".join(["nas"] + sys.argv[1:]),
     }
 
 

@@ -6,6 +6,7 @@ breaks one is never proposed. Where the objective is bounded (``value_bounds``, 
 score at the upper bound is a *ceiling* every config has before it runs: one whose ceiling cannot beat the
 incumbent's score is not worth trying.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,13 @@ class Limit:
 class Constraints:
     """Feasibility, known objectives (cached) and the score of (config, value) pairs, with its ceiling."""
 
-    def __init__(self, constraints: Sequence, known: Callable[[dict], dict] | None, score: Score,
-                 value_bounds: tuple | None = None):
+    def __init__(
+        self,
+        constraints: Sequence,
+        known: Callable[[dict], dict] | None,
+        score: Score,
+        value_bounds: tuple | None = None,
+    ):
         self.constraints, self.known_fn, self.score, self.value_bounds = list(constraints), known, score, value_bounds
         if any(isinstance(c, Limit) for c in self.constraints) and known is None:
             raise NasError("a Limit on a known objective needs known=")

@@ -16,6 +16,7 @@ Traceback (most recent call last):
 ...
 nas.errors.StudyError: results/x: resume=True with a different seed (seed): the study has 0, this run 1; ...
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -124,4 +125,5 @@ def check_resume(recorded: dict, now: dict, *, where: str, settings=DEFINING) ->
             raise StudyError(
                 f"{where}: {shown('resume')} with a different {s.key.replace('_', ' ')} ({s.flag}): the study has "
                 f"{s.show(old)}, this run {s.show(new)}; resume with the study's settings, or start a new "
-                f"study with another {shown('out')}")
+                f"study with another {shown('out')}"
+            )

@@ -27,6 +27,7 @@ with no Monte Carlo and no integration over the costs. One proposal scores thous
 >>> round(float(g.hvi([0.95], [[0.5]])[0]), 6)  # cost 0.5..1 at height 0.95, plus 1..2 at height 0.95 - 0.9
 0.525
 """
+
 from __future__ import annotations
 
 import numpy as np

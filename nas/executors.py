@@ -10,6 +10,7 @@ the one writer of the study database. No torch import here: the engine runs any 
     ...     ex.wait()
     [(0, Outcome(kind='ok', result=1024, error='', traceback=''))]
 """
+
 from __future__ import annotations
 
 import math
@@ -101,6 +102,7 @@ def _check_workers(workers: int) -> None:
 
 # ---------------------------------------------------------------- in process
 
+
 class InProcessExecutor(Executor):
     """Runs each task in the calling process when `wait` is called; one at a time.
 
@@ -133,6 +135,7 @@ class InProcessExecutor(Executor):
 
 
 # ---------------------------------------------------------------- local processes
+
 
 def _watch_parent() -> None:
     """Exit this worker as soon as the driver dies, even mid-task, so a killed driver leaves no orphans."""
@@ -184,8 +187,9 @@ _SPAWN_ENV_LOCK = threading.Lock()
 class _Worker:
     def __init__(self, ctx, threads: int, index: int):
         self.conn, child_conn = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=_worker_main, args=(child_conn, threads),
-                                   name=f"nas-worker-{index}", daemon=True)
+        self.process = ctx.Process(
+            target=_worker_main, args=(child_conn, threads), name=f"nas-worker-{index}", daemon=True
+        )
         self.key: int | None = None  # the task it runs, None when idle
         # A spawned child imports the driver's __main__ (which may import torch) before our target runs,
         # so the thread limits must already be in its environment when it starts.
@@ -358,6 +362,7 @@ class ProcessExecutor(Executor):
 
 # ---------------------------------------------------------------- Ray
 
+
 def _ray_call(fn, threads, args, kwargs):
     """Runs inside a Ray worker. Ray reuses workers, so the thread limit is set for every task."""
     _set_threads(threads)
@@ -365,8 +370,16 @@ def _ray_call(fn, threads, args, kwargs):
 
 
 # Ray errors that mean the process or node running the task went away, not that the task raised.
-_RAY_LOST = ("WorkerCrashedError", "NodeDiedError", "TaskCancelledError", "LocalRayletDiedError",
-             "OutOfMemoryError", "ObjectLostError", "OwnerDiedError", "ActorDiedError")
+_RAY_LOST = (
+    "WorkerCrashedError",
+    "NodeDiedError",
+    "TaskCancelledError",
+    "LocalRayletDiedError",
+    "OutOfMemoryError",
+    "ObjectLostError",
+    "OwnerDiedError",
+    "ActorDiedError",
+)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -380,8 +393,14 @@ class RayExecutor(Executor):
     beyond `capacity` wait here, not in Ray, and count as running.
     """
 
-    def __init__(self, *, address: str | None = None, workers: int = 1, resources: dict | None = None,
-                 threads_per_worker: int | None = None):
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        workers: int = 1,
+        resources: dict | None = None,
+        threads_per_worker: int | None = None,
+    ):
         _check_workers(workers)
         try:
             import ray
@@ -390,8 +409,11 @@ class RayExecutor(Executor):
         self._ray = ray
         self.capacity = workers
         resources = dict(resources or {"num_cpus": 1, "num_gpus": 0})
-        options = {"num_cpus": resources.pop("num_cpus", 1), "num_gpus": resources.pop("num_gpus", 0),
-                   "max_retries": 0}  # a lost trial is the study's decision to rerun, not Ray's
+        options = {
+            "num_cpus": resources.pop("num_cpus", 1),
+            "num_gpus": resources.pop("num_gpus", 0),
+            "max_retries": 0,
+        }  # a lost trial is the study's decision to rerun, not Ray's
         if "memory" in resources:
             options["memory"] = resources.pop("memory")
         if resources:
@@ -406,8 +428,10 @@ class RayExecutor(Executor):
                 else:  # room for `workers` tasks of the requested size at once
                     ray.init(num_cpus=max(workers, math.ceil(workers * options["num_cpus"])), **init)
             except ConnectionError as exc:
-                raise NasError(f"cannot connect to Ray at {address!r} ({exc}); start it with "
-                               "`ray start --head` or leave the address out for a local Ray") from exc
+                raise NasError(
+                    f"cannot connect to Ray at {address!r} ({exc}); start it with "
+                    "`ray start --head` or leave the address out for a local Ray"
+                ) from exc
             self._started = True
         self._remote = ray.remote(_ray_call).options(**options)
         self._refs: dict[Any, int] = {}  # ObjectRef -> key, tasks handed to Ray
@@ -481,10 +505,13 @@ class RayExecutor(Executor):
 
 # ---------------------------------------------------------------- registry
 
+
 def _inprocess(*, workers, threads_per_worker, ray_address, resources):
     if workers != 1:
-        raise NasError(f"the inprocess executor runs one trial at a time, got workers={workers}; "
-                       "use the process or ray executor for parallel trials")
+        raise NasError(
+            f"the inprocess executor runs one trial at a time, got workers={workers}; "
+            "use the process or ray executor for parallel trials"
+        )
     return InProcessExecutor()
 
 
@@ -493,18 +520,23 @@ def _process(*, workers, threads_per_worker, ray_address, resources):
 
 
 def _ray_executor(*, workers, threads_per_worker, ray_address, resources):
-    return RayExecutor(address=ray_address, workers=workers, resources=resources,
-                       threads_per_worker=threads_per_worker)
+    return RayExecutor(address=ray_address, workers=workers, resources=resources, threads_per_worker=threads_per_worker)
 
 
-EXECUTORS: dict[str, Callable[..., Executor]] = {
-    "inprocess": _inprocess, "process": _process, "ray": _ray_executor}
+EXECUTORS: dict[str, Callable[..., Executor]] = {"inprocess": _inprocess, "process": _process, "ray": _ray_executor}
 
 
-def get_executor(name: str, *, workers: int = 1, threads_per_worker: int | None = None,
-                 ray_address: str | None = None, resources: dict | None = None) -> Executor:
+def get_executor(
+    name: str,
+    *,
+    workers: int = 1,
+    threads_per_worker: int | None = None,
+    ray_address: str | None = None,
+    resources: dict | None = None,
+) -> Executor:
     """The executor called `name` ("inprocess", "process" or "ray")."""
     if name not in EXECUTORS:
         raise NasError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")
-    return EXECUTORS[name](workers=workers, threads_per_worker=threads_per_worker,
-                           ray_address=ray_address, resources=resources)
+    return EXECUTORS[name](
+        workers=workers, threads_per_worker=threads_per_worker, ray_address=ray_address, resources=resources
+    )

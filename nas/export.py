@@ -22,6 +22,7 @@ nas.cli_wiring, the only parts of ``nas`` that import torch and the CNN packages
 >>> export_study("results/digits", out="exported")        # doctest: +SKIP
 ['exported/model.py', 'exported/weights.pt', 'exported/model.ts', 'exported/config.json']
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,12 +53,15 @@ _module_ids = itertools.count()
 
 # --- the study side ----------------------------------------------------------------------------
 
+
 def _choose(view, trial_id: int | None) -> Trial:
     if trial_id is None:
         best = view.best
         if best is None:
-            raise StudyError(f"{view.path}: no complete trial to export yet (multi-fidelity: none reached the top "
-                             "rung); run `nas search` until one finishes, or pick one with --trial (see `nas report`)")
+            raise StudyError(
+                f"{view.path}: no complete trial to export yet (multi-fidelity: none reached the top "
+                "rung); run `nas search` until one finishes, or pick one with --trial (see `nas report`)"
+            )
         return best
     if isinstance(trial_id, bool) or not isinstance(trial_id, int):
         raise NasError(f"trial id {trial_id!r} is not an integer; pass --trial with a number from `nas report`")
@@ -70,8 +74,10 @@ def _choose(view, trial_id: int | None) -> Trial:
     # without --trial only top-rung (complete) trials compete.
     if t.status not in (COMPLETE, PAUSED) or t.value is None:
         why = f": {' '.join(str(t.error).split())[:200]}" if t.error else ""
-        raise StudyError(f"{view.path}: trial {trial_id} is {t.status}{why}; export a complete trial "
-                         "(leave out --trial for the best one)")
+        raise StudyError(
+            f"{view.path}: trial {trial_id} is {t.status}{why}; export a complete trial "
+            "(leave out --trial for the best one)"
+        )
     return t
 
 
@@ -90,8 +96,10 @@ def _study_meta(view) -> dict:
             raise ConfigError(f"class_names is {_short(names)}, not a list of names")
         mean, std = meta.get("norm_mean"), meta.get("norm_std")
         if mean is None or std is None:
-            raise ConfigError("norm_mean / norm_std missing (studies from `nas search` store them); "
-                              "rerun the search with this version of lightnas")
+            raise ConfigError(
+                "norm_mean / norm_std missing (studies from `nas search` store them); "
+                "rerun the search with this version of lightnas"
+            )
         for key, v in (("norm_mean", mean), ("norm_std", std)):
             if not isinstance(v, list) or len(v) != shape[0]:
                 raise ConfigError(f"{key} is {_short(v)}, not one number per channel ({shape[0]})")
@@ -99,8 +107,13 @@ def _study_meta(view) -> dict:
                 _real(x, key, integer=False)
     except (ConfigError, TypeError, ValueError) as e:  # TypeError / ValueError: edited into other types
         raise StudyError(f"{where}: {e}; the database was edited or damaged") from None
-    return {"input_shape": shape, "num_classes": num_classes, "class_names": list(names),
-            "mean": list(mean), "std": list(std)}
+    return {
+        "input_shape": shape,
+        "num_classes": num_classes,
+        "class_names": list(names),
+        "mean": list(mean),
+        "std": list(std),
+    }
 
 
 def _saved_state(view, trial: Trial) -> dict:
@@ -108,17 +121,22 @@ def _saved_state(view, trial: Trial) -> dict:
 
     path = weights_path(view.path, trial.id)
     if not path.is_file():
-        raise StudyError(f"{view.path}: trial {trial.id} kept no weights ({path} missing); "
-                         "export without --no-retrain to retrain it")
+        raise StudyError(
+            f"{view.path}: trial {trial.id} kept no weights ({path} missing); export without --no-retrain to retrain it"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated or foreign files
         # torch's message for a file holding objects ends in advice to pass weights_only=False, which
         # would run whatever the file holds: never echo it.
-        why = ("it holds objects other than tensors, which are never unpickled" if "weights_only" in str(e)
-               else " ".join(str(e).split())[:200])
-        raise StudyError(f"{path}: not readable as weights ({why}); "
-                         "export without --no-retrain to retrain the trial") from None
+        why = (
+            "it holds objects other than tensors, which are never unpickled"
+            if "weights_only" in str(e)
+            else " ".join(str(e).split())[:200]
+        )
+        raise StudyError(
+            f"{path}: not readable as weights ({why}); export without --no-retrain to retrain the trial"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise StudyError(f"{path} holds no state_dict; export without --no-retrain to retrain the trial")
     return state
@@ -137,8 +155,12 @@ def _epoch_line(trial_id: int, epochs: int, stream):
     """Per-epoch progress of the retraining, one line each on stderr."""
 
     def show(entry: dict) -> None:
-        print(f"nas export: retraining trial {trial_id}: epoch {entry['epoch']}/{epochs}, train loss "
-              f"{entry['train_loss']:.4f}, {entry['elapsed']:.1f}s", file=stream, flush=True)
+        print(
+            f"nas export: retraining trial {trial_id}: epoch {entry['epoch']}/{epochs}, train loss "
+            f"{entry['train_loss']:.4f}, {entry['elapsed']:.1f}s",
+            file=stream,
+            flush=True,
+        )
 
     return show
 
@@ -152,18 +174,26 @@ def _retrain(view, trial: Trial, info: dict, *, progress=None) -> tuple[dict, fl
 
     meta = view.meta
     if meta.get("trainer", "builtin") != "builtin":
-        raise NasError(f"{view.path}: its trials were trained by your own train function, which export cannot "
-                       "call; export the trial's own weights (--no-retrain, or retrain=False)")
+        raise NasError(
+            f"{view.path}: its trials were trained by your own train function, which export cannot "
+            "call; export the trial's own weights (--no-retrain, or retrain=False)"
+        )
     spec = _data_spec(view)
     data = trial_data(spec)
     if tuple(data.input_shape) != tuple(info["input_shape"]) or not _close(data.mean, info["mean"]):
-        raise StudyError(f"{view.path}: the data set now loads differently from the search (shape "
-                         f"{tuple(data.input_shape)} vs {tuple(info['input_shape'])}, or other statistics); "
-                         "export with --no-retrain, or restore the data the search used")
+        raise StudyError(
+            f"{view.path}: the data set now loads differently from the search (shape "
+            f"{tuple(data.input_shape)} vs {tuple(info['input_shape'])}, or other statistics); "
+            "export with --no-retrain, or restore the data the search used"
+        )
     # Validation images join the training set; the val split is left empty (the search already chose).
     full = dataclasses.replace(
-        data, x_train=torch.cat([data.x_train, data.x_val]), y_train=torch.cat([data.y_train, data.y_val]),
-        x_val=data.x_val[:0], y_val=data.y_val[:0])
+        data,
+        x_train=torch.cat([data.x_train, data.x_val]),
+        y_train=torch.cat([data.y_train, data.y_val]),
+        x_val=data.x_val[:0],
+        y_val=data.y_val[:0],
+    )
     # The search's full run length: a fixed --epochs, else the study's max_epochs (epochs are not searched).
     config = fixed_epochs({"epochs": meta.get("epochs") or meta.get("max_epochs")}, trial.config)
     c = info["input_shape"][0]
@@ -173,15 +203,29 @@ def _retrain(view, trial: Trial, info: dict, *, progress=None) -> tuple[dict, fl
     epochs = int({**train_mod.TRAIN_DEFAULTS, **config}["epochs"])
     try:
         result = train_mod.train_trial(
-            config, full, seed=trial.seed, keep_weights=True, augment=meta.get("augment"), num_threads=threads,
+            config,
+            full,
+            seed=trial.seed,
+            keep_weights=True,
+            augment=meta.get("augment"),
+            num_threads=threads,
             precision=meta.get("precision") or "auto",
             model=lambda: build_model(config, num_classes=info["num_classes"], in_chans=c),
-            on_epoch=_epoch_line(trial.id, epochs, progress) if progress is not None else None)
+            on_epoch=_epoch_line(trial.id, epochs, progress) if progress is not None else None,
+        )
     except train_mod.TrialFailed as e:
-        raise NasError(f"retraining trial {trial.id} failed ({e.reason}); export its own weights with "
-                       "--no-retrain or choose another --trial") from None
-    details = {"epochs": result.epochs_run, "seed": trial.seed, "train_images": len(full.y_train),
-               "train_time": result.train_time, "test_acc": result.test_acc, "threads": threads or cpu_count()}
+        raise NasError(
+            f"retraining trial {trial.id} failed ({e.reason}); export its own weights with "
+            "--no-retrain or choose another --trial"
+        ) from None
+    details = {
+        "epochs": result.epochs_run,
+        "seed": trial.seed,
+        "train_images": len(full.y_train),
+        "train_time": result.train_time,
+        "test_acc": result.test_acc,
+        "threads": threads or cpu_count(),
+    }
     return result.state_dict, result.test_acc, details
 
 
@@ -190,6 +234,7 @@ def _close(a, b) -> bool:
 
 
 # --- the generated module, TorchScript, ONNX ---------------------------------------------------
+
 
 def _import_generated(path: Path):
     """Import model.py under a fresh name. It stays in sys.modules only while TorchScript reads its source."""
@@ -228,8 +273,15 @@ def _onnx(net: torch.nn.Module, example: torch.Tensor) -> tuple[bytes | None, st
             warnings.simplefilter("ignore")
             # The TorchScript-based exporter writes to a buffer and needs only onnx (dynamo=True also
             # needs onnxscript); the batch axis stays dynamic.
-            torch.onnx.export(net, (example,), buf, dynamo=False, input_names=["input"], output_names=["logits"],
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            torch.onnx.export(
+                net,
+                (example,),
+                buf,
+                dynamo=False,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )
     except Exception as e:  # an optional extra: a failure is noted, not fatal
         return None, f"model.onnx skipped: torch.onnx.export failed ({' '.join(str(e).split())[:200]})"
     return buf.getvalue(), None
@@ -237,8 +289,8 @@ def _onnx(net: torch.nn.Module, example: torch.Tensor) -> tuple[bytes | None, st
 
 # --- entry point -------------------------------------------------------------------------------
 
-def export_study(study_dir, *, out, trial_id: int | None = None, retrain: bool = True,
-                 progress=True) -> list[str]:
+
+def export_study(study_dir, *, out, trial_id: int | None = None, retrain: bool = True, progress=True) -> list[str]:
     """Export a trial (default: the study's best complete one) into the folder ``out``; return the paths
     written. ``retrain=False`` exports the trial's own saved weights instead of retraining; ``progress``:
     one line per retraining epoch on stderr (True), on a given stream, or none (False / None).
@@ -254,16 +306,23 @@ def export_study(study_dir, *, out, trial_id: int | None = None, retrain: bool =
         raise NasError(f"--out {out}: {why}; pass a new folder for the export")
     other = foreign_files(out, _EXPORT_FILES)
     if other:
-        raise NasError(f"--out {out} holds other files ({', '.join(other[:3])}); an export replaces its "
-                       "folder as a whole: choose another --out (a new or empty folder, or an old export)")
+        raise NasError(
+            f"--out {out} holds other files ({', '.join(other[:3])}); an export replaces its "
+            "folder as a whole: choose another --out (a new or empty folder, or an old export)"
+        )
     view = load_study(study_dir)
     trial = _choose(view, trial_id)
     info = _study_meta(view)
     try:  # check the config and write the source before spending minutes on retraining
-        check_size(trial.config, input_shape=info["input_shape"], num_classes=info["num_classes"],
-                   train=retrain)
-        source = model_source(trial.config, input_shape=info["input_shape"], mean=info["mean"],
-                              std=info["std"], class_names=info["class_names"], trial_id=trial.id)
+        check_size(trial.config, input_shape=info["input_shape"], num_classes=info["num_classes"], train=retrain)
+        source = model_source(
+            trial.config,
+            input_shape=info["input_shape"],
+            mean=info["mean"],
+            std=info["std"],
+            class_names=info["class_names"],
+            trial_id=trial.id,
+        )
     except ConfigError as e:
         raise ConfigError(f"{view.path}: cannot export trial {trial.id}: {e}") from None
     with atomic_folder(out) as staging:  # an export killed or failing half-way leaves no folder behind
@@ -275,8 +334,7 @@ def export_study(study_dir, *, out, trial_id: int | None = None, retrain: bool =
 _EXPORT_FILES = {"model.py", "weights.pt", "config.json", "model.ts", "model.onnx", "__pycache__"}
 
 
-def _write_export(view, trial: Trial, info: dict, source: str, out: Path, retrain: bool,
-                  progress=True) -> list[str]:
+def _write_export(view, trial: Trial, info: dict, source: str, out: Path, retrain: bool, progress=True) -> list[str]:
     """Write every file of the export into the (staging) folder ``out``; return their names."""
 
     notes: list[str] = []
@@ -293,8 +351,10 @@ def _write_export(view, trial: Trial, info: dict, source: str, out: Path, retrai
     try:
         reference.load_state_dict(state)
     except RuntimeError as e:
-        raise StudyError(f"{view.path}: trial {trial.id}'s weights do not fit its config "
-                         f"({' '.join(str(e).split())[:200]}); export without --no-retrain") from None
+        raise StudyError(
+            f"{view.path}: trial {trial.id}'s weights do not fit its config "
+            f"({' '.join(str(e).split())[:200]}); export without --no-retrain"
+        ) from None
     reference.eval()
 
     written = [atomic_write_text(out / "model.py", source)]

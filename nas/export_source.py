@@ -13,6 +13,7 @@ Nothing read from a study goes into the file as text: the architecture is decode
 ``search_spaces.validate_arch``, checked again here against the registries (names), real finite numbers (not bools)
 and known keys, and written with ``repr`` of those plain values. A block name holding Python code is a ConfigError.
 """
+
 from __future__ import annotations
 
 import ast
@@ -37,12 +38,27 @@ _ACT_SOURCE = {name: f"nn.{cls.__name__}" for name, cls in ACT_LAYERS.items()}
 _ACT_MODULE = _activations.__name__  # written here, with only the activations a network uses
 _SIBLINGS = "search_spaces.blocks."  # a block module may import other block modules of ours, and torch
 # Names model.py defines itself; a block module defining one of them would be overwritten.
-_OWN_NAMES = {"torch", "nn", "ARCH", "INPUT_SHAPE", "MEAN", "STD", "CLASS_NAMES", "ACT_LAYERS", "BLOCKS", "STAGE_KEYS",
-              "Net", "build_model", "normalize", "load"}
+_OWN_NAMES = {
+    "torch",
+    "nn",
+    "ARCH",
+    "INPUT_SHAPE",
+    "MEAN",
+    "STD",
+    "CLASS_NAMES",
+    "ACT_LAYERS",
+    "BLOCKS",
+    "STAGE_KEYS",
+    "Net",
+    "build_model",
+    "normalize",
+    "load",
+}
 _STAGE_COMMON = tuple(STAGE_KEYS)
 
 
 # --- the architecture as checked plain data -----------------------------------------------------
+
 
 def arch_literal(config: Any, *, num_classes: int, in_chans: int) -> dict:
     """The architecture part of ``config`` in the config layout, every default filled in: the ARCH of model.py.
@@ -65,16 +81,27 @@ def _from_arch(arch: Arch) -> dict:
     for blocks in arch.stages:
         first = blocks[0]  # carries the stage's stride; the others repeat it with stride 1
         a = first.args
-        stage = {"block": first.block, "channels": a["out_chs"], "stride": a["stride"], "repeats": len(blocks),
-                 "kernel": a["kernel_size"], "activation": a["act"]}
+        stage = {
+            "block": first.block,
+            "channels": a["out_chs"],
+            "stride": a["stride"],
+            "repeats": len(blocks),
+            "kernel": a["kernel_size"],
+            "activation": a["act"],
+        }
         stage.update({k: a[k] for k in registry.get(first.block).keys})
         stages.append(stage)
     head = None
     if arch.head is not None:
         head = {"channels": arch.head.args["out_chs"], "activation": arch.head.args["act"]}
     return {
-        "stem": {"channels": s["out_chs"], "kernel": s["kernel_size"], "stride": s["stride"],
-                 "activation": s["act"], "pool": "max" if arch.stem_pool else None},
+        "stem": {
+            "channels": s["out_chs"],
+            "kernel": s["kernel_size"],
+            "stride": s["stride"],
+            "activation": s["act"],
+            "pool": "max" if arch.stem_pool else None,
+        },
         "stages": stages,
         "head": head,
         "classifier": {"dropout": arch.dropout},
@@ -136,6 +163,7 @@ def _real(v: Any, where: str, *, integer: bool) -> None:
 
 
 # --- source text ------------------------------------------------------------------------------
+
 
 def _literal(v: Any) -> str:
     """Python source for a plain value: repr of None, bool, int, finite float and str; lists, tuples, dicts
@@ -333,6 +361,7 @@ def model_source(config: Any, *, input_shape, mean, std, class_names, trial_id: 
 
 # --- the block modules' own source ---------------------------------------------------------------
 
+
 def _block_sources(classes: list) -> tuple[list[str], list[str]]:
     """(the torch import lines, the bodies) of the modules that define ``classes``: each module once, the modules
     it imports from first."""
@@ -348,8 +377,9 @@ def _block_sources(classes: list) -> tuple[list[str], list[str]]:
             add(dep)
         clash = sorted(names & defined)
         if clash:
-            raise ConfigError(f"block module {name} defines {clash[0]!r}, which model.py already has from another "
-                              "module; rename it")
+            raise ConfigError(
+                f"block module {name} defines {clash[0]!r}, which model.py already has from another module; rename it"
+            )
         defined.update(names)
         imports.extend(line for line in lines if line not in imports)
         bodies.append(body)
@@ -367,14 +397,17 @@ def _module_body(module) -> tuple[str, list[str], list[str], set[str]]:
     try:
         source = inspect.getsource(module)
     except (OSError, TypeError) as e:  # a module with no file (defined interactively, or compiled only)
-        raise ConfigError(f"cannot read the source of block module {module.__name__} ({e}); define the block "
-                          "in a .py file") from None
+        raise ConfigError(
+            f"cannot read the source of block module {module.__name__} ({e}); define the block in a .py file"
+        ) from None
     tree = ast.parse(source)
     for node in ast.walk(tree):  # imports inside functions too: model.py must need nothing but torch
         if isinstance(node, (ast.Import, ast.ImportFrom)) and not _allowed(node, top=node in tree.body):
-            raise ConfigError(f"block module {module.__name__} (line {node.lineno}) imports "
-                              f"{ast.get_source_segment(source, node)!r}; a block module imports only torch and "
-                              f"other block modules (from {_SIBLINGS}X import Name), so that export can copy it")
+            raise ConfigError(
+                f"block module {module.__name__} (line {node.lineno}) imports "
+                f"{ast.get_source_segment(source, node)!r}; a block module imports only torch and "
+                f"other block modules (from {_SIBLINGS}X import Name), so that export can copy it"
+            )
     drop, deps, torch_lines, names = set(), [], [], set()
     for i, node in enumerate(tree.body):
         span = range(node.lineno - 1, node.end_lineno)

@@ -42,6 +42,7 @@ blended with the GP's predicted top-rung score):
     >>> sched.next_promotion()                                  # top 1/3 of rung 0: trial 2, to rung 1
     (2, 1)
 """
+
 from __future__ import annotations
 
 import json
@@ -115,8 +116,12 @@ class Fidelity:
         return math.log(r / self.min_resource) / math.log(self.max_resource / self.min_resource)
 
     def to_dict(self) -> dict:
-        return {"min_resource": self.min_resource, "max_resource": self.max_resource, "eta": self.eta,
-                "rungs": list(self.rungs)}
+        return {
+            "min_resource": self.min_resource,
+            "max_resource": self.max_resource,
+            "eta": self.eta,
+            "rungs": list(self.rungs),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Fidelity":
@@ -156,8 +161,10 @@ class Reporter:
 
     def report(self, resource, value) -> bool:
         if self._stopped:
-            raise NasError(f"report({resource!r}) after this trial was told to stop at {self.last}; "
-                           "end the training loop when report() returns False")
+            raise NasError(
+                f"report({resource!r}) after this trial was told to stop at {self.last}; "
+                "end the training loop when report() returns False"
+            )
         resource = _number(resource, "resource")
         if not resource > self.last:
             raise NasError(f"report: the resource must increase, got {resource} after {self.last}")
@@ -169,8 +176,15 @@ class Reporter:
         go_on = resource < self.resource_to
         self._stopped = not go_on
         if self.live_path is not None:
-            _write_live(self.live_path, {"resource": resource, "value": value if math.isfinite(value) else None,
-                                         "resource_to": self.resource_to, "time": time.time()})
+            _write_live(
+                self.live_path,
+                {
+                    "resource": resource,
+                    "value": value if math.isfinite(value) else None,
+                    "resource_to": self.resource_to,
+                    "time": time.time(),
+                },
+            )
         return go_on
 
     __call__ = report
@@ -317,8 +331,11 @@ class ASHA:
         if left >= top:
             return None
         rungs = self.fidelity.rungs
-        tids = sorted(t for t, s in self.state.items()
-                      if s == PAUSED and 0 <= self.reached[t] < self.fidelity.top and top - rungs[self.reached[t]] <= left)
+        tids = sorted(
+            t
+            for t, s in self.state.items()
+            if s == PAUSED and 0 <= self.reached[t] < self.fidelity.top and top - rungs[self.reached[t]] <= left
+        )
         if not tids:
             return None
         keys = None if key is None else key(tids)

@@ -3,6 +3,7 @@
 >>> si(12_300_000), when(0.0)[:4].isdigit(), duration(76.6356)
 ('12.3M', True, '1m 16.6s')
 """
+
 from __future__ import annotations
 
 import math

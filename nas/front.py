@@ -5,6 +5,7 @@ The posterior comes from a GP refitted at report time on the study's complete tr
 in the study), in the objective's own units with no output warping, so ``post_mean +- post_std`` reads as
 "accuracy, within noise". Two front members whose intervals overlap are not told apart by the data.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -37,7 +38,12 @@ def front_posterior(view, front) -> tuple[np.ndarray, np.ndarray]:
         by_id = {t.id: t for t in view.trials}
         Xf, Af = space.encode_many([by_id[int(i)].config for i in front["id"]])
         mean, std = gp.predict(Xf, Af)
-    except (NasError, KeyError, TypeError, ValueError):  # a stored space or config that no longer reads: report the front without a posterior
+    except (
+        NasError,
+        KeyError,
+        TypeError,
+        ValueError,
+    ):  # a stored space or config that no longer reads: report the front without a posterior
         return nan, nan.copy()
     return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
 
@@ -54,10 +60,15 @@ def pick_within(view, *, max_macs: float | None = None, max_params: float | None
                 raise NasError(f"{view.path}: the study records no {col}; leave out --max-{col}")
             ok &= (front[col].astype(float) <= lim).to_numpy()
     if not ok.any():
-        parts = [f"{c} {front[c].astype(float).min():,.0f}" for c, lim in (("macs", max_macs), ("params", max_params))
-                 if lim is not None]
-        raise NasError(f"no front member fits the budget (the cheapest has {', '.join(parts)}); raise the budget, "
-                       f"pick a trial with --trial, or search under it with nas search --max-macs / --max-params")
+        parts = [
+            f"{c} {front[c].astype(float).min():,.0f}"
+            for c, lim in (("macs", max_macs), ("params", max_params))
+            if lim is not None
+        ]
+        raise NasError(
+            f"no front member fits the budget (the cheapest has {', '.join(parts)}); raise the budget, "
+            f"pick a trial with --trial, or search under it with nas search --max-macs / --max-params"
+        )
     sub = front[ok]
     best = sub["value"].astype(float)
     i = int(np.argmax(best.to_numpy()) if view.direction == "maximize" else np.argmin(best.to_numpy()))
@@ -83,12 +94,26 @@ def plot_front(view) -> bytes:
     fx, fy = front[cost].astype(float).to_numpy(), front["value"].to_numpy(dtype=float)
     order = np.argsort(fx)
     # The front over MACs alone: members that are on it only through params sit below the step line.
-    ax.step(fx[order], np.maximum.accumulate(fy[order]) if view.direction == "maximize" else fy[order],
-            where="post", color="C3", lw=1.2)
+    ax.step(
+        fx[order],
+        np.maximum.accumulate(fy[order]) if view.direction == "maximize" else fy[order],
+        where="post",
+        color="C3",
+        lw=1.2,
+    )
     ax.scatter(fx, fy, color="C3", s=30, zorder=3, label=f"front ({len(front)})")
     if front["post_mean"].notna().any():
-        ax.errorbar(fx, front["post_mean"], yerr=front["post_std"], fmt="none", ecolor="C0", elinewidth=1.2,
-                    capsize=3, zorder=2, label="GP posterior mean ± std")
+        ax.errorbar(
+            fx,
+            front["post_mean"],
+            yerr=front["post_std"],
+            fmt="none",
+            ecolor="C0",
+            elinewidth=1.2,
+            capsize=3,
+            zorder=2,
+            label="GP posterior mean ± std",
+        )
     if (fx > 0).all() and (df[cost].astype(float) > 0).all():
         ax.set_xscale("log")
     ax.set_xlabel(cost)

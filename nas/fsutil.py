@@ -1,4 +1,5 @@
 """File-system helpers: atomic writes and the one-search-per-folder lock. Imports nothing of ours but errors."""
+
 from __future__ import annotations
 
 import contextlib
@@ -90,8 +91,10 @@ class StudyLock:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:  # under a file, on a read-only file system, in /proc ...
-            raise StudyError(f"{self.folder}: cannot create the study folder or its lock file "
-                             f"({e.strerror or e}); choose a writable --out") from None
+            raise StudyError(
+                f"{self.folder}: cannot create the study folder or its lock file "
+                f"({e.strerror or e}); choose a writable --out"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -99,7 +102,8 @@ class StudyLock:
             os.close(fd)
             raise StudyError(
                 f"{self.folder} is in use by another `nas search` (pid {holder}); "
-                "wait for it to finish or choose another --out") from None
+                "wait for it to finish or choose another --out"
+            ) from None
         except BaseException:
             os.close(fd)
             raise
@@ -163,8 +167,10 @@ def read_regular_file(path: str | os.PathLike, *, max_bytes: int, what: str, err
             kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a device, FIFO or socket)"
             raise error(f"{path}: {kind}; pass a {what} file")
         if info.st_size > max_bytes:
-            raise error(f"{path}: {info.st_size:,} bytes, above the {max_bytes:,}-byte limit for a {what} file; "
-                        "is it the right file?")
+            raise error(
+                f"{path}: {info.st_size:,} bytes, above the {max_bytes:,}-byte limit for a {what} file; "
+                "is it the right file?"
+            )
         chunks, total = [], 0
         while True:  # a file that grows while we read is cut at the limit too
             chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
@@ -246,8 +252,9 @@ def atomic_folder(out: str | os.PathLike):
             shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part"))
     except OSError as e:
-        raise NasError(f"--out {out}: cannot create the folder or write beside it ({e.strerror or e}); "
-                       "choose another --out") from None
+        raise NasError(
+            f"--out {out}: cannot create the folder or write beside it ({e.strerror or e}); choose another --out"
+        ) from None
     try:
         yield staging
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700 folders

@@ -24,6 +24,7 @@ Notation and shapes
 >>> bool(np.allclose(mean, np.sin(6 * X[:3, 0]), atol=0.05))
 True
 """
+
 from __future__ import annotations
 
 import copy
@@ -58,9 +59,20 @@ class GP:
     ``prior``: False for plain type-II maximum likelihood.
     """
 
-    def __init__(self, kinds, *, conditional_mask=None, n_choices=None, conditional: str = "arc",
-                 noise_bounds: tuple = (1e-6, 1.0), n_restarts: int = 3, seed: int = 0,
-                 max_fit_points: int = 256, max_iter: int = 200, prior: bool = True):
+    def __init__(
+        self,
+        kinds,
+        *,
+        conditional_mask=None,
+        n_choices=None,
+        conditional: str = "arc",
+        noise_bounds: tuple = (1e-6, 1.0),
+        n_restarts: int = 3,
+        seed: int = 0,
+        max_fit_points: int = 256,
+        max_iter: int = 200,
+        prior: bool = True,
+    ):
         kinds = [str(k) for k in kinds]
         d = len(kinds)
         if d == 0:
@@ -76,8 +88,10 @@ class GP:
             raise ValueError(f"GP: n_choices has shape {nch.shape}, expected ({d},) like kinds")
         for j, k in enumerate(kinds):
             if k == "cat" and nch[j] < 1:
-                raise ValueError(f"GP: categorical dim {j} needs n_choices[{j}] >= 1; pass n_choices "
-                                 f"or build the GP with GP.from_space(space)")
+                raise ValueError(
+                    f"GP: categorical dim {j} needs n_choices[{j}] >= 1; pass n_choices "
+                    f"or build the GP with GP.from_space(space)"
+                )
         if conditional not in ("arc", "impute"):
             raise ValueError(f"GP: conditional={conditional!r} is not one of 'arc', 'impute'")
         lo, hi = (float(b) for b in noise_bounds)
@@ -102,8 +116,12 @@ class GP:
     def from_space(cls, space, **options) -> "GP":
         """A GP for ``space`` (anything with ``.dims`` of ``.kind``, ``.conditional``, ``.n_choices``)."""
         dims = space.dims
-        return cls([dm.kind for dm in dims], conditional_mask=[dm.conditional for dm in dims],
-                   n_choices=[dm.n_choices for dm in dims], **options)
+        return cls(
+            [dm.kind for dm in dims],
+            conditional_mask=[dm.conditional for dm in dims],
+            n_choices=[dm.n_choices for dm in dims],
+            **options,
+        )
 
     def _reset_data(self) -> None:
         self._y_obs, self._U_obs = np.zeros(0), np.zeros((0, self._emb.p))  # raw y, embedded X
@@ -160,8 +178,10 @@ class GP:
         ``length_scales`` may be a scalar or (d,); ``noise_var=0`` (interpolation) is allowed here, not in a fit.
         """
         if self._n_pending:
-            raise ValueError("set_params: this GP holds pending points; set the parameters on the GP "
-                             "without pending points, then call with_pending again")
+            raise ValueError(
+                "set_params: this GP holds pending points; set the parameters on the GP "
+                "without pending points, then call with_pending again"
+            )
         if length_scales is not None:
             ell = np.broadcast_to(np.asarray(length_scales, dtype=float), (self.n_dims,)).copy()
             if not (np.all(np.isfinite(ell)) and np.all(ell > 0)):
@@ -188,8 +208,9 @@ class GP:
         if X.ndim == 1:
             X = X[None, :]
         if X.ndim != 2 or X.shape[1] != self.n_dims:
-            raise ValueError(f"{what}: X has shape {X.shape}, expected (n, {self.n_dims}); "
-                             f"encode configs with Space.encode_many")
+            raise ValueError(
+                f"{what}: X has shape {X.shape}, expected (n, {self.n_dims}); encode configs with Space.encode_many"
+            )
         a = np.ones(X.shape, bool) if active is None else np.asarray(active, dtype=bool)
         if a.ndim == 1:
             a = a[None, :]
@@ -207,8 +228,9 @@ class GP:
             raise ValueError(f"{what}: y has {y.size} values for {n} rows of X")
         bad = np.flatnonzero(~np.isfinite(y))
         if bad.size:
-            raise ValueError(f"{what}: y holds NaN or inf at rows {bad[:5].tolist()}; drop failed trials "
-                             f"before fitting the GP")
+            raise ValueError(
+                f"{what}: y holds NaN or inf at rows {bad[:5].tolist()}; drop failed trials before fitting the GP"
+            )
         return y
 
     # ---------------------------------------------------------------- fit
@@ -257,8 +279,10 @@ class GP:
             raise ValueError("log_marginal_likelihood: the GP has no observations; call fit first")
         theta = self.theta if theta is None else np.asarray(theta, dtype=float)
         if theta.shape != (self.n_dims + 2,):
-            raise ValueError(f"log_marginal_likelihood: theta has shape {theta.shape}, expected "
-                             f"({self.n_dims + 2},) = [log length scales, log signal_var, log noise_var]")
+            raise ValueError(
+                f"log_marginal_likelihood: theta has shape {theta.shape}, expected "
+                f"({self.n_dims + 2},) = [log length scales, log signal_var, log noise_var]"
+            )
         return log_likelihood(self, theta, self._U_obs, self._t_obs(), eval_gradient=eval_gradient)
 
     # ---------------------------------------------------------------- posterior
@@ -288,13 +312,19 @@ class GP:
                 jitter = max(10.0 * jitter, 1e-10 * self._s2)
                 continue
             if jitter > self._jitter:
-                warnings.warn(f"GP kernel matrix was not positive definite; added jitter {jitter:.1e} to its "
-                              f"diagonal. Duplicate configs with noise_var=0 cause this; use a positive "
-                              f"noise_var.", GPFitWarning, stacklevel=4)
+                warnings.warn(
+                    f"GP kernel matrix was not positive definite; added jitter {jitter:.1e} to its "
+                    f"diagonal. Duplicate configs with noise_var=0 cause this; use a positive "
+                    f"noise_var.",
+                    GPFitWarning,
+                    stacklevel=4,
+                )
             self._jitter = jitter
             return L
-        raise ValueError("GP kernel matrix is not positive definite even with jitter "
-                         f"{jitter:.1e}; check X and the hyper-parameters (set_params) for extreme values")
+        raise ValueError(
+            "GP kernel matrix is not positive definite even with jitter "
+            f"{jitter:.1e}; check X and the hyper-parameters (set_params) for extreme values"
+        )
 
     def _checked_cholesky(self, K: np.ndarray) -> np.ndarray:
         """Lower Cholesky factor; a pivot below 1e-6 sqrt(s2) counts as failure too. Whether round-off makes
@@ -336,8 +366,10 @@ class GP:
         The standardisation is recomputed over all observations (cheap: it only changes alpha, not L).
         """
         if self._n_pending:
-            raise ValueError("condition_on: this GP holds pending points; condition the GP without pending "
-                             "points, then call with_pending again")
+            raise ValueError(
+                "condition_on: this GP holds pending points; condition the GP without pending "
+                "points, then call with_pending again"
+            )
         X, a = self._check_X(X, active, "GP.condition_on")
         y = self._check_y(y, X.shape[0], "GP.condition_on")
         U = self._emb(X, a)
@@ -398,6 +430,7 @@ class GP:
         return self._kf(self._emb(XA, aA), self._emb(XB, aB))
 
     def __repr__(self) -> str:
-        return (f"GP(d={self.n_dims}, n_obs={self.n_obs}, n_pending={self._n_pending}, "
-                f"conditional={self.conditional!r}, signal_var={self._s2:.3g}, noise_var={self._sn2:.3g})")
-
+        return (
+            f"GP(d={self.n_dims}, n_obs={self.n_obs}, n_pending={self._n_pending}, "
+            f"conditional={self.conditional!r}, signal_var={self._s2:.3g}, noise_var={self._sn2:.3g})"
+        )

@@ -18,6 +18,7 @@ Fitting
     every run fails, the previous / default hyper-parameters are kept with a ``GPFitWarning``; if the kernel
     matrix is not positive definite, jitter is added with one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -73,8 +74,7 @@ class GPFitWarning(RuntimeWarning):
 def theta_bounds(gp) -> list:
     """(low, high) of each entry of theta, for L-BFGS-B."""
     d = gp.n_dims
-    return ([tuple(np.log(_ELL_BOUNDS))] * d + [tuple(np.log(_S2_BOUNDS))]
-            + [tuple(np.log(gp.noise_bounds))])
+    return [tuple(np.log(_ELL_BOUNDS))] * d + [tuple(np.log(_S2_BOUNDS))] + [tuple(np.log(gp.noise_bounds))]
 
 
 def optimize_hyperparameters(gp) -> None:
@@ -117,8 +117,14 @@ def optimize_hyperparameters(gp) -> None:
         run_state["evals"] = 0
         run_state["abandon_above"] = best["f"] + _ABANDON_GAP if may_abandon else np.inf
         try:
-            minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                     options={"maxiter": gp.max_iter, "ftol": _FTOL})
+            minimize(
+                objective,
+                x0,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                options={"maxiter": gp.max_iter, "ftol": _FTOL},
+            )
         except _Abandon:
             pass
         except Exception as e:  # noqa: BLE001 - a failed start must not kill the search
@@ -153,9 +159,12 @@ def optimize_hyperparameters(gp) -> None:
             run(base)
     if best["theta"] is None:
         why = errors[0] if errors else "no start gave a finite likelihood"
-        warnings.warn(f"GP hyper-parameter fit failed ({why}); keeping the previous hyper-parameters. "
-                      f"Check y for near-duplicate configs with very different values.", GPFitWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"GP hyper-parameter fit failed ({why}); keeping the previous hyper-parameters. "
+            f"Check y for near-duplicate configs with very different values.",
+            GPFitWarning,
+            stacklevel=3,
+        )
         return
     gp._set_theta(best["theta"])
 

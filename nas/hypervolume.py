@@ -13,6 +13,7 @@ fast for the fronts a search holds (tens of points, two or three objectives).
 >>> hypervolume([[1.0, 2.0], [2.0, 1.0]], ref=[3.0, 3.0])
 3.0
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -57,7 +58,7 @@ def _hv(Q: np.ndarray, r: np.ndarray) -> float:
         top = P[i + 1, -1] if i + 1 < len(P) else r[-1]
         depth = top - P[i, -1]
         if depth > 0:
-            S = P[:i + 1, :-1]
+            S = P[: i + 1, :-1]
             total += depth * _hv(S[nondominated(S)], r[:-1])
     return total
 

@@ -23,6 +23,7 @@ Kernel (why an embedding)
     squared distance of block j. ``conditional="impute"`` is the naive baseline: every dim is treated as
     always active and an inactive dim reads as the value the encoding stores for it (0, or choice 0).
 """
+
 from __future__ import annotations
 
 import math
@@ -80,8 +81,7 @@ class Embedding:
         widths = self.cat_n + self.cat_cond  # the extra "inactive" category
         self.cat_offset = n_plain + 2 * n_arc + np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(int)
         self.p = n_plain + 2 * n_arc + int(widths.sum())
-        self.col_dim = np.concatenate([self.plain, np.repeat(self.arc, 2),
-                                       np.repeat(self.cat, widths)]).astype(int)
+        self.col_dim = np.concatenate([self.plain, np.repeat(self.arc, 2), np.repeat(self.cat, widths)]).astype(int)
 
     def __call__(self, X: np.ndarray, active: np.ndarray) -> np.ndarray:
         m = X.shape[0]
@@ -90,8 +90,8 @@ class Embedding:
         U[:, :n_plain] = np.where(active[:, self.plain], X[:, self.plain], 0.0)
         on = active[:, self.arc]
         xa = X[:, self.arc]
-        U[:, n_plain:n_plain + 2 * n_arc:2] = np.where(on, np.sin(math.pi * xa) / math.pi, 0.0)
-        U[:, n_plain + 1:n_plain + 2 * n_arc:2] = np.where(on, np.cos(math.pi * xa) / math.pi, 0.0)
+        U[:, n_plain : n_plain + 2 * n_arc : 2] = np.where(on, np.sin(math.pi * xa) / math.pi, 0.0)
+        U[:, n_plain + 1 : n_plain + 2 * n_arc : 2] = np.where(on, np.cos(math.pi * xa) / math.pi, 0.0)
         if len(self.cat):
             on = active[:, self.cat]
             raw = X[:, self.cat]
@@ -100,8 +100,10 @@ class Embedding:
             if bad.any():
                 row, col = np.argwhere(bad)[0]
                 j = self.cat[col]
-                raise ValueError(f"X[{row}, {j}] = {raw[row, col]!r} is not a choice index of categorical dim {j} "
-                                 f"(0..{self.cat_n[col] - 1}); encode configs with Space.encode")
+                raise ValueError(
+                    f"X[{row}, {j}] = {raw[row, col]!r} is not a choice index of categorical dim {j} "
+                    f"(0..{self.cat_n[col] - 1}); encode configs with Space.encode"
+                )
             idx = np.where(on, idx, np.where(self.cat_cond, self.cat_n, 0))
             U[np.arange(m)[:, None], self.cat_offset[None, :] + idx] = _CAT_SCALE
         return U

@@ -3,6 +3,7 @@
 Each cap is checked before the thing it guards is allocated or read. The README's "What a study
 guarantees" lists them; a test checks each one.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,6 +46,8 @@ def check_workers(workers: int, *, force: bool, per_worker_bytes: int = WORKER_B
         return f"{workers} workers on {cores} usable cores would only slow every trial down"
     mem = available_memory()
     if mem is not None and workers * per_worker_bytes > mem and not force:
-        return (f"{workers} workers need about {workers * per_worker_bytes / 2**30:.1f} GiB "
-                f"({per_worker_bytes / 2**20:.0f} MiB each) and {mem / 2**30:.1f} GiB is available")
+        return (
+            f"{workers} workers need about {workers * per_worker_bytes / 2**30:.1f} GiB "
+            f"({per_worker_bytes / 2**20:.0f} MiB each) and {mem / 2**30:.1f} GiB is available"
+        )
     return None

@@ -21,6 +21,7 @@ tried to add volume, so the search does not spend trials on tiny networks whose 
 (The worst observed value, the earlier default, rewarded exactly those; ``value_bounds`` no longer sets it.)
 ``reference=`` sets any of them by name, fixed; one that no config can dominate is refused.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,9 +58,11 @@ class Objectives:
         for name, _ in self.known:
             if name not in known:
                 have = ", ".join(sorted(known)) or "nothing"
-                raise NasError(f"objective {name!r} is neither the modelled one ({self.modelled[0]!r}, the value "
-                               f"passed to tell) nor a known objective (known(config) gives {have}); "
-                               f"use one of those names")
+                raise NasError(
+                    f"objective {name!r} is neither the modelled one ({self.modelled[0]!r}, the value "
+                    f"passed to tell) nor a known objective (known(config) gives {have}); "
+                    f"use one of those names"
+                )
 
     def transform(self, name_values: Mapping) -> np.ndarray:
         """(n, k) costs in "lower is better" units: log where ``log_costs``, negated for a maximised one."""
@@ -84,8 +87,10 @@ def parse_objectives(objectives, *, log_costs: bool = True) -> Objectives:
     except (TypeError, ValueError):
         raise NasError("objectives: give a mapping such as {'acc': 'maximize', 'macs': 'minimize'}") from None
     if len(pairs) < 2:
-        raise NasError("objectives: give the modelled objective first and at least one known one, e.g. "
-                       "{'acc': 'maximize', 'macs': 'minimize'}")
+        raise NasError(
+            "objectives: give the modelled objective first and at least one known one, e.g. "
+            "{'acc': 'maximize', 'macs': 'minimize'}"
+        )
     for name, d in pairs:
         if d not in ("minimize", "maximize"):
             raise NasError(f"objective {name!r}: direction must be 'minimize' or 'maximize', got {d!r}")
@@ -117,8 +122,14 @@ def value_reference(values) -> float:
     return float(np.quantile(np.asarray(values, dtype=float), REF_QUANTILE))
 
 
-def reference_point(objs: Objectives, sample_known: Sequence[Mapping], *, limits: Mapping,
-                    value_bounds, reference: Mapping | None = None) -> tuple:
+def reference_point(
+    objs: Objectives,
+    sample_known: Sequence[Mapping],
+    *,
+    limits: Mapping,
+    value_bounds,
+    reference: Mapping | None = None,
+) -> tuple:
     """``(ref_value, ref_costs)``: the modelled objective's reference in its own units where ``reference`` gives
     it (None: ``value_reference`` of the observations, decided at each proposal) and the (k,) transformed cost
     reference. ``value_bounds`` only checks a given reference. ``sample_known`` are the
@@ -134,9 +145,11 @@ def reference_point(objs: Objectives, sample_known: Sequence[Mapping], *, limits
         if name in reference:
             r = float(reference[name])
             if not math.isfinite(r) or (r <= best if not mx else r >= best):
-                raise NasError(f"reference {name}={r:g}: no config can dominate it (the best of {len(seen)} "
-                               f"sampled configs is {best:g}); give a {'larger' if not mx else 'smaller'} value "
-                               f"or leave it out")
+                raise NasError(
+                    f"reference {name}={r:g}: no config can dominate it (the best of {len(seen)} "
+                    f"sampled configs is {best:g}); give a {'larger' if not mx else 'smaller'} value "
+                    f"or leave it out"
+                )
         else:
             if name in limits and not mx:
                 worst = float(limits[name])
@@ -150,8 +163,10 @@ def reference_point(objs: Objectives, sample_known: Sequence[Mapping], *, limits
         if value_bounds is not None:
             top = value_bounds[1] if mx else value_bounds[0]
             if not math.isfinite(ref_value) or (ref_value >= top if mx else ref_value <= top):
-                raise NasError(f"reference {name}={ref_value:g}: no config can dominate it ({name} is at best "
-                               f"{top:g}); give a {'smaller' if mx else 'larger'} value or leave it out")
+                raise NasError(
+                    f"reference {name}={ref_value:g}: no config can dominate it ({name} is at best "
+                    f"{top:g}); give a {'smaller' if mx else 'larger'} value or leave it out"
+                )
     return ref_value, ref_costs
 
 

@@ -37,6 +37,7 @@ runs and the optimizer behaves exactly as without the option.
     >>> opt.best[0] == cfg and len(opt.predict_top(opt.ask(2))) == 2
     True
 """
+
 from __future__ import annotations
 
 import math
@@ -62,20 +63,37 @@ class Optimizer:
     config's resource) and the options; ``self.surrogate`` models, ``self.constraints`` filters and scores,
     an acquisition object (``BUCB`` or ``HypervolumeImprovement``) ranks and ``maximize`` searches."""
 
-    def __init__(self, space: Space, *, direction: str = "maximize", seed: int = 0,
-                 constraints: Sequence = (), known: Callable[[dict], dict] | None = None,
-                 score: Score | None = None, n_warmup: int = 10, beta_scale: float = 0.2,
-                 kernel: str = "arc", n_candidates: int = 256, max_fit_points: int = 300,
-                 value_bounds: tuple | None = None, warp: str = "copula", fidelity: Fidelity | None = None,
-                 objectives=None, pareto: str = "ehvi", reference: dict | None = None, pending: str = "fantasy",
-                 log_costs: bool = True):
+    def __init__(
+        self,
+        space: Space,
+        *,
+        direction: str = "maximize",
+        seed: int = 0,
+        constraints: Sequence = (),
+        known: Callable[[dict], dict] | None = None,
+        score: Score | None = None,
+        n_warmup: int = 10,
+        beta_scale: float = 0.2,
+        kernel: str = "arc",
+        n_candidates: int = 256,
+        max_fit_points: int = 300,
+        value_bounds: tuple | None = None,
+        warp: str = "copula",
+        fidelity: Fidelity | None = None,
+        objectives=None,
+        pareto: str = "ehvi",
+        reference: dict | None = None,
+        pending: str = "fantasy",
+        log_costs: bool = True,
+    ):
         self.objectives = None
         if objectives is not None:  # Pareto search (nas.multiobjective): the modelled objective's direction
             self.objectives = mo.parse_objectives(objectives, log_costs=log_costs)
             direction = "maximize" if self.objectives.modelled[1] else "minimize"
             if score is not None:
-                raise NasError("objectives= searches the whole front; a score= collapses it to one number: "
-                               "give one of the two")
+                raise NasError(
+                    "objectives= searches the whole front; a score= collapses it to one number: give one of the two"
+                )
         if direction not in ("maximize", "minimize"):
             raise NasError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
         self.space, self.direction, self.seed = space, direction, seed
@@ -100,8 +118,15 @@ class Optimizer:
             raise NasError(f"fidelity must be a nas.fidelity.Fidelity or None, got {fidelity!r}")
         self.fidelity = fidelity
         self.rng = np.random.default_rng(seed)
-        self.surrogate = Surrogate(space, maximize=direction == "maximize", rng=self.rng, kernel=kernel,
-                                   max_fit_points=max_fit_points, warp=warp, fidelity=fidelity)
+        self.surrogate = Surrogate(
+            space,
+            maximize=direction == "maximize",
+            rng=self.rng,
+            kernel=kernel,
+            max_fit_points=max_fit_points,
+            warp=warp,
+            fidelity=fidelity,
+        )
         self._obs: list[tuple[dict, float]] = []  # (config, value as told), finite values only
         self._obs_z: list[float] = []  # multi-fidelity only: each observation's scaled resource
         self._pending_z: dict[str, float] = {}  # multi-fidelity only: the resource each pending job trains to
@@ -110,15 +135,21 @@ class Optimizer:
         self._seen: set[str] = set()  # keys of every config told or pending: never proposed again
         if self.objectives is not None:
             if pareto not in mo.ACQUISITIONS or pending not in mo.PENDING:
-                raise NasError(f"pareto must be one of {mo.ACQUISITIONS} and pending one of {mo.PENDING}, "
-                               f"got {pareto!r} and {pending!r}")
+                raise NasError(
+                    f"pareto must be one of {mo.ACQUISITIONS} and pending one of {mo.PENDING}, "
+                    f"got {pareto!r} and {pending!r}"
+                )
             self.pareto, self.pending = pareto, pending
             probe = sample_feasible(space, mo.REF_SAMPLES, np.random.default_rng(seed), self.feasible)
             self.objectives.check_known(self.known(probe[0]))
             self.objectives = mo.with_cost_scale(self.objectives, [self.known(c) for c in probe])
             self._ref_value, self._ref_costs = mo.reference_point(
-                self.objectives, [self.known(c) for c in probe], limits=self.constraints.limits(),
-                value_bounds=value_bounds, reference=reference)
+                self.objectives,
+                [self.known(c) for c in probe],
+                limits=self.constraints.limits(),
+                value_bounds=value_bounds,
+                reference=reference,
+            )
 
     # ------------------------------------------------------------------ known objectives
     def known(self, config: dict) -> dict:
@@ -141,8 +172,7 @@ class Optimizer:
         out = []
         for _ in range(k):
             if len(self._seen) >= self.space.size():  # a finite space, every config asked already
-                raise SpaceExhausted(f"the space holds {len(self._seen)} distinct configs and every one was "
-                                     "tried")
+                raise SpaceExhausted(f"the space holds {len(self._seen)} distinct configs and every one was tried")
             cfg = self._warmup_one() if self._n_configs() < self.n_warmup else self._propose_one()
             key = config_key(cfg)
             self._pending[key] = cfg
@@ -183,8 +213,11 @@ class Optimizer:
         if resource is None:
             return 1.0
         f = self.fidelity
-        if isinstance(resource, bool) or not isinstance(resource, (int, float)) or not (
-                f.min_resource <= resource <= f.max_resource):
+        if (
+            isinstance(resource, bool)
+            or not isinstance(resource, (int, float))
+            or not (f.min_resource <= resource <= f.max_resource)
+        ):
             raise NasError(f"tell: resource must lie in [{f.min_resource}, {f.max_resource}], got {resource!r}")
         return f.scaled(resource)
 
@@ -256,12 +289,16 @@ class Optimizer:
 
     def _warmup_one(self) -> dict:
         """Space-filling warm-up: of 64 random feasible configs, the one farthest from all seen ones."""
-        cands = [c for c in sample_feasible(self.space, 64, self.rng, self._candidate_filter())
-                 if config_key(c) not in self._seen]
+        cands = [
+            c
+            for c in sample_feasible(self.space, 64, self.rng, self._candidate_filter())
+            if config_key(c) not in self._seen
+        ]
         if not cands:
             if not self._obs:  # nothing to fit a GP on, and random draws find only configs already tried
-                raise SpaceExhausted(f"64 random configs were all tried already ({len(self._seen)} tried); "
-                                     "the space seems exhausted")
+                raise SpaceExhausted(
+                    f"64 random configs were all tried already ({len(self._seen)} tried); the space seems exhausted"
+                )
             return self._propose_one()
         if self.constraints.has_ceiling:
             # Before anything is known, prefer the half of the candidates that could score best.
@@ -275,18 +312,31 @@ class Optimizer:
         pend = list(self._pending.values())
         zs = [self._pending_z.get(k, 1.0) for k in self._pending] if self.fidelity is not None else None
         t = self._n_configs() + len(pend) + 1
-        beta = acq.beta_for_round(t, space_size=self.space.size(), n_candidates=self.n_candidates,
-                                  scale=self.beta_scale)
+        beta = acq.beta_for_round(
+            t, space_size=self.space.size(), n_candidates=self.n_candidates, scale=self.beta_scale
+        )
         posterior = self.surrogate.posterior()
         if self.objectives is not None:
             acquisition = self._pareto_acquisition(posterior, beta, pend, zs)
         else:
             # For "minimize" the GP models -value and the score is the identity: UCB of -f is -LCB of f.
-            acquisition = acq.BUCB(posterior, pend, beta=beta, pending_zs=zs,
-                                   utility=lambda cs, bound: self.score_of(cs, self.surrogate.to_objective(bound)))
+            acquisition = acq.BUCB(
+                posterior,
+                pend,
+                beta=beta,
+                pending_zs=zs,
+                utility=lambda cs, bound: self.score_of(cs, self.surrogate.to_objective(bound)),
+            )
         incumbents = self._top_configs(3)
-        cfg, _ = maximize(self.space, acquisition, rng=self.rng, feasible=self._candidate_filter(),
-                          exclude=self._seen, seeds=incumbents, n_random=self.n_candidates)
+        cfg, _ = maximize(
+            self.space,
+            acquisition,
+            rng=self.rng,
+            feasible=self._candidate_filter(),
+            exclude=self._seen,
+            seeds=incumbents,
+            n_random=self.n_candidates,
+        )
         return cfg
 
     # ------------------------------------------------------------------ Pareto search
@@ -303,9 +353,18 @@ class Optimizer:
         else:
             ref = float(self.surrogate.to_gp_units(np.array([self._ref_value]))[0])
         return acq.HypervolumeImprovement(
-            posterior, pending, beta=beta, pending_zs=zs, front_configs=cfgs, front_values=vals,
-            costs=lambda cs: self.objectives.costs([self.known(c) for c in cs]), ref_value=ref,
-            ref_costs=self._ref_costs, kind=self.pareto, fantasy=self.pending == "fantasy")
+            posterior,
+            pending,
+            beta=beta,
+            pending_zs=zs,
+            front_configs=cfgs,
+            front_values=vals,
+            costs=lambda cs: self.objectives.costs([self.known(c) for c in cs]),
+            ref_value=ref,
+            ref_costs=self._ref_costs,
+            kind=self.pareto,
+            fantasy=self.pending == "fantasy",
+        )
 
     def pareto_front(self) -> list:
         """``[(config, value, known), ...]``: the told configs no other told config dominates in (value, known

@@ -9,6 +9,7 @@ Checks live once, in ``nas.api`` and the engine, and their messages name options
 ...     said("min_epochs", 5), shown("resume"), shown("pareto")
 ('--min-epochs 5', '--resume', '--objective pareto')
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -13,6 +13,7 @@ A categorical's branch parameters sit beside it in the same dict: choosing ``sgd
 ``optimizer.name`` makes ``optimizer.momentum`` exist, choosing ``adam`` makes ``optimizer.beta1``.
 Branches nest to any depth.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,11 @@ def _no_numeric_strings(name: str, **values) -> None:
                 float(v)
             except ValueError:
                 continue
-            hint = (f"YAML reads an exponent without a dot as a string: write {_yaml_number(v)} or {float(v):g}"
-                    if "e" in v.lower() else "remove the quotes")
+            hint = (
+                f"YAML reads an exponent without a dot as a string: write {_yaml_number(v)} or {float(v):g}"
+                if "e" in v.lower()
+                else "remove the quotes"
+            )
             raise SpaceError(f"{name}: {what} {v!r} is a string, not a number ({hint})")
 
 
@@ -330,8 +334,7 @@ class Repeat(Param):
         return sum(s**n for n in range(self.min, self.max + 1)) if s != math.inf else math.inf
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "type": "repeat", "min": self.min, "max": self.max,
-                "params": self.level.to_list()}
+        return {"name": self.name, "type": "repeat", "min": self.min, "max": self.max, "params": self.level.to_list()}
 
     def describe(self) -> str:
         return f"repeat {self.min}..{self.max}"

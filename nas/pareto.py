@@ -9,6 +9,7 @@ Notation
 Equal points do not dominate each other, so duplicates on the front are all kept.
 Rows with NaN are never on the front and dominate nothing (an unknown objective compares with nothing).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -41,14 +42,14 @@ def pareto_mask(points, *, maximize: Sequence[bool]) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     idx = np.flatnonzero(valid)
     for start in range(0, len(idx), _CHUNK):
-        rows = Qv[start:start + _CHUNK]  # (c, m)
+        rows = Qv[start : start + _CHUNK]  # (c, m)
         le = np.ones((len(rows), len(Qv)), dtype=bool)  # (c, k): q_j <= q_i in every objective so far
         lt = np.zeros((len(rows), len(Qv)), dtype=bool)  # (c, k): q_j < q_i in some objective so far
         for d in range(Q.shape[1]):  # one objective at a time keeps temporaries 2-D and contiguous
             col, row = Qv[None, :, d], rows[:, d, None]
             le &= col <= row
             lt |= col < row
-        mask[idx[start:start + _CHUNK]] = ~(le & lt).any(axis=1)
+        mask[idx[start : start + _CHUNK]] = ~(le & lt).any(axis=1)
     return mask
 
 

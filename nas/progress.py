@@ -12,6 +12,7 @@ field is one line in ``Progress``.
 >>> " ".join(render_fields(p))
 'best 0.9100 running 2 failed 1 elapsed 1m15s left 30s'
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,7 +34,7 @@ def _count_if_any(v: int) -> str | None:
 
 
 def _fmt_job(j: dict) -> str:
-    """"5/9ep 0.812": a running trial's live epoch and value out of its rung target ("->9ep" before its first)."""
+    """ "5/9ep 0.812": a running trial's live epoch and value out of its rung target ("->9ep" before its first)."""
     if j.get("resource") is None:
         return f"->{j['resource_to']:g}ep"
     v = f" {j['value']:.3f}" if j.get("value") is not None else ""
@@ -54,8 +55,10 @@ class Progress:
     paused: int = field(default=0, metadata=shown("paused", _count_if_any))
     epochs: float | None = None  # shown by the counter: "12/36 ep  1 full"
     epoch_budget: float | None = None
-    jobs: list = field(default_factory=list, metadata=shown("jobs", lambda js: " ".join(
-        f"#{j['trial']}:{_fmt_job(j)}" for j in js) or None))
+    jobs: list = field(
+        default_factory=list,
+        metadata=shown("jobs", lambda js: " ".join(f"#{j['trial']}:{_fmt_job(j)}" for j in js) or None),
+    )
     extra: dict = field(default_factory=dict)  # free-form {label: value} items, shown last
 
     @property
@@ -132,9 +135,16 @@ class ProgressPrinter:
         total, unit = (p.epoch_budget, "ep") if p.epoch_budget else (self.total, "trial")
         if self._bar is None:
             # Our own time-left estimate knows the time budget; tqdm's rate-based one does not.
-            self._bar = tqdm(total=total, file=self.stream, unit=unit, dynamic_ncols=True, leave=True,
-                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} " + unit + " {postfix}" if total
-                             else "{n_fmt} trials {postfix}")
+            self._bar = tqdm(
+                total=total,
+                file=self.stream,
+                unit=unit,
+                dynamic_ncols=True,
+                leave=True,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} " + unit + " {postfix}"
+                if total
+                else "{n_fmt} trials {postfix}",
+            )
         self._bar.n = (p.epochs or 0) if p.epoch_budget else p.finished
         self._bar.set_postfix_str("  ".join(render_fields(p)), refresh=False)
         self._bar.refresh()

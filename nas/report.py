@@ -9,6 +9,7 @@ rendered from ``nas/templates/report.html`` by Jinja2 with autoescape; plots liv
 >>> print(format_summary(view))                   # doctest: +SKIP
 >>> write_report("results/x")                     # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import base64
@@ -27,8 +28,15 @@ from nas import fmt, report_mf
 from nas.errors import StudyError
 from nas.fsutil import atomic_write_bytes, atomic_write_text
 from nas.pareto import pareto_mask
-from nas.report_plots import (LABELS, TOP_EFFECTS, parameter_importance, plot_param_effects,  # noqa: F401
-                              plot_score_over_trials, plot_value_vs_cost, png)
+from nas.report_plots import (
+    LABELS,
+    TOP_EFFECTS,  # noqa: F401  (re-exported)
+    parameter_importance,
+    plot_param_effects,
+    plot_score_over_trials,
+    plot_value_vs_cost,
+    png,
+)
 from nas.storage import DB_NAME, open_study  # noqa: F401  (DB_NAME: re-exported)
 from nas.trial import COMPLETE, FAILED, INFEASIBLE, PAUSED, STATUSES, Trial
 
@@ -43,6 +51,7 @@ Summaries = Mapping[str, Callable[[dict], str]]  # column name -> one-line summa
 
 
 # --- flattening ---------------------------------------------------------------------------------
+
 
 def _flatten(obj: Any, prefix: str, out: dict, *, keep_lists: bool) -> dict:
     """Nested dicts -> dotted keys ("optimizer.name"); lists -> ".0", ".1" (or dropped)."""
@@ -69,16 +78,18 @@ def _nested_order(keys: list[str]) -> list[str]:
 
     def key(k: str) -> tuple:
         parts = k.split(".")
-        return tuple((int(p), 0) if p.isdigit() else (0, rank[(tuple(parts[:i]), p)])
-                     for i, p in enumerate(parts))
+        return tuple((int(p), 0) if p.isdigit() else (0, rank[(tuple(parts[:i]), p)]) for i, p in enumerate(parts))
+
     return sorted(keys, key=key)
 
 
 # --- the view -----------------------------------------------------------------------------------
 
+
 @dataclass
 class StudyView:
     """A snapshot of a study, read once. Tables are pandas DataFrames; `best` is a Trial."""
+
     path: Path
     meta: dict
     trials: list[Trial]
@@ -231,11 +242,14 @@ def load_study(path: str | Path, *, summaries: Summaries | None = None) -> Study
 
 def _require_finished(view: StudyView) -> None:
     if not view.finished:
-        raise StudyError(f"{view.path}: study has no finished trials yet; wait until `nas search` "
-                         "finishes its first trial and run `nas report` again")
+        raise StudyError(
+            f"{view.path}: study has no finished trials yet; wait until `nas search` "
+            "finishes its first trial and run `nas report` again"
+        )
 
 
 # --- text ---------------------------------------------------------------------------------------
+
 
 def _num(x: Any, digits: int = 4) -> str:
     if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
@@ -277,8 +291,11 @@ def format_summary(view: StudyView, top: int = 10) -> str:
     """The text `nas report` prints: status counts, the best `top` trials and the Pareto front."""
     _require_finished(view)
     counts = view.counts()
-    lines = [f"study {view.path}  ({len(view.trials)} trials: "
-             + ", ".join(f"{k} {v}" for k, v in counts.items()) + f"; {view.direction} score)"]
+    lines = [
+        f"study {view.path}  ({len(view.trials)} trials: "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + f"; {view.direction} score)"
+    ]
     ranked = view.ranked()
     mf = report_mf.fidelity_of(view) is not None
     if mf:
@@ -293,7 +310,11 @@ def format_summary(view: StudyView, top: int = 10) -> str:
             lines.append("last errors:")
             lines += [f"  #{t.id} {t.status}: {t.error.splitlines()[0] if t.error else ''}" for t in errs]
         return "\n".join(lines)
-    lines += ["", f"top {min(top, len(ranked))} trials by score:", _text_table(_summary_table(view, _top_frame(view, top)))]
+    lines += [
+        "",
+        f"top {min(top, len(ranked))} trials by score:",
+        _text_table(_summary_table(view, _top_frame(view, top))),
+    ]
     front = view.pareto_front()
     names = ", ".join(f"{c} {'max' if mx else 'min'}" for c, mx in view.pareto_objectives())
     lines += ["", f"Pareto front ({names}): {len(front)} trials", _text_table(_summary_table(view, front))]
@@ -301,6 +322,7 @@ def format_summary(view: StudyView, top: int = 10) -> str:
 
 
 # --- HTML ---------------------------------------------------------------------------------------
+
 
 def _html_table(df: pd.DataFrame):
     from markupsafe import Markup
@@ -324,44 +346,71 @@ def _meta_rows(meta: dict) -> list[tuple[str, str, str | None]]:
     return rows
 
 
-def _report_html(view: StudyView, pngs: dict[str, bytes], importance: pd.Series,
-                 section: dict | None) -> str:
+def _report_html(view: StudyView, pngs: dict[str, bytes], importance: pd.Series, section: dict | None) -> str:
     import jinja2
     from markupsafe import Markup
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("nas", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("nas", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
     best = view.best
     failed = [t for t in view.trials if t.status in (FAILED, INFEASIBLE) and t.error]
-    page = {"path": str(view.path), "n_trials": len(view.trials),
-            "counts": ", ".join(f"{k}: {v}" for k, v in view.counts().items()),
-            "generated": fmt.when(time.time()), "meta": _meta_rows(view.meta),
-            "fidelity": None,
-            "best": best, "best_table": None, "best_config": None, "top_table": None, "front_table": None,
-            "front_names": ", ".join(f"{c} {'max' if mx else 'min'}" for c, mx in view.pareto_objectives()),
-            "plots": [(n, base64.b64encode(b).decode()) for n, b in pngs.items()],
-            "importance": None, "failed": None, "section": None}
+    page = {
+        "path": str(view.path),
+        "n_trials": len(view.trials),
+        "counts": ", ".join(f"{k}: {v}" for k, v in view.counts().items()),
+        "generated": fmt.when(time.time()),
+        "meta": _meta_rows(view.meta),
+        "fidelity": None,
+        "best": best,
+        "best_table": None,
+        "best_config": None,
+        "top_table": None,
+        "front_table": None,
+        "front_names": ", ".join(f"{c} {'max' if mx else 'min'}" for c, mx in view.pareto_objectives()),
+        "plots": [(n, base64.b64encode(b).decode()) for n, b in pngs.items()],
+        "importance": None,
+        "failed": None,
+        "section": None,
+    }
     if report_mf.fidelity_of(view) is not None:
         facts = report_mf.fidelity_facts(view)
         page["fidelity"] = {**facts, "rungs": _html_table(facts["rungs"])}
     if best is not None:
-        page.update(best_table=_html_table(_summary_table(view, _top_frame(view, 1))),
-                    best_config=json.dumps(best.config, indent=2),
-                    top_table=_html_table(_summary_table(view, _top_frame(view, 10))),
-                    front_table=_html_table(_summary_table(view, view.pareto_front())))
+        page.update(
+            best_table=_html_table(_summary_table(view, _top_frame(view, 1))),
+            best_config=json.dumps(best.config, indent=2),
+            top_table=_html_table(_summary_table(view, _top_frame(view, 10))),
+            front_table=_html_table(_summary_table(view, view.pareto_front())),
+        )
     if not importance.empty:
         imp = pd.DataFrame({"parameter": importance.index, "importance": importance.map(lambda v: f"{v:.3f}")})
         page["importance"] = _html_table(imp.head(20))
     if failed:
-        page["failed"] = _html_table(pd.DataFrame({"id": [t.id for t in failed], "status": [t.status for t in failed],
-                                                   "error": [t.error.splitlines()[0][:200] for t in failed]}))
+        page["failed"] = _html_table(
+            pd.DataFrame(
+                {
+                    "id": [t.id for t in failed],
+                    "status": [t.status for t in failed],
+                    "error": [t.error.splitlines()[0][:200] for t in failed],
+                }
+            )
+        )
     if section:  # its html is a fragment the model section built (and escaped) itself
         page["section"] = {"title": str(section.get("title", "Best model")), "html": Markup(section.get("html", ""))}
     return env.get_template("report.html").render(page)
 
 
-def write_report(path: str | Path, *, model_section: ModelSection | None = None,
-                 out: str | Path | None = None, summaries: Summaries | None = None) -> dict[str, Path]:
+def write_report(
+    path: str | Path,
+    *,
+    model_section: ModelSection | None = None,
+    out: str | Path | None = None,
+    summaries: Summaries | None = None,
+) -> dict[str, Path]:
     """Write trials.csv, pareto.csv, three PNGs and report.html (plus model.txt with a model section)
     into `out` (default: the study folder). Returns {file name: path}.
 
@@ -374,10 +423,12 @@ def write_report(path: str | Path, *, model_section: ModelSection | None = None,
     _require_finished(view)
     out = Path(out) if out is not None else view.path
     importance = parameter_importance(view)
-    pngs = {"score_over_trials.png": plot_score_over_trials(view),
-            "acc_vs_macs.png": plot_value_vs_cost(view),
-            "pareto_front.png": plot_front(view),
-            "param_effects.png": plot_param_effects(view, importance)}
+    pngs = {
+        "score_over_trials.png": plot_score_over_trials(view),
+        "acc_vs_macs.png": plot_value_vs_cost(view),
+        "pareto_front.png": plot_front(view),
+        "param_effects.png": plot_param_effects(view, importance),
+    }
     if report_mf.fidelity_of(view) is not None:
         pngs["learning_curves.png"] = report_mf.plot_curves(view, png)
         pngs["epochs_per_rung.png"] = report_mf.plot_epochs_per_rung(view, png)
@@ -389,10 +440,12 @@ def write_report(path: str | Path, *, model_section: ModelSection | None = None,
             warnings.warn(f"model section failed: {e}", stacklevel=2)
             msg = f"model section failed: {type(e).__name__}: {e}"
             section = {"title": "Best model", "html": f"<p>{html.escape(msg)}</p>", "text": msg}
-    files = {"trials.csv": view.trials_dataframe().to_csv(index=False),
-             "pareto.csv": view.pareto_front().to_csv(index=False),
-             **pngs,
-             "report.html": _report_html(view, pngs, importance, section)}
+    files = {
+        "trials.csv": view.trials_dataframe().to_csv(index=False),
+        "pareto.csv": view.pareto_front().to_csv(index=False),
+        **pngs,
+        "report.html": _report_html(view, pngs, importance, section),
+    }
     if section and section.get("text"):
         files["model.txt"] = str(section["text"])
     written = {}
@@ -400,9 +453,12 @@ def write_report(path: str | Path, *, model_section: ModelSection | None = None,
         out.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
             target = out / name
-            written[name] = (atomic_write_bytes(target, data) if isinstance(data, bytes)
-                             else atomic_write_text(target, data))
+            written[name] = (
+                atomic_write_bytes(target, data) if isinstance(data, bytes) else atomic_write_text(target, data)
+            )
     except OSError as e:
-        raise StudyError(f"cannot write the report into {out} ({e.strerror or e}); "
-                         "make it writable, or run `nas report --no-files` to print the tables only") from None
+        raise StudyError(
+            f"cannot write the report into {out} ({e.strerror or e}); "
+            "make it writable, or run `nas report --no-files` to print the tables only"
+        ) from None
     return written

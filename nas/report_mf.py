@@ -4,6 +4,7 @@ Reads only what ``nas.segments`` stores: meta "fidelity" (rungs), each trial's `
 trained), ``rung`` and ``metrics["rungs"]`` / ``metrics["curve"]``. A study without meta "fidelity" (run
 with ``--fidelity off``, or older) has no such section.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,9 +36,14 @@ def rung_table(view) -> pd.DataFrame:
             if r in rungs:
                 reached[rungs.index(r)] += 1
     seg = np.diff([0] + rungs)
-    return pd.DataFrame({"rung": range(len(rungs)), "epochs": rungs, "trials": reached,
-                         "epochs_spent": [int(n * s) if float(s).is_integer() else float(n * s)
-                                          for n, s in zip(reached, seg)]})
+    return pd.DataFrame(
+        {
+            "rung": range(len(rungs)),
+            "epochs": rungs,
+            "trials": reached,
+            "epochs_spent": [int(n * s) if float(s).is_integer() else float(n * s) for n, s in zip(reached, seg)],
+        }
+    )
 
 
 def epochs_summary(view) -> dict:
@@ -47,10 +53,16 @@ def epochs_summary(view) -> dict:
     evaluated = [t for t in view.trials if _rung_values(t)]
     trained = float(sum(t.resource or 0 for t in view.trials))
     full = float(len(evaluated) * top)
-    return {"trained": trained, "budget": view.meta.get("epoch_budget"), "full": full,
-            "saved": full - trained, "saved_frac": (full - trained) / full if full else 0.0,
-            "evaluated": len(evaluated), "complete": sum(t.status == COMPLETE for t in view.trials),
-            "paused": sum(t.status == PAUSED for t in view.trials)}
+    return {
+        "trained": trained,
+        "budget": view.meta.get("epoch_budget"),
+        "full": full,
+        "saved": full - trained,
+        "saved_frac": (full - trained) / full if full else 0.0,
+        "evaluated": len(evaluated),
+        "complete": sum(t.status == COMPLETE for t in view.trials),
+        "paused": sum(t.status == PAUSED for t in view.trials),
+    }
 
 
 def format_fidelity(view) -> str:
@@ -58,18 +70,24 @@ def format_fidelity(view) -> str:
     s = epochs_summary(view)
     table = rung_table(view)
     budget = f" of a budget of {s['budget']:g}" if s["budget"] else ""
-    lines = [f"multi-fidelity: rungs {'/'.join(f'{r:g}' for r in fid['rungs'])} epochs, eta {fid['eta']:g}; "
-             f"{s['evaluated']} trials evaluated, {s['complete']} reached the top rung, {s['paused']} stopped early",
-             f"epochs trained {s['trained']:g}{budget}; training every evaluated trial to {fid['max_resource']:g} "
-             f"epochs would take {s['full']:g} (saved {s['saved']:g}, {100 * s['saved_frac']:.0f}%)",
-             "trials and epochs per rung:", table.to_string(index=False)]
+    lines = [
+        f"multi-fidelity: rungs {'/'.join(f'{r:g}' for r in fid['rungs'])} epochs, eta {fid['eta']:g}; "
+        f"{s['evaluated']} trials evaluated, {s['complete']} reached the top rung, {s['paused']} stopped early",
+        f"epochs trained {s['trained']:g}{budget}; training every evaluated trial to {fid['max_resource']:g} "
+        f"epochs would take {s['full']:g} (saved {s['saved']:g}, {100 * s['saved_frac']:.0f}%)",
+        "trials and epochs per rung:",
+        table.to_string(index=False),
+    ]
     return "\n".join(lines)
 
 
 def stopped_trials(view, top: int = 5) -> pd.DataFrame:
     """Before any trial reached the top rung: the best trials at their highest rung."""
-    rows = [(t.id, t.rung, t.resource, t.value, t.score) for t in view.trials
-            if t.status in (PAUSED, "running", "interrupted") and t.value is not None]
+    rows = [
+        (t.id, t.rung, t.resource, t.value, t.score)
+        for t in view.trials
+        if t.status in (PAUSED, "running", "interrupted") and t.value is not None
+    ]
     df = pd.DataFrame(rows, columns=["id", "rung", "epochs", "value", "score"])
     if df.empty:
         return df
@@ -96,7 +114,7 @@ def plot_curves(view, png) -> bytes:
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     cmap = ["C0", "C1", "C2", "C3", "C4", "C5"]
-    order = sorted(view.trials, key=lambda t: (t.rung if t.rung is not None else -1))
+    order = sorted(view.trials, key=lambda t: t.rung if t.rung is not None else -1)
     seen_labels = set()
     for t in order:
         xs, ys = _curve(t)
@@ -133,18 +151,27 @@ def plot_epochs_per_rung(view, png) -> bytes:
     labels = [f"rung {k}\n({e:g} ep)" for k, e in zip(table["rung"], table["epochs"])]
     bars = ax.bar(labels, table["epochs_spent"], color="C0")
     for b, n in zip(bars, table["trials"]):
-        ax.annotate(f"{n} trials", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
-                    fontsize="small")
+        ax.annotate(
+            f"{n} trials", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize="small"
+        )
     ax.set_ylabel("epochs spent")
-    ax.set_title(f"epochs per rung: {s['trained']:g} trained, {s['saved']:g} saved "
-                 f"({100 * s['saved_frac']:.0f}%) vs all to the top")
+    ax.set_title(
+        f"epochs per rung: {s['trained']:g} trained, {s['saved']:g} saved "
+        f"({100 * s['saved_frac']:.0f}%) vs all to the top"
+    )
     return png(fig)
 
 
 def fidelity_facts(view) -> dict:
     """What the report page's multi-fidelity section shows (nas/templates/report.html renders it)."""
     s = epochs_summary(view)
-    return {"line": format_fidelity(view).split("\n")[0], "trained": f"{s['trained']:g}",
-            "evaluated": s["evaluated"], "max_resource": f"{fidelity_of(view)['max_resource']:g}",
-            "full": f"{s['full']:g}", "saved": f"{s['saved']:g}", "saved_pct": f"{100 * s['saved_frac']:.0f}",
-            "rungs": rung_table(view)}
+    return {
+        "line": format_fidelity(view).split("\n")[0],
+        "trained": f"{s['trained']:g}",
+        "evaluated": s["evaluated"],
+        "max_resource": f"{fidelity_of(view)['max_resource']:g}",
+        "full": f"{s['full']:g}",
+        "saved": f"{s['saved']:g}",
+        "saved_pct": f"{100 * s['saved_frac']:.0f}",
+        "rungs": rung_table(view),
+    }

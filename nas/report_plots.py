@@ -3,6 +3,7 @@
 Every function takes a ``nas.report.StudyView``. Matplotlib's Figure API renders with Agg and never touches
 pyplot's global state, so plots can be drawn from any thread.
 """
+
 from __future__ import annotations
 
 import io
@@ -55,8 +56,14 @@ def plot_score_over_trials(view) -> bytes:
     ax.step(ids, best, where="post", color="C3", label="best so far")
     bad = [t.id for t in view.trials if t.status in (FAILED, INFEASIBLE)]
     if bad:  # failures have no score; tick them under the axis so gaps in the ids are explained
-        ax.plot(bad, np.full(len(bad), 0.03), "x", color="0.5", transform=ax.get_xaxis_transform(),
-                label="failed / infeasible")
+        ax.plot(
+            bad,
+            np.full(len(bad), 0.03),
+            "x",
+            color="0.5",
+            transform=ax.get_xaxis_transform(),
+            label="failed / infeasible",
+        )
     ax.set_xlabel("trial id")
     ax.set_ylabel(label)
     ax.set_title(f"{label} per trial ({view.direction})")
@@ -80,8 +87,9 @@ def plot_value_vs_cost(view) -> bytes:
     # a second known objective, where every trial has it, colours the points
     shade = next((c for c in view.known_columns if c != cost and df[c].notna().all()), None)
     color = df[shade].to_numpy(dtype=float) if shade is not None and cost == view.known_columns[0] else None
-    sc = ax.scatter(x, y, c=color, s=22, cmap="viridis", alpha=0.8,
-                    norm="log" if color is not None and (color > 0).all() else None)
+    sc = ax.scatter(
+        x, y, c=color, s=22, cmap="viridis", alpha=0.8, norm="log" if color is not None and (color > 0).all() else None
+    )
     if color is not None:
         fig.colorbar(sc, ax=ax, label=shade)
     m = pareto_mask(np.c_[y, x], maximize=[maximize, False])
@@ -129,8 +137,9 @@ def parameter_importance(view, *, seed: int = 0) -> pd.Series:
 
     df = view.trials_dataframe()
     df = df[df["status"] == COMPLETE].dropna(subset=["value"])
-    cols = [c for c in view.config_columns
-            if df[c].astype("string").nunique(dropna=False) > 1]  # astype: lists/bools hash as text
+    cols = [
+        c for c in view.config_columns if df[c].astype("string").nunique(dropna=False) > 1
+    ]  # astype: lists/bools hash as text
     if len(df) < 4 or not cols:  # a forest on 3 points says nothing
         return pd.Series(dtype=float)
     X, owners = _design_matrix(df, cols)
@@ -154,8 +163,9 @@ def plot_param_effects(view, importance: pd.Series | None = None) -> bytes:
     height = 2.8 * nrow + 0.5
     fig = Figure(figsize=(3.2 * ncol, height))
     # fixed margins: constrained layout costs ~1 s per grid on a small CPU and these labels have known sizes
-    fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.75 / height, bottom=0.85 / height, wspace=0.3,
-                        hspace=0.9 / 2.8 * 2)
+    fig.subplots_adjust(
+        left=0.07, right=0.98, top=1 - 0.75 / height, bottom=0.85 / height, wspace=0.3, hspace=0.9 / 2.8 * 2
+    )
     fig.suptitle("value vs the most important parameters (random-forest MDI importance)")
     y = df["value"].to_numpy(dtype=float)
     for i, col in enumerate(top):

@@ -21,6 +21,7 @@ over it (beta=-0.07: doubling above the target costs 4.7 %), so the search first
 and then prefers the smaller of two equally accurate ones. Hard limits (``--max-macs``, ``--max-params``)
 are constraints, not scores: configs over them are never proposed nor trained.
 """
+
 from __future__ import annotations
 
 import math
@@ -142,7 +143,9 @@ def parse_score(spec: str, *, default_targets: dict | None = None) -> Score:
                 targets[k] = kv.pop(k)
         alpha, beta = kv.pop("alpha", -0.01), kv.pop("beta", -0.07)
         if kv:
-            raise NasError(f"{shown('score')} {spec!r}: unknown option {next(iter(kv))!r} (expected macs, params, alpha, beta)")
+            raise NasError(
+                f"{shown('score')} {spec!r}: unknown option {next(iter(kv))!r} (expected macs, params, alpha, beta)"
+            )
         if any(t <= 0 for t in targets.values()):
             raise NasError(f"{shown('score')} {spec!r}: targets must be positive")
         return MnasScore(targets=targets, alpha=alpha, beta=beta)
@@ -150,7 +153,9 @@ def parse_score(spec: str, *, default_targets: dict | None = None) -> Score:
         weights = {k: kv.pop(k) for k in KNOWN if k in kv}
         refs = {k[4:]: kv.pop(k) for k in list(kv) if k.startswith("ref_") and k[4:] in KNOWN}
         if kv:
-            raise NasError(f"{shown('score')} {spec!r}: unknown option {next(iter(kv))!r} (expected macs, params, ref_macs, ref_params)")
+            raise NasError(
+                f"{shown('score')} {spec!r}: unknown option {next(iter(kv))!r} (expected macs, params, ref_macs, ref_params)"
+            )
         if not weights:
             raise NasError(f"{shown('score')} {spec!r}: give at least one weight, e.g. weighted:macs=0.02")
         return WeightedScore(weights=weights, refs=refs)

@@ -20,6 +20,7 @@ from the checkpoint of the last recorded rung. The checkpoint file is written un
 ``checkpoint.pt`` never runs ahead of the database and a staged file for the committed resource (a kill
 between the commit and the rename) is taken as the real one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -218,8 +219,15 @@ class SegmentLoop:
             tid, k = promo
             return self._job(self.trials[tid], k)
         (config,) = self.opt.ask(1)
-        trial = self.storage.add_trial(config, status=RUNNING, seed=self.study._seed_of, attempts=1, resource=0,
-                                       known=self.opt.known(config), started_at=time.time())
+        trial = self.storage.add_trial(
+            config,
+            status=RUNNING,
+            seed=self.study._seed_of,
+            attempts=1,
+            resource=0,
+            known=self.opt.known(config),
+            started_at=time.time(),
+        )
         self.trials[trial.id] = trial
         self.sched.start(trial.id)
         job = self._job(trial, 0)
@@ -243,8 +251,13 @@ class SegmentLoop:
         checkpoint = None
         if job.resource_from > 0:
             checkpoint = load_checkpoint(self.study.folder, t.id, job.resource_from)
-        spec = self.study.make_spec(t, resource_from=job.resource_from, resource_to=job.resource_to,
-                                    max_resource=self.fid.max_resource, checkpoint=checkpoint)
+        spec = self.study.make_spec(
+            t,
+            resource_from=job.resource_from,
+            resource_to=job.resource_to,
+            max_resource=self.fid.max_resource,
+            checkpoint=checkpoint,
+        )
         self.running[t.id] = job
         self.study.executor.submit(t.id, self.study.objective, spec)
 
@@ -266,12 +279,18 @@ class SegmentLoop:
         reached = result.get("resource", job.resource_to)
         seg = dict(result.get("metrics") or {})
         curve = list(t.metrics.get("curve") or []) + list(seg.pop("curve", None) or [])
-        t.metrics = {**t.metrics, **seg, "curve": curve,
-                     "segment_seconds": float(t.metrics.get("segment_seconds", 0.0)) + (t.finished_at - job.started)}
+        t.metrics = {
+            **t.metrics,
+            **seg,
+            "curve": curve,
+            "segment_seconds": float(t.metrics.get("segment_seconds", 0.0)) + (t.finished_at - job.started),
+        }
         if not isinstance(reached, (int, float)) or not math.isclose(reached, job.resource_to):
             t.status = FAILED
-            t.error = (f"the objective returned resource {reached!r} for a segment to {job.resource_to}; "
-                       "train exactly to spec['resource_to'] and return it as 'resource'")
+            t.error = (
+                f"the objective returned resource {reached!r} for a segment to {job.resource_to}; "
+                "train exactly to spec['resource_to'] and return it as 'resource'"
+            )
             return self._fail(t, job)
         if not math.isfinite(value):
             t.status, t.error = FAILED, f"objective returned a non-finite value ({value}) at resource {reached}"
@@ -332,7 +351,11 @@ def check_fidelity_meta(old: dict | None, new: Fidelity | None) -> None:
     if old is None and new_d is None:
         return
     if old != new_d:
+
         def say(d):
             return "off" if d is None else f"min {d['min_resource']}, max {d['max_resource']}, eta {d['eta']}"
-        raise NasError(f"{shown('resume')} with other fidelity settings ({say(new_d)}) than the study's ({say(old)}); "
-                       f"use the study's settings, or another {shown('out')}")
+
+        raise NasError(
+            f"{shown('resume')} with other fidelity settings ({say(new_d)}) than the study's ({say(old)}); "
+            f"use the study's settings, or another {shown('out')}"
+        )

@@ -13,6 +13,7 @@ Encoding (what the GP reads)
     ``active[j]`` is False where dimension j does not exist in this config; then ``x[j] == 0``.
     ``decode(x)`` is the inverse (numeric values are rounded to the parameter's grid and clipped).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,19 @@ import numpy as np
 
 from nas.errors import SpaceError
 from nas.params import (  # noqa: F401 - the parameter kinds are part of this module's API
-    Categorical, Constant, Dim, Float, Group, Integer, Param, Repeat, _fmt, _join, _Level, _same)
+    Categorical,
+    Constant,
+    Dim,
+    Float,
+    Group,
+    Integer,
+    Param,
+    Repeat,
+    _fmt,
+    _join,
+    _Level,
+    _same,
+)
 from nas.spacefile import MAX_NODES, parse_params, parse_text, yaml_dump  # noqa: F401 - MAX_NODES: this module's API
 
 Config = dict
@@ -78,9 +91,11 @@ class Space:
 
     def _add(self, dim: Dim) -> None:
         if len(self.dims) >= MAX_DIMS:
-            raise SpaceError(f"{self.name or 'space'}: more than {MAX_DIMS:,} encoded dimensions (each slot of a "
-                             "repeat holds all its parameters, so nested repeats multiply); lower a repeat's "
-                             "max or nest fewer repeats")
+            raise SpaceError(
+                f"{self.name or 'space'}: more than {MAX_DIMS:,} encoded dimensions (each slot of a "
+                "repeat holds all its parameters, so nested repeats multiply); lower a repeat's "
+                "max or nest fewer repeats"
+            )
         self._index[dim.key] = len(self.dims)
         self.dims.append(dim)
 
@@ -229,8 +244,9 @@ class Space:
                 cfg[p.name] = self._decode_level(p.level, x, key, "")
             elif isinstance(p, Repeat):
                 n = p.count.from_unit(x[self._index[_join(path, p.name) + "#" + branch]])
-                cfg[p.name] = [self._decode_level(p.level, x, f"{_join(path, p.name)}[{i}]{branch}", "")
-                               for i in range(n)]
+                cfg[p.name] = [
+                    self._decode_level(p.level, x, f"{_join(path, p.name)}[{i}]{branch}", "") for i in range(n)
+                ]
         return cfg
 
     # ---------------------------------------------------------------- neighbours
@@ -271,14 +287,15 @@ class Space:
                 self._moves_level(p.level, v, rng, lambda new, n=p.name: put(n, new))
             elif isinstance(p, Repeat):
                 for i, item in enumerate(v):
-                    self._moves_level(p.level, item, rng,
-                                      lambda new, i=i, n=p.name, v=v: put(n, v[:i] + [new] + v[i + 1:]))
+                    self._moves_level(
+                        p.level, item, rng, lambda new, i=i, n=p.name, v=v: put(n, v[:i] + [new] + v[i + 1 :])
+                    )
                 if len(v) < p.max:
                     last = v[-1] if v else self._sample_level(p.level, rng)
                     put(p.name, v + [json.loads(json.dumps(last))])
                 if len(v) > p.min:
                     for i in range(len(v)):
-                        put(p.name, v[:i] + v[i + 1:])
+                        put(p.name, v[:i] + v[i + 1 :])
 
     def _fits(self, level: _Level, name: str, value) -> bool:
         for p in level.params:
@@ -296,8 +313,10 @@ class Space:
         return self.root.size()
 
     def summary(self) -> str:
-        lines = [f"space {self.name!r}: {len(self.root.params)} top-level parameters, "
-                 f"{self.n_dims} encoded dims ({self.n_conditional} conditional), size {self._size_str()}"]
+        lines = [
+            f"space {self.name!r}: {len(self.root.params)} top-level parameters, "
+            f"{self.n_dims} encoded dims ({self.n_conditional} conditional), size {self._size_str()}"
+        ]
         self._summary_level(self.root, "", "", lines, 1)
         return "\n".join(lines)
 
@@ -334,7 +353,9 @@ class Space:
             raise SpaceError(f"{source}: a space is a mapping with a 'params' list")
         unknown = set(d) - {"name", "description", "params"}
         if unknown:
-            raise SpaceError(f"{source}: unknown key {sorted(map(str, unknown))[0]!r} (expected name, description, params)")
+            raise SpaceError(
+                f"{source}: unknown key {sorted(map(str, unknown))[0]!r} (expected name, description, params)"
+            )
         name = d.get("name", "")
         if not isinstance(name, str):
             raise SpaceError(f"{source}: name must be a string")

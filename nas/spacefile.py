@@ -5,6 +5,7 @@ A mapping with a key twice is an error (YAML and JSON parsers keep the last valu
 MAX_NODES values is refused without walking an alias bomb. ``nas.space.Space.load`` reads the file
 (a capped read of a regular file, nas.fsutil) and builds the space from what this returns.
 """
+
 from __future__ import annotations
 
 import json
@@ -93,10 +94,15 @@ def _check_node_count(data: Any, source: str) -> None:
         v = stack.pop()
         seen += 1
         if seen > MAX_NODES:
-            why = ("" if source.endswith(".json") else
-                   " (YAML aliases can repeat one list many times: write the space out without aliases)")
-            raise SpaceError(f"{source}: more than {MAX_NODES:,} values, where a search space holds a few "
-                             f"hundred{why}; is it the right file?")
+            why = (
+                ""
+                if source.endswith(".json")
+                else " (YAML aliases can repeat one list many times: write the space out without aliases)"
+            )
+            raise SpaceError(
+                f"{source}: more than {MAX_NODES:,} values, where a search space holds a few "
+                f"hundred{why}; is it the right file?"
+            )
         if isinstance(v, dict):
             stack.extend(v.values())
         elif isinstance(v, list):
@@ -145,13 +151,13 @@ def _parse_param(d: Any, where: str, depth: int) -> Param:
     if kind == "group":
         return _build(Group, where, name, parse_params(d["params"], f"{where}.params", depth + 1))
     if kind == "repeat":
-        return _build(Repeat, where, name, d["min"], d["max"],
-                      parse_params(d["params"], f"{where}.params", depth + 1))
+        return _build(Repeat, where, name, d["min"], d["max"], parse_params(d["params"], f"{where}.params", depth + 1))
     if kind == "float":
         return _build(Float, where, name, d["low"], d["high"], log=_bool(d.get("log", False), where))
     if kind == "int":
-        return _build(Integer, where, name, d["low"], d["high"], step=d.get("step", 1),
-                      log=_bool(d.get("log", False), where))
+        return _build(
+            Integer, where, name, d["low"], d["high"], step=d.get("step", 1), log=_bool(d.get("log", False), where)
+        )
     if kind == "constant":
         return _build(Constant, where, name, d["value"])
     choices = d["choices"]
@@ -174,7 +180,7 @@ def _build(cls, where: str, name: str, *args, **kwargs) -> Param:
         return cls(name, *args, **kwargs)
     except SpaceError as e:
         msg = str(e)
-        raise SpaceError(f"{where}: {msg[len(name) + 2:] if msg.startswith(name + ': ') else msg}") from None
+        raise SpaceError(f"{where}: {msg[len(name) + 2 :] if msg.startswith(name + ': ') else msg}") from None
     except (TypeError, ValueError, OverflowError) as e:  # wrong types reaching comparisons
         raise SpaceError(f"{where}: {e}") from None
 

@@ -15,6 +15,7 @@ with it, so a trial need not count them again.
 >>> sorted(TrialSpec.of(dict(s)).items()) == sorted(s.items())
 True
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -13,6 +13,7 @@ committed state while the search keeps writing, and they can never write.
 ...     t.status, t.value = "complete", 0.9
 ...     st.update_trial(t)
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,11 +40,16 @@ _COLUMNS = tuple(_FIELDS)
 _JSON = tuple(n for n, f in _FIELDS.items() if f.metadata.get("json"))
 _SQL_TYPES = {n: f.metadata["sql"] for n, f in _FIELDS.items()}
 # SQLite keeps any type in any column: what a read checks each numeric column holds.
-_NUMERIC = {n: {"INTEGER": int, "REAL": float}[t.split()[0]] for n, t in _SQL_TYPES.items()
-            if t.split()[0] in ("INTEGER", "REAL") and n != "id"}
+_NUMERIC = {
+    n: {"INTEGER": int, "REAL": float}[t.split()[0]]
+    for n, t in _SQL_TYPES.items()
+    if t.split()[0] in ("INTEGER", "REAL") and n != "id"
+}
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);\n"
-    + "CREATE TABLE IF NOT EXISTS trials (" + ", ".join(f"{n} {t}" for n, t in _SQL_TYPES.items()) + ");\n"
+    + "CREATE TABLE IF NOT EXISTS trials ("
+    + ", ".join(f"{n} {t}" for n, t in _SQL_TYPES.items())
+    + ");\n"
     + "CREATE INDEX IF NOT EXISTS trials_status ON trials(status);"
 )
 _INSERT = f"INSERT INTO trials ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -64,22 +70,27 @@ class Storage:
         self._select = ", ".join(_COLUMNS)
         self._legacy: tuple[str, ...] = ()  # schema-1 columns this file has (read where `known` is NULL)
         if read_only and not self.path.is_file():
-            raise StudyError(f"{self.path.parent} is not a study (no {self.path.name}); "
-                             "pass the folder given to `nas search --out`")
+            raise StudyError(
+                f"{self.path.parent} is not a study (no {self.path.name}); pass the folder given to `nas search --out`"
+            )
         if read_only and self.path.stat().st_size == 0 and not lock_held(self.path.parent):
             # 0 bytes and no search writing it: not a study that has not started, a damaged copy
-            raise StudyError(f"{self.path} is empty (0 bytes), not a study; restore it from a copy, or pass "
-                             "the folder given to `nas search --out`")
+            raise StudyError(
+                f"{self.path} is empty (0 bytes), not a study; restore it from a copy, or pass "
+                "the folder given to `nas search --out`"
+            )
         try:
             if read_only:
                 # as_uri percent-escapes '?', '#' and spaces, which would otherwise end the file name.
                 uri = self.path.resolve().as_uri() + "?mode=ro"
-                self._conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S,
-                                             isolation_level=None, check_same_thread=False)
+                self._conn = sqlite3.connect(
+                    uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                )
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
-                                             isolation_level=None, check_same_thread=False)
+                self._conn = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                )
         except sqlite3.Error as e:
             raise self._translate(e) from None
         try:
@@ -91,22 +102,27 @@ class Storage:
     def _open(self) -> None:
         with self._guard():
             self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            tables = {r[0] for r in self._conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}  # first read: fails on a non-SQLite file
+            tables = {
+                r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }  # first read: fails on a non-SQLite file
             if self.read_only:
                 if not tables:  # created a moment ago by a search that has not written its schema yet
                     self._has_schema = False
                     return
                 if not {"meta", "trials"} <= tables:
-                    raise StudyError(f"{self.path} is a SQLite file but not a lightnas study "
-                                     "(no meta/trials tables); pass a folder written by `nas search`")
+                    raise StudyError(
+                        f"{self.path} is a SQLite file but not a lightnas study "
+                        "(no meta/trials tables); pass a folder written by `nas search`"
+                    )
                 have = self._trial_columns()
                 self._select = ", ".join(c if c in have else f"NULL AS {c}" for c in _COLUMNS)
             else:
                 mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if mode.lower() != "wal":
-                    raise StudyError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); "
-                                     "put the study on a local disk, not a network share")
+                    raise StudyError(
+                        f"{self.path}: SQLite refused WAL mode (got {mode!r}); "
+                        "put the study on a local disk, not a network share"
+                    )
                 self._conn.execute("PRAGMA synchronous = FULL")
                 with self._transaction():
                     self._upgrade()
@@ -116,11 +132,15 @@ class Storage:
                 self._select += ", " + ", ".join(self._legacy)
         version = self.get_meta("schema_version")
         if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-            raise StudyError(f"{self.path}: damaged study (schema_version is {version!r}, not a number); "
-                             "restore the file from a backup, or start a new study in another folder")
+            raise StudyError(
+                f"{self.path}: damaged study (schema_version is {version!r}, not a number); "
+                "restore the file from a backup, or start a new study in another folder"
+            )
         if version is not None and version > SCHEMA_VERSION:
-            raise StudyError(f"{self.path} was written by a newer lightnas (schema {version}, "
-                             f"this one reads {SCHEMA_VERSION}); upgrade lightnas")
+            raise StudyError(
+                f"{self.path} was written by a newer lightnas (schema {version}, "
+                f"this one reads {SCHEMA_VERSION}); upgrade lightnas"
+            )
 
     def _trial_columns(self) -> set[str]:
         return {r[1] for r in self._conn.execute("PRAGMA table_info(trials)")}
@@ -141,8 +161,9 @@ class Storage:
         with contextlib.suppress(TypeError, ValueError):
             old = json.loads(row[0])
             if type(old) is int and old < SCHEMA_VERSION:
-                self._conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                                   (json.dumps(SCHEMA_VERSION),))
+                self._conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (json.dumps(SCHEMA_VERSION),)
+                )
 
     # --- errors and transactions ---------------------------------------------------------------
 
@@ -152,23 +173,34 @@ class Storage:
         low = msg.lower()
         where = self.path
         if "readonly" in low or "read-only" in low:
-            return StudyError(f"{where}: cannot write the study database ({msg}); "
-                              "make the file and its folder writable or choose another --out")
+            return StudyError(
+                f"{where}: cannot write the study database ({msg}); "
+                "make the file and its folder writable or choose another --out"
+            )
         if "disk is full" in low or "disk i/o" in low:
-            return StudyError(f"{where}: cannot write the study database ({msg}); "
-                              "free disk space or choose another --out")
+            return StudyError(
+                f"{where}: cannot write the study database ({msg}); free disk space or choose another --out"
+            )
         # A reader (report, export) has no --out of its own to change: its way out is another study path.
         if "locked" in low or "busy" in low:
-            return StudyError(f"{where}: database stayed locked for {BUSY_TIMEOUT_S:.0f} s ({msg}); "
-                              "another process holds it: wait for it and try again"
-                              + ("" if self.read_only else ", or choose another --out"))
+            return StudyError(
+                f"{where}: database stayed locked for {BUSY_TIMEOUT_S:.0f} s ({msg}); "
+                "another process holds it: wait for it and try again"
+                + ("" if self.read_only else ", or choose another --out")
+            )
         if "not a database" in low or "malformed" in low or "encrypted" in low:
-            return StudyError(f"{where} is not a readable study database ({msg}); "
-                              + ("restore it from a copy, or pass another study folder" if self.read_only
-                                 else "move the file away or choose another --out"))
+            return StudyError(
+                f"{where} is not a readable study database ({msg}); "
+                + (
+                    "restore it from a copy, or pass another study folder"
+                    if self.read_only
+                    else "move the file away or choose another --out"
+                )
+            )
         if "unable to open" in low:
-            return StudyError(f"{where}: cannot open the study database ({msg}); "
-                              "check that the folder exists and is accessible")
+            return StudyError(
+                f"{where}: cannot open the study database ({msg}); check that the folder exists and is accessible"
+            )
         return StudyError(f"{where}: database error ({msg})")
 
     @contextlib.contextmanager
@@ -231,14 +263,24 @@ class Storage:
         try:
             return json.loads(text)
         except (TypeError, ValueError) as e:  # edited by hand or by another tool
-            raise StudyError(f"{self.path}: {what} is not valid JSON ({e}); the database was edited or damaged: "
-                             "restore it from a copy or move it away") from None
+            raise StudyError(
+                f"{self.path}: {what} is not valid JSON ({e}); the database was edited or damaged: "
+                "restore it from a copy or move it away"
+            ) from None
 
     # --- trials ---------------------------------------------------------------------------------
 
-    def add_trial(self, config: dict, *, status: str, seed: int | Callable[[int], int] = 0,
-                  known: dict | None = None, started_at: float | None = None, attempts: int = 0,
-                  resource: float | None = None) -> Trial:
+    def add_trial(
+        self,
+        config: dict,
+        *,
+        status: str,
+        seed: int | Callable[[int], int] = 0,
+        known: dict | None = None,
+        started_at: float | None = None,
+        attempts: int = 0,
+        resource: float | None = None,
+    ) -> Trial:
         """Insert a new trial in one write; its id is the next integer (ids start at 1, in insertion order).
 
         ``seed`` may be a function of that id (a study's per-trial seeds); ``known`` holds the objectives known
@@ -246,8 +288,15 @@ class Storage:
         _, bad = _to_json(config, "config")
         if bad:
             raise StudyError(f"config has non-finite numbers at {', '.join(bad)}; use finite values")
-        trial = Trial(id=0, config=config, status=status, known=dict(known or {}), attempts=attempts,
-                      started_at=started_at, resource=resource)
+        trial = Trial(
+            id=0,
+            config=config,
+            status=status,
+            known=dict(known or {}),
+            attempts=attempts,
+            started_at=started_at,
+            resource=resource,
+        )
         with self._writing(), self._transaction():
             trial.id = self._conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM trials").fetchone()[0]
             trial.seed = seed(trial.id) if callable(seed) else seed
@@ -272,8 +321,9 @@ class Storage:
             bad += b
         for name, v in json.loads(d["known"]).items():  # numpy numbers are plain ones here
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise StudyError(f"known objective {name!r} is {trial.known[name]!r}; give a number "
-                                 "(or None when unknown)")
+                raise StudyError(
+                    f"known objective {name!r} is {trial.known[name]!r}; give a number (or None when unknown)"
+                )
         for col, kind in _NUMERIC.items():
             d[col] = _opt_int(d[col], col) if kind is int else _finite_or_none(d[col], col, bad)
         d["id"], d["seed"], d["attempts"] = int(trial.id), int(d["seed"] or 0), int(d["attempts"] or 0)
@@ -299,8 +349,10 @@ class Storage:
         try:
             return _row_to_trial(row, self._legacy)
         except (TypeError, ValueError) as e:  # edited by hand or by another tool
-            raise StudyError(f"{self.path}: trial {row[0]} is damaged ({e}); the database was edited: "
-                             "restore it from a copy or move it away") from None
+            raise StudyError(
+                f"{self.path}: trial {row[0]} is damaged ({e}); the database was edited: "
+                "restore it from a copy or move it away"
+            ) from None
 
     def count(self, status: str | None = None) -> int:
         if status is None:
@@ -343,6 +395,7 @@ def open_study(folder: str | Path, *, write: bool = False) -> Storage:
 
 
 # --- JSON and row helpers ----------------------------------------------------------------------
+
 
 def _check_status(status: str) -> None:
     if status not in STATUSES:
@@ -388,8 +441,10 @@ def _jsonable(obj: Any, where: str, bad: list[str]) -> Any:
         return [_jsonable(v, f"{where}[{i}]", bad) for i, v in enumerate(obj)]
     if hasattr(obj, "tolist"):  # numpy scalar or array, without importing numpy here
         return _jsonable(obj.tolist(), where, bad)
-    raise StudyError(f"{where} is a {type(obj).__name__}, which cannot be stored as JSON; "
-                     "convert it to a number, string, list or dict")
+    raise StudyError(
+        f"{where} is a {type(obj).__name__}, which cannot be stored as JSON; "
+        "convert it to a number, string, list or dict"
+    )
 
 
 def _to_json(obj: Any, where: str) -> tuple[str, list[str]]:
@@ -418,8 +473,9 @@ def _row_to_trial(row: tuple, legacy: tuple[str, ...] = ()) -> Trial:
 
 
 def _check_number(col: str, v: Any, kind: type) -> None:
-    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                          or (kind is int and not isinstance(v, int))):
+    if v is not None and (
+        isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not isinstance(v, int))
+    ):
         raise TypeError(f"{col} is {v!r}, not a number")
     if isinstance(v, float) and not math.isfinite(v):
         raise ValueError(f"{col} is {v!r}, not a finite number")

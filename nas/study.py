@@ -15,6 +15,7 @@ under asynchronous successive halving (``nas.segments``): the spec then also set
 ``resource_to``, ``max_resource`` and ``checkpoint``, and ``Budget(trials=N)`` buys ``N * max_resource``
 units of resource (epochs).
 """
+
 from __future__ import annotations
 
 import math
@@ -54,10 +55,20 @@ class Budget:
 class Study:
     """Run or resume the study in ``folder``. ``objective_args`` travel to every trial's spec."""
 
-    def __init__(self, folder: str | Path, *, optimizer: Optimizer, objective: Callable[[dict], dict],
-                 objective_args: dict | None = None, budget: Budget, executor: Executor | None = None,
-                 meta: dict | None = None, resume: bool = False,
-                 on_progress: Callable[[Progress], None] | None = None, defining=DEFINING):
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        optimizer: Optimizer,
+        objective: Callable[[dict], dict],
+        objective_args: dict | None = None,
+        budget: Budget,
+        executor: Executor | None = None,
+        meta: dict | None = None,
+        resume: bool = False,
+        on_progress: Callable[[Progress], None] | None = None,
+        defining=DEFINING,
+    ):
         self.folder = Path(folder)
         self.opt, self.objective = optimizer, objective
         self.objective_args = dict(objective_args or {})
@@ -70,8 +81,10 @@ class Study:
     def _open(self) -> Storage:
         db = self.folder / DB_NAME
         if db.exists() and not self.resume:
-            raise StudyError(f"{self.folder} already holds a study; pass {shown('resume')} to continue it or choose "
-                             f"another {shown('out')}")
+            raise StudyError(
+                f"{self.folder} already holds a study; pass {shown('resume')} to continue it or choose "
+                f"another {shown('out')}"
+            )
         storage = Storage(db)
         fid = self.opt.fidelity
         self.meta["fidelity"] = fid.to_dict() if fid is not None else None
@@ -180,8 +193,9 @@ class Study:
             storage.update_trial(trial)
             return trial
         (config,) = self.opt.ask(1)
-        return storage.add_trial(config, status=RUNNING, seed=self._seed_of, attempts=1,
-                                 known=self.opt.known(config), started_at=time.time())
+        return storage.add_trial(
+            config, status=RUNNING, seed=self._seed_of, attempts=1, known=self.opt.known(config), started_at=time.time()
+        )
 
     def _seed_of(self, trial_id: int) -> int:
         return self.opt.seed * 100_003 + trial_id  # distinct, reproducible per trial
@@ -192,8 +206,16 @@ class Study:
         extra = dict(self.objective_args)
         threads = extra.pop("threads", None)
         known = {k: getattr(trial, k) for k in ("macs", "params") if getattr(trial, k, None) is not None}
-        return TrialSpec(config=trial.config, seed=trial.seed, trial_id=trial.id, study_dir=str(self.folder),
-                         known=known, threads=threads, extra=extra, **segment)
+        return TrialSpec(
+            config=trial.config,
+            seed=trial.seed,
+            trial_id=trial.id,
+            study_dir=str(self.folder),
+            known=known,
+            threads=threads,
+            extra=extra,
+            **segment,
+        )
 
     def _submit(self, trial: Trial) -> None:
         self.executor.submit(trial.id, self.objective, self.make_spec(trial))

@@ -9,6 +9,7 @@ Notation
 ``(mean, std)`` at configs (at max_resource), in the GP's units, for the acquisition functions
 (``nas.acquisition``); ``to_objective`` maps such a bound back to the objective's units, where the score applies.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +28,17 @@ class Surrogate:
     ``rng`` is the optimiser's generator: the GP's seed is drawn from it when the GP is first made.
     """
 
-    def __init__(self, space: Space, *, maximize: bool, rng: np.random.Generator, kernel: str = "arc",
-                 max_fit_points: int = 300, warp: str = "copula", fidelity: Fidelity | None = None):
+    def __init__(
+        self,
+        space: Space,
+        *,
+        maximize: bool,
+        rng: np.random.Generator,
+        kernel: str = "arc",
+        max_fit_points: int = 300,
+        warp: str = "copula",
+        fidelity: Fidelity | None = None,
+    ):
         self.space, self.maximize, self.rng = space, maximize, rng
         self.kernel, self.max_fit_points, self.warp, self.fidelity = kernel, max_fit_points, warp, fidelity
         self._warp: CopulaWarp | None = None
@@ -50,9 +60,14 @@ class Surrogate:
         if self.fidelity is None:
             return GP.from_space(self.space, conditional=self.kernel, seed=seed, max_fit_points=self.max_fit_points)
         dims = self.space.dims
-        return GP([dm.kind for dm in dims] + ["float"], conditional_mask=[dm.conditional for dm in dims] + [False],
-                  n_choices=[dm.n_choices for dm in dims] + [0], conditional=self.kernel, seed=seed,
-                  max_fit_points=self.max_fit_points)
+        return GP(
+            [dm.kind for dm in dims] + ["float"],
+            conditional_mask=[dm.conditional for dm in dims] + [False],
+            n_choices=[dm.n_choices for dm in dims] + [0],
+            conditional=self.kernel,
+            seed=seed,
+            max_fit_points=self.max_fit_points,
+        )
 
     def _trend_at(self, z):
         a, b = self._trend
@@ -91,7 +106,7 @@ class Surrogate:
             self._gp.fit(X, A, y, optimize=False)
         elif not refit:
             Xn, An = encoded(self._gp_n)
-            self._gp.condition_on(Xn, An, y[self._gp_n:])
+            self._gp.condition_on(Xn, An, y[self._gp_n :])
         else:
             X, A = encoded()
             if self._gp is None:

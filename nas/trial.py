@@ -4,6 +4,7 @@ The dataclass is also the schema of the ``trials`` table (``nas.storage`` builds
 UPDATE from these fields): each field's metadata holds its SQL type, and ``json`` marks the mappings stored as
 JSON text.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -13,7 +14,14 @@ from typing import Any
 # budget and were never trained. Multi-fidelity: "paused" trials stopped at a rung below the top and may
 # still be promoted; "complete" ones reached the top rung (only they count for "best").
 PENDING, RUNNING, COMPLETE, FAILED, INTERRUPTED, INFEASIBLE, PAUSED = (
-    "pending", "running", "complete", "failed", "interrupted", "infeasible", "paused")
+    "pending",
+    "running",
+    "complete",
+    "failed",
+    "interrupted",
+    "infeasible",
+    "paused",
+)
 STATUSES = (PENDING, RUNNING, COMPLETE, FAILED, INTERRUPTED, INFEASIBLE, PAUSED)
 
 

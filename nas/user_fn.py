@@ -14,6 +14,7 @@ report is wrapped in ``CheckedReport``, which checks the arguments and records t
 >>> rep.curve
 [{'epoch': 1, 'val_acc': 0.5}, {'epoch': 2, 'val_acc': 0.75}]
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,10 @@ def check_fractions(val_fraction, test_fraction) -> tuple[float, float]:
         if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 < frac < 1.0:
             raise DataError(f"{label}={frac!r} must lie strictly between 0 and 1")
     if val_fraction + test_fraction >= 1.0:
-        raise DataError(f"val_fraction + test_fraction = {val_fraction + test_fraction:g} leaves no training "
-                        "data; lower one of them")
+        raise DataError(
+            f"val_fraction + test_fraction = {val_fraction + test_fraction:g} leaves no training "
+            "data; lower one of them"
+        )
     return float(val_fraction), float(test_fraction)
 
 
@@ -71,14 +74,19 @@ def check_value(v: Any, who: str, *, bounds: tuple[float, float] | None = (0.0, 
     """The finite number a user function returned, or UserFunctionError saying what is wrong with it."""
     x = as_number(v)
     if x is None:
-        raise UserFunctionError(f"{who} returned {_short(v)} (a {type(v).__name__}); return the final "
-                                "validation accuracy as a number")
+        raise UserFunctionError(
+            f"{who} returned {_short(v)} (a {type(v).__name__}); return the final validation accuracy as a number"
+        )
     if not math.isfinite(x):
-        raise UserFunctionError(f"{who} returned {x}; return a finite number (a diverged run should raise, "
-                                "or return its last good accuracy)")
+        raise UserFunctionError(
+            f"{who} returned {x}; return a finite number (a diverged run should raise, "
+            "or return its last good accuracy)"
+        )
     if bounds is not None and not bounds[0] <= x <= bounds[1]:
-        raise UserFunctionError(f"{who} returned {x:g}, outside [{bounds[0]:g}, {bounds[1]:g}]; return accuracy "
-                                "as a fraction (0.97, not 97)")
+        raise UserFunctionError(
+            f"{who} returned {x:g}, outside [{bounds[0]:g}, {bounds[1]:g}]; return accuracy "
+            "as a fraction (0.97, not 97)"
+        )
     return x
 
 
@@ -111,12 +119,14 @@ class CheckedReport:
         if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 1:
             raise UserFunctionError(f"report(epoch={_short(epoch)}, ...): epoch must be a whole number from 1")
         if self.curve and epoch <= self.curve[-1]["epoch"]:
-            raise UserFunctionError(f"report(epoch={epoch}, ...) after epoch {self.curve[-1]['epoch']}: epochs "
-                                    "must increase")
+            raise UserFunctionError(
+                f"report(epoch={epoch}, ...) after epoch {self.curve[-1]['epoch']}: epochs must increase"
+            )
         acc = as_number(val_acc)
         if acc is None or not math.isfinite(acc) or not 0.0 <= acc <= 1.0:
-            raise UserFunctionError(f"report(epoch={epoch}, val_acc={_short(val_acc)}): val_acc must be a finite "
-                                    "accuracy in [0, 1]")
+            raise UserFunctionError(
+                f"report(epoch={epoch}, val_acc={_short(val_acc)}): val_acc must be a finite accuracy in [0, 1]"
+            )
         self.curve.append({"epoch": int(epoch), "val_acc": acc})
         return bool(self.inner(int(epoch), acc))
 

@@ -5,15 +5,30 @@ size caps, the spaces we ship. A block is defined once: its torch-only module pl
 The names below load on first use, so importing a torch-free module of this package (``summary``) does
 not import torch.
 """
+
 from importlib import import_module
 
-_WHERE = {"get_act": "search_spaces.blocks", "get_block": "search_spaces.blocks",
-          "build_model": "search_spaces.builder", "validate_arch": "search_spaces.builder",
-          "count": "search_spaces.counting", "default_space": "search_spaces.default",
-          "architecture_space": "search_spaces.default", "training_space": "search_spaces.default"}
+_WHERE = {
+    "get_act": "search_spaces.blocks",
+    "get_block": "search_spaces.blocks",
+    "build_model": "search_spaces.builder",
+    "validate_arch": "search_spaces.builder",
+    "count": "search_spaces.counting",
+    "default_space": "search_spaces.default",
+    "architecture_space": "search_spaces.default",
+    "training_space": "search_spaces.default",
+}
 
-__all__ = ["build_model", "validate_arch", "count", "default_space", "architecture_space", "training_space",
-           "get_block", "get_act"]
+__all__ = [
+    "build_model",
+    "validate_arch",
+    "count",
+    "default_space",
+    "architecture_space",
+    "training_space",
+    "get_block",
+    "get_act",
+]
 
 
 def __getattr__(name: str):

@@ -13,6 +13,7 @@ Defaults for optional keys (the config layout in the README):
     head        absent or channels 0: no head conv; activation relu
     classifier  absent: dropout 0; num_classes optional (the caller's num_classes wins)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -83,12 +84,18 @@ def validate_arch(config: Any, *, num_classes: int | None = None, in_chans: int 
 
     stem = _fill(config["stem"], _STEM, "stem", optional=False)
     chs = _int(stem["channels"], "stem.channels", low=1)
-    stem_spec = BlockSpec("Conv", {"in_chs": in_chans, "out_chs": chs,
-                                   "kernel_size": _kernel(stem["kernel"], "stem.kernel"),
-                                   "stride": _stride(stem["stride"], "stem.stride"),
-                                   "act": _act(stem["activation"], "stem.activation")})
+    stem_spec = BlockSpec(
+        "Conv",
+        {
+            "in_chs": in_chans,
+            "out_chs": chs,
+            "kernel_size": _kernel(stem["kernel"], "stem.kernel"),
+            "stride": _stride(stem["stride"], "stem.stride"),
+            "act": _act(stem["activation"], "stem.activation"),
+        },
+    )
     if stem["pool"] not in _POOLS:
-        raise ConfigError(f"stem.pool: {stem['pool']!r} is not one of \"max\", \"none\" (or leave it out)")
+        raise ConfigError(f'stem.pool: {stem["pool"]!r} is not one of "max", "none" (or leave it out)')
 
     if not isinstance(config["stages"], list):
         raise ConfigError(f"stages: expected a list of stage mappings, got {type(config['stages']).__name__}")
@@ -99,8 +106,9 @@ def validate_arch(config: Any, *, num_classes: int | None = None, in_chans: int 
         blocks, chs = _stage(raw, f"stages[{i}]", chs)
         n_blocks += len(blocks)
         if n_blocks > MAX_BLOCKS:
-            raise ConfigError(f"stages: more than {MAX_BLOCKS} blocks in all (at stages[{i}]); use fewer "
-                              "stages or repeats")
+            raise ConfigError(
+                f"stages: more than {MAX_BLOCKS} blocks in all (at stages[{i}]); use fewer stages or repeats"
+            )
         stages.append(blocks)
 
     head_spec = None
@@ -108,8 +116,9 @@ def validate_arch(config: Any, *, num_classes: int | None = None, in_chans: int 
     head_chs = _int(head["channels"], "head.channels", low=0)
     head_act = _act(head["activation"], "head.activation")
     if head_chs:
-        head_spec = BlockSpec("Conv", {"in_chs": chs, "out_chs": head_chs, "kernel_size": 1, "stride": 1,
-                                       "act": head_act})
+        head_spec = BlockSpec(
+            "Conv", {"in_chs": chs, "out_chs": head_chs, "kernel_size": 1, "stride": 1, "act": head_act}
+        )
 
     cls = _fill(config.get("classifier"), _CLASSIFIER, "classifier")
     dropout = _number(cls["dropout"], "classifier.dropout")
@@ -117,8 +126,10 @@ def validate_arch(config: Any, *, num_classes: int | None = None, in_chans: int 
         raise ConfigError(f"classifier.dropout: {dropout} is outside [0, 1)")
     if num_classes is None:
         if cls["num_classes"] is None:
-            raise ConfigError("num_classes: not given and the config has no classifier.num_classes; "
-                              "pass num_classes (the data set's class count)")
+            raise ConfigError(
+                "num_classes: not given and the config has no classifier.num_classes; "
+                "pass num_classes (the data set's class count)"
+            )
         num_classes = _int(cls["num_classes"], "classifier.num_classes", low=1)
     else:
         if cls["num_classes"] is not None:
@@ -151,9 +162,12 @@ def _stage(raw: Any, where: str, in_chs: int) -> tuple[tuple, int]:
     if block.check is not None:
         block.check({"in_chs": in_chs, "out_chs": out, "stride": stride, **args}, where)
     # The first block of a stage changes stride and width; the rest keep them.
-    blocks = tuple(BlockSpec(name, {"in_chs": in_chs if j == 0 else out, "out_chs": out,
-                                    "stride": stride if j == 0 else 1, **args})
-                   for j in range(repeats))
+    blocks = tuple(
+        BlockSpec(
+            name, {"in_chs": in_chs if j == 0 else out, "out_chs": out, "stride": stride if j == 0 else 1, **args}
+        )
+        for j in range(repeats)
+    )
     return blocks, out
 
 
@@ -166,8 +180,9 @@ def _fill(d: Any, defaults: dict, where: str, *, optional: bool = True, kind: st
         raise ConfigError(f"{where}: expected a mapping, got {type(d).__name__}")
     for k in d:
         if k not in defaults:
-            raise ConfigError(f"{where}.{k}: unknown key{' for ' + kind if kind else ''} "
-                              f"(expected {', '.join(defaults)})")
+            raise ConfigError(
+                f"{where}.{k}: unknown key{' for ' + kind if kind else ''} (expected {', '.join(defaults)})"
+            )
     for k, v in defaults.items():
         if v is _REQ and k not in d:
             raise ConfigError(f"{where}.{k}: missing")

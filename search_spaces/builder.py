@@ -8,6 +8,7 @@ decoded blocks onto the block registry (search_spaces/registry.py). Layout of th
     head      1x1 ConvBlock to head.channels, or identity when there is none
     then global average pool -> dropout -> fc (Linear with bias)
 """
+
 from __future__ import annotations
 
 import torch

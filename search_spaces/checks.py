@@ -3,6 +3,7 @@
 Each takes the value and ``where`` (its path in the config, e.g. ``stages[2].kernel``) and returns the value or
 raises a ConfigError that names the path.
 """
+
 from __future__ import annotations
 
 import math

@@ -10,6 +10,7 @@ a conv costs H' * W' * c_out * (c_in / g) * k * k MACs, its bias nothing (conv_f
 weight and bias: c_out * c_in / g * k * k (+ c_out with a bias), and 2 * c for a BatchNorm (weight and
 bias; the running statistics are buffers). See search_spaces/counting.py for the whole network.
 """
+
 from __future__ import annotations
 
 
@@ -18,8 +19,9 @@ def out_size(h: int, k: int, s: int) -> int:
     return (h + 2 * (k // 2) - k) // s + 1
 
 
-def conv_cost(h: int, w: int, c_in: int, c_out: int, k: int, s: int = 1, g: int = 1,
-              *, bias: bool = False, bn: bool = True) -> tuple[int, int, int, int]:
+def conv_cost(
+    h: int, w: int, c_in: int, c_out: int, k: int, s: int = 1, g: int = 1, *, bias: bool = False, bn: bool = True
+) -> tuple[int, int, int, int]:
     """(macs, params, H', W') of one conv, with its BatchNorm when ``bn``.
 
     >>> conv_cost(8, 8, 1, 8, 3)  # 64 positions x 72 weights; 72 weights + BN's 16

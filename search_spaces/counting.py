@@ -11,6 +11,7 @@ Params are every weight and bias: conv c_out * c_in / g * k * k (+ c_out with a 
 Each block counts itself (its registry entry's ``count``, written from search_spaces/costs.py); this module
 walks the network: stem, optional max pool, stages, head, classifier.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -65,9 +66,11 @@ def count(config: dict, *, input_shape: tuple, num_classes: int | None = None) -
 
 
 def _shape(input_shape) -> tuple[int, int, int]:
-    ok = (isinstance(input_shape, (tuple, list)) and len(input_shape) == 3
-          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in input_shape))
+    ok = (
+        isinstance(input_shape, (tuple, list))
+        and len(input_shape) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in input_shape)
+    )
     if not ok:
-        raise ConfigError(f"input_shape: expected (channels, height, width) of positive integers, "
-                          f"got {input_shape!r}")
+        raise ConfigError(f"input_shape: expected (channels, height, width) of positive integers, got {input_shape!r}")
     return tuple(input_shape)

@@ -11,6 +11,7 @@ every sampled config builds, and even the largest one in the default space stays
 >>> sorted(cfg)[:4]
 ['batch_size', 'classifier', 'head', 'label_smoothing']
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,14 +22,28 @@ from search_spaces import registry
 from search_spaces.blocks import ACTIVATIONS
 
 SPACES_DIR = Path(__file__).parent / "spaces"
-_ARCH_BOUNDS = ("max_stages", "channels", "stem_channels", "head_channels", "allow_stem_stride", "max_repeats",
-                "blocks")
+_ARCH_BOUNDS = (
+    "max_stages",
+    "channels",
+    "stem_channels",
+    "head_channels",
+    "allow_stem_stride",
+    "max_repeats",
+    "blocks",
+)
 _TRAIN_BOUNDS = ("batch_sizes",)
 
 
-def architecture_params(*, max_stages: int = 6, channels: tuple = (8, 128), stem_channels: tuple = (8, 32),
-                        head_channels: tuple = (0, 256), allow_stem_stride: bool = True,
-                        max_repeats: int = 3, blocks: tuple | None = None) -> list[Param]:
+def architecture_params(
+    *,
+    max_stages: int = 6,
+    channels: tuple = (8, 128),
+    stem_channels: tuple = (8, 32),
+    head_channels: tuple = (0, 256),
+    allow_stem_stride: bool = True,
+    max_repeats: int = 3,
+    blocks: tuple | None = None,
+) -> list[Param]:
     """The stem, stages, head and classifier parameters (the config layout of ``search_spaces.arch``).
 
     Channel bounds are (low, high) and must be multiples of 8 (head: of 32, 0 allowed = no head conv);
@@ -38,26 +53,34 @@ def architecture_params(*, max_stages: int = 6, channels: tuple = (8, 128), stem
     each brings its own parameters from its registry entry, plus ``activation``.
     """
     act = Categorical("activation", list(ACTIVATIONS))
-    stem = Group("stem", [
-        Integer("channels", *stem_channels, step=8),
-        # 3 or 5: a 7x7 stem (ResNet) only pays off on large images.
-        Integer("kernel", 3, 5, step=2),
-        # A stride-2 stem is the cheapest way to shrink a 32x32 image; forbid it for tiny inputs.
-        Integer("stride", 1, 2) if allow_stem_stride else Constant("stride", 1),
-        act,
-    ])
+    stem = Group(
+        "stem",
+        [
+            Integer("channels", *stem_channels, step=8),
+            # 3 or 5: a 7x7 stem (ResNet) only pays off on large images.
+            Integer("kernel", 3, 5, step=2),
+            # A stride-2 stem is the cheapest way to shrink a 32x32 image; forbid it for tiny inputs.
+            Integer("stride", 1, 2) if allow_stem_stride else Constant("stride", 1),
+            act,
+        ],
+    )
     names = registry.names() if blocks is None else (blocks,) if isinstance(blocks, str) else tuple(blocks)
     block = Categorical("block", {name: [*_block(name).space(), act] for name in names})
-    stages = Repeat("stages", 1, max_stages, [
-        block,
-        Integer("channels", *channels, step=8),
-        # Stride 2 at most in every stage; on an 8x8 input the map reaches 1x1 and stays there
-        # (a 3x3 conv with padding 1 on 1x1 gives 1x1), so deep stride-2 stacks still build.
-        Integer("stride", 1, 2),
-        # Three repeats per stage x six stages = 18 blocks at most: deep enough to matter, small enough
-        # to train in minutes on a CPU.
-        Integer("repeats", 1, max_repeats),
-    ])
+    stages = Repeat(
+        "stages",
+        1,
+        max_stages,
+        [
+            block,
+            Integer("channels", *channels, step=8),
+            # Stride 2 at most in every stage; on an 8x8 input the map reaches 1x1 and stays there
+            # (a 3x3 conv with padding 1 on 1x1 gives 1x1), so deep stride-2 stacks still build.
+            Integer("stride", 1, 2),
+            # Three repeats per stage x six stages = 18 blocks at most: deep enough to matter, small enough
+            # to train in minutes on a CPU.
+            Integer("repeats", 1, max_repeats),
+        ],
+    )
     head = Group("head", [Integer("channels", *head_channels, step=32), act])
     # Dropout above 0.3 mostly hurts models this small.
     classifier = Group("classifier", [Float("dropout", 0.0, 0.3)])
@@ -106,12 +129,20 @@ def training_params(*, batch_sizes: tuple = (32, 64, 128, 256)) -> list[Param]:
     set preset's min_epochs..max_epochs); a searched length would only teach the GP that longer is better.
     """
     betas = [Float("beta1", 0.8, 0.99), Float("beta2", 0.9, 0.9999)]  # around Adam's 0.9 / 0.999
-    optimizer = Group("optimizer", [Categorical("name", {
-        "sgd": [Float("momentum", 0.5, 0.99), Categorical("nesterov", [True, False]), *_lr_wd("sgd")],
-        "adam": [*betas, *_lr_wd("adam")],
-        "adamw": [*betas, *_lr_wd("adamw")],
-        "rmsprop": [Float("alpha", 0.9, 0.99), Float("momentum", 0.0, 0.9), *_lr_wd("rmsprop")],
-    })])
+    optimizer = Group(
+        "optimizer",
+        [
+            Categorical(
+                "name",
+                {
+                    "sgd": [Float("momentum", 0.5, 0.99), Categorical("nesterov", [True, False]), *_lr_wd("sgd")],
+                    "adam": [*betas, *_lr_wd("adam")],
+                    "adamw": [*betas, *_lr_wd("adamw")],
+                    "rmsprop": [Float("alpha", 0.9, 0.99), Float("momentum", 0.0, 0.9), *_lr_wd("rmsprop")],
+                },
+            )
+        ],
+    )
     return [
         optimizer,
         Categorical("batch_size", list(batch_sizes)),
@@ -136,8 +167,10 @@ def default_space(**bounds) -> Space:
     by name, e.g. ``default_space(max_stages=4, batch_sizes=(32, 64))``."""
     unknown = set(bounds) - set(_ARCH_BOUNDS) - set(_TRAIN_BOUNDS)
     if unknown:
-        raise TypeError(f"default_space: unknown bound {sorted(unknown)[0]!r} "
-                        f"(expected one of {', '.join(_ARCH_BOUNDS + _TRAIN_BOUNDS)})")
+        raise TypeError(
+            f"default_space: unknown bound {sorted(unknown)[0]!r} "
+            f"(expected one of {', '.join(_ARCH_BOUNDS + _TRAIN_BOUNDS)})"
+        )
     arch = {k: v for k, v in bounds.items() if k in _ARCH_BOUNDS}
     train = {k: v for k, v in bounds.items() if k in _TRAIN_BOUNDS}
     return Space(architecture_params(**arch) + training_params(**train), name="cnn")

@@ -8,6 +8,7 @@
 
 Batch of one, eval mode (BatchNorm then needs no batch statistics, so a 1x1 map is fine).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,7 @@ _DEFAULT_CLASSES = 10  # what inspect assumes when neither the caller nor the co
 MAX_PARAMS, MAX_MACS = size.MAX_PARAMS, size.MAX_MACS
 
 
-def inspect_config(config: dict, *, input_shape: tuple, num_classes: int | None = None,
-                   max_depth: int = 3) -> dict:
+def inspect_config(config: dict, *, input_shape: tuple, num_classes: int | None = None, max_depth: int = 3) -> dict:
     """Analytic params / MACs, the same counted on the built model, and fvcore's per-module table."""
     shape = _shape(tuple(input_shape))
     analytic = count(config, input_shape=shape, num_classes=num_classes)
@@ -53,8 +53,10 @@ def inspect_config(config: dict, *, input_shape: tuple, num_classes: int | None 
     except (MemoryError, RuntimeError) as e:
         if not isinstance(e, MemoryError) and "allocate" not in str(e):
             raise
-        raise ConfigError(f"not enough memory to build and run the network ({size_text}); "
-                          "try a smaller --input-shape or run it on a larger machine") from None
+        raise ConfigError(
+            f"not enough memory to build and run the network ({size_text}); "
+            "try a smaller --input-shape or run it on a larger machine"
+        ) from None
     result = {
         "params": analytic["params"],
         "macs": analytic["macs"],
@@ -66,8 +68,10 @@ def inspect_config(config: dict, *, input_shape: tuple, num_classes: int | None 
         "output_shape": list(out.shape),
         "table": table,
     }
-    result["agree"] = (result["params"] == result["counted_params"]
-                       and result["macs"] == result["counted_macs"] == result["fvcore_macs"])
+    result["agree"] = (
+        result["params"] == result["counted_params"]
+        and result["macs"] == result["counted_macs"] == result["fvcore_macs"]
+    )
     return result
 
 
@@ -80,8 +84,13 @@ def fvcore_table(model: torch.nn.Module, x: torch.Tensor, max_depth: int) -> tup
     # Count BatchNorm (folded into the conv at inference) and pooling as zero, as FlopCounterMode does.
     # A handle of None does not do it here: fvcore consults its default handles before its ignore list.
     free = {op: _zero for op in ("aten::batch_norm", "aten::adaptive_avg_pool2d")}
-    analysis = (FlopCountAnalysis(model, (x,)).set_op_handle(**free)
-                .unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none"))
+    analysis = (
+        FlopCountAnalysis(model, (x,))
+        .set_op_handle(**free)
+        .unsupported_ops_warnings(False)
+        .uncalled_modules_warnings(False)
+        .tracer_warnings("none")
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         total = int(analysis.total())
@@ -151,8 +160,11 @@ def inspect_main(path, input_shape, as_json: bool, *, num_classes: int | None = 
     path = resolve_config_path(path)
     shape = parse_input_shape(input_shape)
     config = _load(path)
-    assumed = (num_classes is None and not (isinstance(config, dict) and isinstance(config.get("classifier"), dict)
-                                            and config["classifier"].get("num_classes") is not None))
+    assumed = num_classes is None and not (
+        isinstance(config, dict)
+        and isinstance(config.get("classifier"), dict)
+        and config["classifier"].get("num_classes") is not None
+    )
     try:
         r = inspect_config(config, input_shape=shape, num_classes=_DEFAULT_CLASSES if assumed else num_classes)
     except ConfigError as e:
@@ -161,14 +173,16 @@ def inspect_main(path, input_shape, as_json: bool, *, num_classes: int | None = 
         return json.dumps({k: v for k, v in r.items() if k != "table"} | {"path": str(path)})
     note = " (assumed: the config has no classifier.num_classes; pass --num-classes)" if assumed else ""
     check = "ok" if r["agree"] else "MISMATCH (please report: the analytic counts are wrong)"
-    return "\n".join([
-        f"config        {path}",
-        f"input         {'x'.join(map(str, shape))}, {r['num_classes']} classes{note}",
-        f"params        {r['params']:,} ({si(r['params'])})",
-        f"MACs          {r['macs']:,} ({si(r['macs'])})",
-        f"check         FlopCounterMode/2 {r['counted_macs']:,}, fvcore {r['fvcore_macs']:,}, "
-        f"numel {r['counted_params']:,}: {check}",
-        "",
-        "per module (fvcore; its #flops column counts one multiply-add as one flop, i.e. MACs):",
-        r["table"],
-    ])
+    return "\n".join(
+        [
+            f"config        {path}",
+            f"input         {'x'.join(map(str, shape))}, {r['num_classes']} classes{note}",
+            f"params        {r['params']:,} ({si(r['params'])})",
+            f"MACs          {r['macs']:,} ({si(r['macs'])})",
+            f"check         FlopCounterMode/2 {r['counted_macs']:,}, fvcore {r['fvcore_macs']:,}, "
+            f"numel {r['counted_params']:,}: {check}",
+            "",
+            "per module (fvcore; its #flops column counts one multiply-add as one flop, i.e. MACs):",
+            r["table"],
+        ]
+    )

@@ -11,6 +11,7 @@ setting afterwards, so a user who calls our trainer from Python keeps their mode
 This module sits in ``search_spaces``, the lowest package that imports torch, so the trainer, the latency
 profile and export can all use it.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager

@@ -18,6 +18,7 @@ The built-in blocks register in ``search_spaces/blocks/builtin.py``; your own bl
     register(BlockDef("DWSep", DWSep, keys={"expansion": Key(1, low=1, high=4, integer=True)},
                       count=..., activations=..., space=lambda: [Integer("kernel", 3, 5, step=2)]))
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -12,6 +12,7 @@ training holds about 3x that), ``batch`` the config's batch size. Training memor
 An estimate, low by the framework's own overhead; what it must catch is the config that asks for tens of
 gigabytes (channels: 100000) before a trial allocates it.
 """
+
 from __future__ import annotations
 
 from nas.errors import ConfigError
@@ -46,8 +47,9 @@ def measure(config: dict, *, input_shape, num_classes: int | None = None) -> dic
     return {**counts, "activations": acts, "train_bytes": 4 * (3 * batch * acts + 4 * counts["params"])}
 
 
-def over_caps(config: dict, *, input_shape, num_classes: int | None = None, train: bool = True,
-              measured: dict | None = None) -> str | None:
+def over_caps(
+    config: dict, *, input_shape, num_classes: int | None = None, train: bool = True, measured: dict | None = None
+) -> str | None:
     """Why ``config`` is too large to build here (one sentence), or None. ``train=False`` skips the
     training-memory cap (inspect and export run one image); ``measured``: its ``measure``, if already taken."""
     m = measured or measure(config, input_shape=input_shape, num_classes=num_classes)
@@ -57,13 +59,16 @@ def over_caps(config: dict, *, input_shape, num_classes: int | None = None, trai
     if m["macs"] > MAX_MACS:
         return f"{m['macs']:,} MACs at input {shape}, above the cap of {MAX_MACS:,}"
     if train and m["train_bytes"] > MAX_TRAIN_BYTES:
-        return (f"training would need about {m['train_bytes'] / 2**30:,.1f} GiB at input {shape} "
-                f"(activations of the batch and weights), above the cap of {MAX_TRAIN_BYTES / 2**30:.0f} GiB")
+        return (
+            f"training would need about {m['train_bytes'] / 2**30:,.1f} GiB at input {shape} "
+            f"(activations of the batch and weights), above the cap of {MAX_TRAIN_BYTES / 2**30:.0f} GiB"
+        )
     return None
 
 
-def check_size(config: dict, *, input_shape, num_classes: int | None = None, train: bool = True,
-               measured: dict | None = None) -> None:
+def check_size(
+    config: dict, *, input_shape, num_classes: int | None = None, train: bool = True, measured: dict | None = None
+) -> None:
     """Raise a one-line ConfigError when ``config`` is over a cap (see ``over_caps``)."""
     why = over_caps(config, input_shape=input_shape, num_classes=num_classes, train=train, measured=measured)
     if why:

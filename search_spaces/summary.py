@@ -4,6 +4,7 @@
 ...                           {"block": "InvertedResidual", "channels": 64, "repeats": 2}]})
 'Conv32s2-IR64x2'
 """
+
 from __future__ import annotations
 
 

@@ -5,6 +5,7 @@
 The engine knows nothing of CNNs or training: no torch, no search_spaces, no trainers. search_spaces never
 reaches up into trainers, and neither package imports the composition layer.
 """
+
 import ast
 from pathlib import Path
 
@@ -42,8 +43,7 @@ def _forbidden(path: Path, roots: set[str], exact: set[str] = frozenset()) -> se
     return (_roots(names) & roots) | (names & exact)
 
 
-@pytest.mark.parametrize("path", [p for p in modules("nas") if p.stem not in COMPOSITION],
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in modules("nas") if p.stem not in COMPOSITION], ids=lambda p: p.stem)
 def test_engine_modules_import_no_torch_and_no_cnn_package(path):
     bad = _forbidden(path, TORCH | {"search_spaces", "trainers"}, COMPOSITION_MODULES)
     assert not bad, f"nas/{path.name} is engine code but imports {sorted(bad)}"

@@ -20,6 +20,7 @@ warning says the run is no longer bit-identical.
     >>> state = TrainingState.from_bytes(result.state.to_bytes())    # doctest: +SKIP
     >>> train_trial(config, data, model=f, max_epochs=9, resume=state)  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import io
@@ -81,17 +82,35 @@ def _cpu(tree):
     return tree
 
 
-def capture(net: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator, *, epoch: int,
-            update: int, max_epochs: int, steps_per_epoch: int, seed: int, device: torch.device) -> TrainingState:
+def capture(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    gen: torch.Generator,
+    *,
+    epoch: int,
+    update: int,
+    max_epochs: int,
+    steps_per_epoch: int,
+    seed: int,
+    device: torch.device,
+) -> TrainingState:
     """The state after ``epoch`` full epochs; call it inside the same RNG context the loop ran in."""
     cuda = None
     if device.type == "cuda":
         cuda = torch.cuda.get_rng_state(device).clone()
-    return TrainingState(epoch=int(epoch), update=int(update), max_epochs=int(max_epochs),
-                         steps_per_epoch=int(steps_per_epoch), seed=int(seed), device_type=device.type,
-                         model=_cpu(net.state_dict()), optimizer=_cpu(optimizer.state_dict()),
-                         data_rng=gen.get_state().clone(), global_rng=torch.get_rng_state().clone(),
-                         cuda_rng=cuda)
+    return TrainingState(
+        epoch=int(epoch),
+        update=int(update),
+        max_epochs=int(max_epochs),
+        steps_per_epoch=int(steps_per_epoch),
+        seed=int(seed),
+        device_type=device.type,
+        model=_cpu(net.state_dict()),
+        optimizer=_cpu(optimizer.state_dict()),
+        data_rng=gen.get_state().clone(),
+        global_rng=torch.get_rng_state().clone(),
+        cuda_rng=cuda,
+    )
 
 
 def as_state(resume) -> TrainingState:
@@ -106,32 +125,47 @@ def as_state(resume) -> TrainingState:
 def check_compatible(state: TrainingState, *, max_epochs: int, steps_per_epoch: int, stop_epoch: int) -> None:
     """ConfigError when continuing ``state`` would not be the same run (or has nothing left to do)."""
     if state.max_epochs != max_epochs:
-        raise ConfigError(f"the checkpoint belongs to a run of {state.max_epochs} epochs, not {max_epochs}: "
-                          "the learning-rate schedule would change; continue with the same max_epochs")
+        raise ConfigError(
+            f"the checkpoint belongs to a run of {state.max_epochs} epochs, not {max_epochs}: "
+            "the learning-rate schedule would change; continue with the same max_epochs"
+        )
     if state.steps_per_epoch != steps_per_epoch:
-        raise ConfigError(f"the checkpoint was trained with {state.steps_per_epoch} steps an epoch, this run has "
-                          f"{steps_per_epoch} (another batch size or training split)")
+        raise ConfigError(
+            f"the checkpoint was trained with {state.steps_per_epoch} steps an epoch, this run has "
+            f"{steps_per_epoch} (another batch size or training split)"
+        )
     if not state.epoch < stop_epoch:
-        raise ConfigError(f"the checkpoint has already trained {state.epoch} epochs; nothing to do up to "
-                          f"epoch {stop_epoch}")
+        raise ConfigError(
+            f"the checkpoint has already trained {state.epoch} epochs; nothing to do up to epoch {stop_epoch}"
+        )
 
 
-def restore(state: TrainingState, net: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator,
-            *, device: torch.device) -> None:
+def restore(
+    state: TrainingState,
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    gen: torch.Generator,
+    *,
+    device: torch.device,
+) -> None:
     """Load ``state`` into the freshly built network, optimizer and generator, and set the global RNG."""
     try:
         net.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
     except (RuntimeError, ValueError, KeyError) as e:  # another architecture or optimizer
-        raise ConfigError(f"the checkpoint does not fit this config's network or optimizer: "
-                          f"{' '.join(str(e).split())[:200]}") from None
+        raise ConfigError(
+            f"the checkpoint does not fit this config's network or optimizer: {' '.join(str(e).split())[:200]}"
+        ) from None
     if state.device_type == device.type:
         gen.set_state(state.data_rng)
         torch.set_rng_state(state.global_rng)
         if device.type == "cuda" and state.cuda_rng is not None:
             torch.cuda.set_rng_state(state.cuda_rng, device)
     else:
-        warnings.warn(f"continuing a {state.device_type} checkpoint on {device.type}: weights, optimizer and "
-                      "schedule carry over, the random streams are reseeded (not bit-identical)", stacklevel=3)
+        warnings.warn(
+            f"continuing a {state.device_type} checkpoint on {device.type}: weights, optimizer and "
+            "schedule carry over, the random streams are reseeded (not bit-identical)",
+            stacklevel=3,
+        )
         gen.manual_seed(state.seed * 1_000_003 + state.epoch)
         torch.manual_seed(state.seed * 1_000_003 + state.epoch)

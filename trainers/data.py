@@ -23,6 +23,7 @@ Example:
     >>> data.x_train.shape[1:], data.num_classes
     (torch.Size([1, 8, 8]), 10)
 """
+
 from __future__ import annotations
 
 import os
@@ -65,19 +66,27 @@ class TensorData:
     skipped_files: list[str] = field(default_factory=list)
 
     def to(self, device) -> "TensorData":
-        moved = {k: getattr(self, k).to(device) for k in
-                 ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+        moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
         return TensorData(**{**self.__dict__, **moved})
 
     def summary(self) -> str:
-        return (f"{self.name}: train {len(self.y_train)}, val {len(self.y_val)}, test {len(self.y_test)}, "
-                f"{self.num_classes} classes, input {tuple(self.input_shape)}"
-                + (f", {self.skipped} unreadable files skipped" if self.skipped else ""))
+        return (
+            f"{self.name}: train {len(self.y_train)}, val {len(self.y_val)}, test {len(self.y_test)}, "
+            f"{self.num_classes} classes, input {tuple(self.input_shape)}"
+            + (f", {self.skipped} unreadable files skipped" if self.skipped else "")
+        )
 
 
-def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, seed: int = 0, download: bool = False,
-                 val_fraction: float = 0.15, test_fraction: float = 0.2,
-                 image_size: int | None = None) -> TensorData:
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    download: bool = False,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    image_size: int | None = None,
+) -> TensorData:
     """Load a data set by name (see trainers.presets.PRESETS) into normalised in-memory tensors.
 
     data_dir: where torchvision sets live (default $LIGHTNAS_DATA or ./data); the image folder itself
@@ -89,14 +98,23 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, seed: 
         if not 0.0 < frac < 1.0:
             raise DataError(f"{label}={frac} must lie strictly between 0 and 1")
     if val_fraction + test_fraction >= 1.0:
-        raise DataError(f"val_fraction + test_fraction = {val_fraction + test_fraction} leaves no training data; "
-                        "lower one of them")
+        raise DataError(
+            f"val_fraction + test_fraction = {val_fraction + test_fraction} leaves no training data; lower one of them"
+        )
     loader = _LOADERS[preset.name]
-    return loader(data_dir=data_dir, seed=seed, download=download, val_fraction=val_fraction,
-                  test_fraction=test_fraction, image_size=image_size, name=preset.name)
+    return loader(
+        data_dir=data_dir,
+        seed=seed,
+        download=download,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        image_size=image_size,
+        name=preset.name,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- splitting
+
 
 def _stratified_split(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
     """Index arrays for splits of `y`, each holding about `fraction` of every class; rest goes to the first.
@@ -120,19 +138,34 @@ def _stratified_split(y: np.ndarray, fractions: tuple[float, ...], seed: int) ->
 def _finish(name, x_train, y_train, x_val, y_val, x_test, y_test, class_names, *, skipped=()) -> TensorData:
     """uint8 or float (N, C, H, W) arrays -> normalised float32 tensors, stats from the train split."""
     # uint8 pixels -> [0, 1] first, so mean/std read the same across data sets (torchvision's convention).
-    xs = [torch.as_tensor(np.ascontiguousarray(x)).float() / (255.0 if x.dtype == np.uint8 else 1.0)
-          for x in (x_train, x_val, x_test)]
+    xs = [
+        torch.as_tensor(np.ascontiguousarray(x)).float() / (255.0 if x.dtype == np.uint8 else 1.0)
+        for x in (x_train, x_val, x_test)
+    ]
     mean = xs[0].mean(dim=(0, 2, 3))  # (C,)
     std = xs[0].std(dim=(0, 2, 3)).clamp_min(1e-6)  # clamp: a constant channel must not divide by zero
     xs = [((x - mean[None, :, None, None]) / std[None, :, None, None]).contiguous() for x in xs]
     ys = [torch.as_tensor(np.asarray(y), dtype=torch.int64) for y in (y_train, y_val, y_test)]
-    return TensorData(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], num_classes=len(class_names),
-                      input_shape=tuple(xs[0].shape[1:]), class_names=list(class_names), name=name,
-                      mean=tuple(mean.tolist()), std=tuple(std.tolist()),
-                      skipped=len(skipped), skipped_files=list(skipped))
+    return TensorData(
+        xs[0],
+        ys[0],
+        xs[1],
+        ys[1],
+        xs[2],
+        ys[2],
+        num_classes=len(class_names),
+        input_shape=tuple(xs[0].shape[1:]),
+        class_names=list(class_names),
+        name=name,
+        mean=tuple(mean.tolist()),
+        std=tuple(std.tolist()),
+        skipped=len(skipped),
+        skipped_files=list(skipped),
+    )
 
 
 # ----------------------------------------------------------------------------------------------- digits
+
 
 def _load_digits(*, seed, val_fraction, test_fraction, name, **_):
     from sklearn.datasets import load_digits
@@ -146,6 +179,7 @@ def _load_digits(*, seed, val_fraction, test_fraction, name, **_):
 
 # ----------------------------------------------------------------------------------------------- torchvision
 
+
 def _default_data_dir() -> Path:
     return Path(os.environ.get("LIGHTNAS_DATA", "data"))
 
@@ -154,16 +188,18 @@ def _resize(x: np.ndarray, size: int | None) -> np.ndarray:
     """(N, C, H, W) uint8 -> same, square side `size`, in one batched interpolate (no per-image work)."""
     if size is None or x.shape[-1] == size and x.shape[-2] == size:
         return x
-    t = torch.nn.functional.interpolate(torch.from_numpy(x).float(), size=(size, size), mode="bilinear",
-                                        antialias=True, align_corners=False)
+    t = torch.nn.functional.interpolate(
+        torch.from_numpy(x).float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
     return t.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def _load_torchvision(*, data_dir, seed, download, val_fraction, image_size, name, **_):
     import torchvision.datasets as tvd
 
-    cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST,
-           "cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100}[name]
+    cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100}[
+        name
+    ]
     root = Path(data_dir) if data_dir is not None else _default_data_dir()
     try:
         train = cls(root=str(root), train=True, download=download)
@@ -186,12 +222,14 @@ def _load_torchvision(*, data_dir, seed, download, val_fraction, image_size, nam
 
 # ----------------------------------------------------------------------------------------------- imagefolder
 
+
 def _class_files(root: Path) -> dict[str, list[Path]]:
     """{class name: image files} for the class subfolders of `root` (hidden entries ignored)."""
     out = {}
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                       and not f.name.startswith("."))
+        files = sorted(
+            f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+        )
         out[d.name] = files
     return out
 
@@ -231,12 +269,15 @@ def _load_imagefolder(*, data_dir, seed, val_fraction, test_fraction, image_size
     size = image_size or DEFAULT_FOLDER_IMAGE_SIZE
 
     split_dirs = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
-    layouts = ({s: _class_files(d) for s, d in split_dirs.items()} if "train" in split_dirs
-               else {"all": _class_files(root)})
+    layouts = (
+        {s: _class_files(d) for s, d in split_dirs.items()} if "train" in split_dirs else {"all": _class_files(root)}
+    )
     class_names = sorted({c for files in layouts.values() for c, fs in files.items() if fs})
     if not class_names:
-        raise DataError(f"no images found in {root}; put one folder per class (optionally under "
-                        "train/ val/ test/) holding .png/.jpg files")
+        raise DataError(
+            f"no images found in {root}; put one folder per class (optionally under "
+            "train/ val/ test/) holding .png/.jpg files"
+        )
     index = {c: i for i, c in enumerate(class_names)}
 
     skipped: list[str] = []
@@ -253,23 +294,34 @@ def _load_imagefolder(*, data_dir, seed, val_fraction, test_fraction, image_size
                 labels.append(index[c])
                 origin.append(split)
     if skipped:
-        warnings.warn(f"{len(skipped)} unreadable (or over {MAX_IMAGE_PIXELS:,}-pixel) image file(s) in {root} "
-                      f"skipped, e.g. {skipped[0]}", stacklevel=3)
+        warnings.warn(
+            f"{len(skipped)} unreadable (or over {MAX_IMAGE_PIXELS:,}-pixel) image file(s) in {root} "
+            f"skipped, e.g. {skipped[0]}",
+            stacklevel=3,
+        )
     if not images:
         raise DataError(f"no readable images in {root} ({len(skipped)} unreadable files skipped)")
     if len(set(labels)) < 2:
-        raise DataError(f"{root} holds one class ({class_names[labels[0]]!r}); a classifier needs at least two "
-                        "class folders (with one, every prediction is right)")
+        raise DataError(
+            f"{root} holds one class ({class_names[labels[0]]!r}); a classifier needs at least two "
+            "class folders (with one, every prediction is right)"
+        )
     if "train" in layouts:
         have = {s: {c for c, fs in files.items() if fs} for s, files in layouts.items()}
         for split in ("val", "test"):
             if split in have and have[split] and have[split] != have["train"]:
                 only_split, only_train = sorted(have[split] - have["train"]), sorted(have["train"] - have[split])
-                diff = "; ".join(x for x in (f"only in {split}/: {', '.join(only_split[:5])}" if only_split else "",
-                                             f"only in train/: {', '.join(only_train[:5])}" if only_train else "")
-                                 if x)
-                raise DataError(f"{root}: {split}/ and train/ hold different classes ({diff}); give both the "
-                                "same class folders")
+                diff = "; ".join(
+                    x
+                    for x in (
+                        f"only in {split}/: {', '.join(only_split[:5])}" if only_split else "",
+                        f"only in train/: {', '.join(only_train[:5])}" if only_train else "",
+                    )
+                    if x
+                )
+                raise DataError(
+                    f"{root}: {split}/ and train/ hold different classes ({diff}); give both the same class folders"
+                )
 
     x = np.stack(images).transpose(0, 3, 1, 2)  # (N, 3, S, S)
     if all(grays):

@@ -22,6 +22,7 @@ Example:
     >>> get_preset("digits").input_shape
     (1, 8, 8)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -67,14 +68,20 @@ class Preset:
 
 
 def _arch(*, max_stages, channels, stem_channels, head_channels, allow_stem_stride, max_repeats=3):
-    return {"max_stages": max_stages, "max_repeats": max_repeats, "channels": channels,
-            "stem_channels": stem_channels, "head_channels": head_channels, "allow_stem_stride": allow_stem_stride}
+    return {
+        "max_stages": max_stages,
+        "max_repeats": max_repeats,
+        "channels": channels,
+        "stem_channels": stem_channels,
+        "head_channels": head_channels,
+        "allow_stem_stride": allow_stem_stride,
+    }
 
 
-_SMALL_GRAY = _arch(max_stages=5, channels=(8, 128), stem_channels=(8, 32), head_channels=(0, 256),
-                    allow_stem_stride=True)
-_COLOR = _arch(max_stages=5, channels=(16, 256), stem_channels=(16, 64), head_channels=(0, 512),
-               allow_stem_stride=True)
+_SMALL_GRAY = _arch(
+    max_stages=5, channels=(8, 128), stem_channels=(8, 32), head_channels=(0, 256), allow_stem_stride=True
+)
+_COLOR = _arch(max_stages=5, channels=(16, 256), stem_channels=(16, 64), head_channels=(0, 512), allow_stem_stride=True)
 
 PRESETS: dict[str, Preset] = {
     # 8x8 -> 4 -> 2 -> 1: three halvings at most, and a stem stride would spend one on a tiny input.
@@ -85,32 +92,85 @@ PRESETS: dict[str, Preset] = {
     # best trials pile up at the top. With eta 3 a 40-trial search trains about 40 + 13*2 + 4*6 + 1*18
     # ~ 110 epochs, a quarter of the ~500 the old searched epochs cost, so `make demo` fits its 4 minutes.
     "digits": Preset(
-        "digits", (1, 8, 8), 10, min_epochs=1, max_epochs=27, trials=40, augment=None, max_downsamples=3,
-        arch_bounds=_arch(max_stages=3, channels=(8, 48), stem_channels=(8, 24), head_channels=(0, 96),
-                          allow_stem_stride=False),
+        "digits",
+        (1, 8, 8),
+        10,
+        min_epochs=1,
+        max_epochs=27,
+        trials=40,
+        augment=None,
+        max_downsamples=3,
+        arch_bounds=_arch(
+            max_stages=3, channels=(8, 48), stem_channels=(8, 24), head_channels=(0, 96), allow_stem_stride=False
+        ),
         batch_sizes=(32, 64, 128),
     ),
     # 28x28 -> 14 -> 7 -> 4 -> 2. No flips or shifts: they change what a digit means at this size.
     # MNIST is learnt in a few epochs (the old range topped at 15): rungs 1, 3, 9.
-    "mnist": Preset("mnist", (1, 28, 28), 10, min_epochs=1, max_epochs=9, trials=30, augment=None,
-                    max_downsamples=4, arch_bounds=_SMALL_GRAY),
+    "mnist": Preset(
+        "mnist",
+        (1, 28, 28),
+        10,
+        min_epochs=1,
+        max_epochs=9,
+        trials=30,
+        augment=None,
+        max_downsamples=4,
+        arch_bounds=_SMALL_GRAY,
+    ),
     # Flips would suit clothes, but 28x28 items fill the frame and shifts cut them; keep it plain.
     # Slower to converge than MNIST (old range 3-20): rungs 2, 6, 18.
-    "fashion-mnist": Preset("fashion-mnist", (1, 28, 28), 10, min_epochs=2, max_epochs=18, trials=30,
-                            augment=None, max_downsamples=4, arch_bounds=_SMALL_GRAY),
+    "fashion-mnist": Preset(
+        "fashion-mnist",
+        (1, 28, 28),
+        10,
+        min_epochs=2,
+        max_epochs=18,
+        trials=30,
+        augment=None,
+        max_downsamples=4,
+        arch_bounds=_SMALL_GRAY,
+    ),
     # 32x32 -> 16 -> 8 -> 4 -> 2; flip + shift is the standard CIFAR augmentation, worth a few points.
     # Rungs 1, 3, 9, 27: 27 epochs of 50k images is already an hour for a mid-sized net on a CPU.
-    "cifar10": Preset("cifar10", (3, 32, 32), 10, min_epochs=1, max_epochs=27, trials=25, augment="flip_crop",
-                      max_downsamples=4, arch_bounds=_COLOR),
+    "cifar10": Preset(
+        "cifar10",
+        (3, 32, 32),
+        10,
+        min_epochs=1,
+        max_epochs=27,
+        trials=25,
+        augment="flip_crop",
+        max_downsamples=4,
+        arch_bounds=_COLOR,
+    ),
     # 100 classes need longer (old range 10-60) and one epoch says little: rungs 2, 6, 18, 54.
-    "cifar100": Preset("cifar100", (3, 32, 32), 100, min_epochs=2, max_epochs=54, trials=25,
-                       augment="flip_crop", max_downsamples=4, arch_bounds=_COLOR),
+    "cifar100": Preset(
+        "cifar100",
+        (3, 32, 32),
+        100,
+        min_epochs=2,
+        max_epochs=54,
+        trials=25,
+        augment="flip_crop",
+        max_downsamples=4,
+        arch_bounds=_COLOR,
+    ),
     # Shape and classes come from the folder (32x32 unless image_size says otherwise). Photos usually
     # survive a horizontal flip; pass augment=None for text, digits or anything with a handedness.
     # Rungs 1, 3, 9, 27: on 10k 32x32 photos an epoch is ~11 s on 2 cores, so a full run is ~5 minutes
     # and a first rung ~11 s (the old range was 5-30, every trial trained to its end).
-    "imagefolder": Preset("imagefolder", None, None, min_epochs=1, max_epochs=27, trials=20,
-                          augment="flip_crop", max_downsamples=4, arch_bounds=_COLOR),
+    "imagefolder": Preset(
+        "imagefolder",
+        None,
+        None,
+        min_epochs=1,
+        max_epochs=27,
+        trials=20,
+        augment="flip_crop",
+        max_downsamples=4,
+        arch_bounds=_COLOR,
+    ),
 }
 
 

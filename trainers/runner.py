@@ -29,6 +29,7 @@ Returns ``{"value": val acc at the last epoch trained, "metrics": {..., "curve":
 mode, at max_resource (nothing left to continue) and when a time limit cut the last epoch short (then
 ``resource`` counts only the full epochs). ``weights.pt`` is rewritten at the end of every segment.
 """
+
 from __future__ import annotations
 
 import io
@@ -42,12 +43,26 @@ from nas.spec import TrialSpec
 
 
 @lru_cache(maxsize=2)
-def cached_dataset(name: str, data_dir: str | None, seed: int, download: bool, image_size: int | None,
-                   val_fraction: float = 0.15, test_fraction: float = 0.2):
+def cached_dataset(
+    name: str,
+    data_dir: str | None,
+    seed: int,
+    download: bool,
+    image_size: int | None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+):
     from trainers.data import load_dataset
 
-    return load_dataset(name, data_dir=data_dir, seed=seed, download=download, image_size=image_size,
-                        val_fraction=val_fraction, test_fraction=test_fraction)
+    return load_dataset(
+        name,
+        data_dir=data_dir,
+        seed=seed,
+        download=download,
+        image_size=image_size,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+    )
 
 
 def trial_data(spec):
@@ -61,11 +76,19 @@ def trial_data(spec):
     if x.get("dataset") == "user":  # only export asks: the trials themselves get the Dataset (stream_data)
         from nas.errors import DataError
 
-        raise DataError(f"{spec.study_dir}: its data was streamed from your Dataset, not saved in the study, so it "
-                        "cannot be read again here; export the trials' own weights (--no-retrain, or retrain=False)")
-    return cached_dataset(x.get("dataset", "digits"), x.get("data_dir"), int(x.get("data_seed", 0)),
-                          bool(x.get("download", False)), x.get("image_size"),
-                          float(x.get("val_fraction", 0.15)), float(x.get("test_fraction", 0.2)))
+        raise DataError(
+            f"{spec.study_dir}: its data was streamed from your Dataset, not saved in the study, so it "
+            "cannot be read again here; export the trials' own weights (--no-retrain, or retrain=False)"
+        )
+    return cached_dataset(
+        x.get("dataset", "digits"),
+        x.get("data_dir"),
+        int(x.get("data_seed", 0)),
+        bool(x.get("download", False)),
+        x.get("image_size"),
+        float(x.get("val_fraction", 0.15)),
+        float(x.get("test_fraction", 0.2)),
+    )
 
 
 def fixed_epochs(spec, config: dict) -> dict:
@@ -138,8 +161,10 @@ def _segment(spec: TrialSpec, max_epochs: int) -> tuple[int, int, bytes | None]:
         return 0, max_epochs, None
     start, stop, state = int(spec.resource_from or 0), int(spec.resource_to), spec.checkpoint
     if not 0 <= start < stop <= max_epochs:
-        raise ConfigError(f"a trial segment must satisfy 0 <= resource_from ({start}) < resource_to ({stop}) "
-                          f"<= max_resource ({max_epochs})")
+        raise ConfigError(
+            f"a trial segment must satisfy 0 <= resource_from ({start}) < resource_to ({stop}) "
+            f"<= max_resource ({max_epochs})"
+        )
     if start > 0 and state is None:
         raise ConfigError(f"resuming from epoch {start} needs the previous segment's checkpoint; none was given")
     if start == 0:
@@ -172,17 +197,32 @@ def run_trial(spec) -> dict:
     report = report_for(spec)
     t0 = time.perf_counter()
     result = train_trial(
-        config, data, seed=int(spec.seed), keep_weights=bool(x.get("save_weights", True)),
-        model=lambda: build_model(config, num_classes=data.num_classes, in_chans=c), device=x.get("device"),
-        num_threads=threads, max_epochs=max_epochs, stop_epoch=stop, resume=state,
-        keep_state=spec.segment and stop < max_epochs, time_limit=x.get("time_limit"), augment=x.get("augment"),
-        precision=x.get("precision", "auto"), channels_last=x.get("channels_last"),
-        on_epoch=lambda e: not report(e["epoch"], e["val_acc"]))
+        config,
+        data,
+        seed=int(spec.seed),
+        keep_weights=bool(x.get("save_weights", True)),
+        model=lambda: build_model(config, num_classes=data.num_classes, in_chans=c),
+        device=x.get("device"),
+        num_threads=threads,
+        max_epochs=max_epochs,
+        stop_epoch=stop,
+        resume=state,
+        keep_state=spec.segment and stop < max_epochs,
+        time_limit=x.get("time_limit"),
+        augment=x.get("augment"),
+        precision=x.get("precision", "auto"),
+        channels_last=x.get("channels_last"),
+        on_epoch=lambda e: not report(e["epoch"], e["val_acc"]),
+    )
     metrics = result.to_dict()
     metrics["wall_time"] = time.perf_counter() - t0
     metrics["pid"] = os.getpid()
     if result.state_dict is not None:
         save_trial_weights(spec, result.state_dict, metrics)
     cut = "fraction" in result.curve[-1]  # a time limit stopped mid-epoch: that epoch does not count
-    return {"value": result.val_acc, "metrics": metrics, "resource": result.epoch - int(cut),
-            "checkpoint": result.state.to_bytes() if result.state is not None else None}
+    return {
+        "value": result.val_acc,
+        "metrics": metrics,
+        "resource": result.epoch - int(cut),
+        "checkpoint": result.state.to_bytes() if result.state is not None else None,
+    }

@@ -6,6 +6,7 @@ What differs from ``train_trial``: batches come from ``TrialData.loader`` (shuff
 with the trial's seed, the last partial batch dropped, as in memory); there are no segments (streamed data
 trains whole runs, fidelity off) and no time limit. Same seed, same Dataset, CPU -> the same weights.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,13 +17,30 @@ import torch.nn as nn
 
 from nas.errors import ConfigError
 from search_spaces.numerics import flush_denormals
-from trainers.train import (AUGMENTATIONS, TRAIN_DEFAULTS, TrialFailed, TrialResult, build_optimizer, build_scheduler,
-                            fast_defaults, optimizer_lr_wd)
+from trainers.train import (
+    AUGMENTATIONS,
+    TRAIN_DEFAULTS,
+    TrialFailed,
+    TrialResult,
+    build_optimizer,
+    build_scheduler,
+    fast_defaults,
+    optimizer_lr_wd,
+)
 
 
-def train_streamed(config: dict, data, *, model: nn.Module, seed: int = 0, max_epochs: int | None = None,
-                   on_epoch=None, augment: str | None = None, precision: str = "auto",
-                   channels_last: bool | None = None) -> TrialResult:
+def train_streamed(
+    config: dict,
+    data,
+    *,
+    model: nn.Module,
+    seed: int = 0,
+    max_epochs: int | None = None,
+    on_epoch=None,
+    augment: str | None = None,
+    precision: str = "auto",
+    channels_last: bool | None = None,
+) -> TrialResult:
     """Train ``model`` (already on ``data.device``) on a ``TrialData`` through its loaders; a TrialResult
     without weights or state. ``on_epoch(entry)`` returning True stops training (stopped="callback")."""
     cfg = {**TRAIN_DEFAULTS, **{k: v for k, v in config.items() if v is not None}}
@@ -44,8 +62,9 @@ def train_streamed(config: dict, data, *, model: nn.Module, seed: int = 0, max_e
         net = net.to(memory_format=torch.channels_last)
     lr, _ = optimizer_lr_wd(cfg)
     optimizer = build_optimizer(net, cfg)
-    scheduler = build_scheduler(optimizer, epochs=epochs, steps_per_epoch=steps,
-                                warmup_epochs=float(cfg["warmup_epochs"]), lr=lr)
+    scheduler = build_scheduler(
+        optimizer, epochs=epochs, steps_per_epoch=steps, warmup_epochs=float(cfg["warmup_epochs"]), lr=lr
+    )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=float(cfg["label_smoothing"]))
     aug = AUGMENTATIONS.get(augment)
     gen = torch.Generator(device=dev)
@@ -72,13 +91,25 @@ def train_streamed(config: dict, data, *, model: nn.Module, seed: int = 0, max_e
                 done += 1
             train_loss = loss_sum.item() / max(done, 1)
             if not math.isfinite(train_loss):
-                raise TrialFailed(f"loss became {'nan' if math.isnan(train_loss) else 'inf'} at epoch {epoch} (lr={lr:g})")
-            entry = {"epoch": epoch, "train_loss": train_loss, "val_acc": data.accuracy(net, "val"),
-                     "lr": optimizer.param_groups[0]["lr"]}
+                raise TrialFailed(
+                    f"loss became {'nan' if math.isnan(train_loss) else 'inf'} at epoch {epoch} (lr={lr:g})"
+                )
+            entry = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_acc": data.accuracy(net, "val"),
+                "lr": optimizer.param_groups[0]["lr"],
+            }
             curve.append(entry)
             if on_epoch is not None and on_epoch({**entry, "elapsed": time.perf_counter() - start}) is True:
                 stopped = "callback"
                 break
-    return TrialResult(val_acc=curve[-1]["val_acc"], test_acc=data.accuracy(net, "test"),
-                       train_time=time.perf_counter() - start, epochs_run=len(curve), curve=curve, stopped=stopped,
-                       max_epochs=epochs)
+    return TrialResult(
+        val_acc=curve[-1]["val_acc"],
+        test_acc=data.accuracy(net, "test"),
+        train_time=time.perf_counter() - start,
+        epochs_run=len(curve),
+        curve=curve,
+        stopped=stopped,
+        max_epochs=epochs,
+    )

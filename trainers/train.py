@@ -37,6 +37,7 @@ Example:
     >>> r.val_acc > 0.8                                                  # doctest: +SKIP
     True
 """
+
 from __future__ import annotations
 
 import math
@@ -92,13 +93,22 @@ class TrialResult:
         return self.start_epoch + self.epochs_run
 
     def to_dict(self) -> dict[str, Any]:
-        return {"val_acc": self.val_acc, "test_acc": self.test_acc, "train_time": self.train_time,
-                "epochs_run": self.epochs_run, "curve": [dict(c) for c in self.curve], "stopped": self.stopped,
-                "denormals_flushed": self.denormals_flushed, "start_epoch": self.start_epoch, "epoch": self.epoch,
-                "max_epochs": self.max_epochs}
+        return {
+            "val_acc": self.val_acc,
+            "test_acc": self.test_acc,
+            "train_time": self.train_time,
+            "epochs_run": self.epochs_run,
+            "curve": [dict(c) for c in self.curve],
+            "stopped": self.stopped,
+            "denormals_flushed": self.denormals_flushed,
+            "start_epoch": self.start_epoch,
+            "epoch": self.epoch,
+            "max_epochs": self.max_epochs,
+        }
 
 
 # ----------------------------------------------------------------------------------------------- optimizers
+
 
 def _sgd(opt):
     momentum = float(opt.get("momentum", 0.9))
@@ -110,6 +120,7 @@ def _sgd(opt):
 def _adam_like(timm_name):
     def make(opt):
         return timm_name, {"betas": (float(opt.get("beta1", 0.9)), float(opt.get("beta2", 0.999)))}
+
     return make
 
 
@@ -159,13 +170,22 @@ def build_scheduler(optimizer, *, epochs: int, steps_per_epoch: int, warmup_epoc
     """timm cosine schedule counted in optimizer steps; call `.step_update(num_updates=k)` after step k."""
     from timm.scheduler import create_scheduler_v2
 
-    sched, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=epochs, min_lr=0.0,
-                                   warmup_epochs=warmup_epochs, warmup_lr=lr / 100, warmup_prefix=False,
-                                   step_on_epochs=False, updates_per_epoch=steps_per_epoch)
+    sched, _ = create_scheduler_v2(
+        optimizer,
+        sched="cosine",
+        num_epochs=epochs,
+        min_lr=0.0,
+        warmup_epochs=warmup_epochs,
+        warmup_lr=lr / 100,
+        warmup_prefix=False,
+        step_on_epochs=False,
+        updates_per_epoch=steps_per_epoch,
+    )
     return sched
 
 
 # ----------------------------------------------------------------------------------------------- augmentation
+
 
 def _flip_crop(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random horizontal flip and random shift by up to H//8 rows / W//8 cols (zero padded), per sample."""
@@ -188,6 +208,7 @@ AUGMENTATIONS: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 # ----------------------------------------------------------------------------------------------- loop
 
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy in eval mode; 0.0 for an empty split."""
@@ -197,7 +218,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=y.device)
     for i in range(0, len(y), _EVAL_BATCH):
-        correct += (model(x[i:i + _EVAL_BATCH]).argmax(1) == y[i:i + _EVAL_BATCH]).sum()
+        correct += (model(x[i : i + _EVAL_BATCH]).argmax(1) == y[i : i + _EVAL_BATCH]).sum()
     model.train(was_training)
     return correct.item() / len(y)
 
@@ -244,13 +265,26 @@ def _pick_device(device) -> torch.device:
     return torch.device(device)
 
 
-def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module], seed: int = 0,
-                device=None, max_epochs: int | None = None, stop_epoch: int | None = None, resume=None,
-                keep_state: bool = False, time_limit: float | None = None,
-                on_epoch: Callable[[dict], Any] | None = None, keep_weights: bool = False,
-                augment: str | None = None, num_threads: int | None = None,
-                flush_denormal: bool = True, precision: str = "auto",
-                channels_last: bool | None = None) -> TrialResult:
+def train_trial(
+    config: dict,
+    data,
+    *,
+    model: nn.Module | Callable[[], nn.Module],
+    seed: int = 0,
+    device=None,
+    max_epochs: int | None = None,
+    stop_epoch: int | None = None,
+    resume=None,
+    keep_state: bool = False,
+    time_limit: float | None = None,
+    on_epoch: Callable[[dict], Any] | None = None,
+    keep_weights: bool = False,
+    augment: str | None = None,
+    num_threads: int | None = None,
+    flush_denormal: bool = True,
+    precision: str = "auto",
+    channels_last: bool | None = None,
+) -> TrialResult:
     """Train `model` on `data` (a TensorData) with the config's training keys and return a TrialResult.
 
     model: a module, or a zero-argument factory called under the seed (so the init is seeded too).
@@ -296,9 +330,23 @@ def train_trial(config: dict, data, *, model: nn.Module | Callable[[], nn.Module
             torch.manual_seed(seed)
             net = model if isinstance(model, nn.Module) else model()
             fast = fast_defaults(dev, precision=precision, channels_last=channels_last)
-            return _run(cfg, data, net, seed=seed, dev=dev, epochs=epochs, stop=stop, resume=state,
-                        keep_state=keep_state, batch_size=batch_size, time_limit=time_limit, on_epoch=on_epoch,
-                        keep_weights=keep_weights, augment=AUGMENTATIONS.get(augment), **fast)
+            return _run(
+                cfg,
+                data,
+                net,
+                seed=seed,
+                dev=dev,
+                epochs=epochs,
+                stop=stop,
+                resume=state,
+                keep_state=keep_state,
+                batch_size=batch_size,
+                time_limit=time_limit,
+                on_epoch=on_epoch,
+                keep_weights=keep_weights,
+                augment=AUGMENTATIONS.get(augment),
+                **fast,
+            )
     finally:
         torch.set_num_threads(old_threads)
 
@@ -314,8 +362,25 @@ def _segment(cfg: dict, max_epochs, stop_epoch) -> tuple[int, int]:
     return epochs, stop
 
 
-def _run(cfg, data, net, *, seed, dev, epochs, stop, resume, keep_state, batch_size, time_limit, on_epoch,
-         keep_weights, augment, bf16: bool, channels_last: bool):
+def _run(
+    cfg,
+    data,
+    net,
+    *,
+    seed,
+    dev,
+    epochs,
+    stop,
+    resume,
+    keep_state,
+    batch_size,
+    time_limit,
+    on_epoch,
+    keep_weights,
+    augment,
+    bf16: bool,
+    channels_last: bool,
+):
     net = net.to(dev).train()
     channels_last = channels_last and data.x_train.dim() == 4
     if channels_last:
@@ -330,8 +395,9 @@ def _run(cfg, data, net, *, seed, dev, epochs, stop, resume, keep_state, batch_s
 
     lr, _ = optimizer_lr_wd(cfg)
     optimizer = build_optimizer(net, cfg)
-    scheduler = build_scheduler(optimizer, epochs=epochs, steps_per_epoch=steps,
-                                warmup_epochs=float(cfg["warmup_epochs"]), lr=lr)
+    scheduler = build_scheduler(
+        optimizer, epochs=epochs, steps_per_epoch=steps, warmup_epochs=float(cfg["warmup_epochs"]), lr=lr
+    )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=float(cfg["label_smoothing"]))
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed)
@@ -352,7 +418,7 @@ def _run(cfg, data, net, *, seed, dev, epochs, stop, resume, keep_state, batch_s
         loss_sum = torch.zeros((), device=dev)
         done = 0
         for s in range(steps):
-            idx = order[s * batch_size:(s + 1) * batch_size]
+            idx = order[s * batch_size : (s + 1) * batch_size]
             xb, yb = x_train[idx], y_train[idx]
             if augment is not None:
                 xb = augment(xb, gen)
@@ -375,8 +441,12 @@ def _run(cfg, data, net, *, seed, dev, epochs, stop, resume, keep_state, batch_s
         if not math.isfinite(train_loss):
             kind = "nan" if math.isnan(train_loss) else "inf"
             raise TrialFailed(f"loss became {kind} at epoch {epoch} (lr={lr:g})")
-        entry = {"epoch": epoch, "train_loss": train_loss, "val_acc": evaluate(net, x_val, y_val),
-                 "lr": optimizer.param_groups[0]["lr"]}
+        entry = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_acc": evaluate(net, x_val, y_val),
+            "lr": optimizer.param_groups[0]["lr"],
+        }
         if done < steps:
             entry["fraction"] = done / steps  # the time limit cut this epoch short
         curve.append(entry)
@@ -392,12 +462,30 @@ def _run(cfg, data, net, *, seed, dev, epochs, stop, resume, keep_state, batch_s
     flushed = dev.type == "cpu" and denormals_flushed()  # observed where the work ran, for the record and tests
     saved = None
     if keep_state and "fraction" not in curve[-1]:
-        saved = ckpt.capture(net, optimizer, gen, epoch=curve[-1]["epoch"], update=update, max_epochs=epochs,
-                             steps_per_epoch=steps, seed=seed, device=dev)
+        saved = ckpt.capture(
+            net,
+            optimizer,
+            gen,
+            epoch=curve[-1]["epoch"],
+            update=update,
+            max_epochs=epochs,
+            steps_per_epoch=steps,
+            seed=seed,
+            device=dev,
+        )
 
     test_acc = evaluate(net, data.x_test.to(dev), data.y_test.to(dev))
-    state = ({k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
-             if keep_weights else None)
-    return TrialResult(val_acc=curve[-1]["val_acc"], test_acc=test_acc, train_time=train_time,
-                       epochs_run=len(curve), curve=curve, stopped=stopped, state_dict=state,
-                       denormals_flushed=flushed, start_epoch=first - 1, max_epochs=epochs, state=saved)
+    state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()} if keep_weights else None
+    return TrialResult(
+        val_acc=curve[-1]["val_acc"],
+        test_acc=test_acc,
+        train_time=train_time,
+        epochs_run=len(curve),
+        curve=curve,
+        stopped=stopped,
+        state_dict=state,
+        denormals_flushed=flushed,
+        start_epoch=first - 1,
+        max_epochs=epochs,
+        state=saved,
+    )

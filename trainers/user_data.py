@@ -18,6 +18,7 @@ tensors too when the data is in memory.
 Bad input (items that are not (image, label) pairs, labels out of range, mismatched lengths, non-finite
 pixels, fractions outside (0, 1)) is a DataError naming the item and the fix.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,6 +56,7 @@ def looks_like_image_folder(path) -> bool:
 
 # ------------------------------------------------------------------------------------------ streamed data
 
+
 @dataclass
 class StreamData:
     """Index subsets of a Dataset; read through DataLoaders. Picklable when the Dataset is."""
@@ -82,8 +84,10 @@ class StreamData:
 
     def summary(self) -> str:
         n = {s: len(self.split(s)) for s in ("train", "val", "test")}
-        return (f"{self.name} (streamed): train {n['train']}, val {n['val']}, test {n['test']}, "
-                f"{self.num_classes} classes, input {tuple(self.input_shape)}")
+        return (
+            f"{self.name} (streamed): train {n['train']}, val {n['val']}, test {n['test']}, "
+            f"{self.num_classes} classes, input {tuple(self.input_shape)}"
+        )
 
 
 class TrialData:
@@ -95,8 +99,16 @@ class TrialData:
     describe the trial; ``data.accuracy(model, "val")`` is top-1 accuracy on a split.
     """
 
-    def __init__(self, source, *, device, seed: int, augment: str | None = None, precision: str = "auto",
-                 channels_last: bool | None = None):
+    def __init__(
+        self,
+        source,
+        *,
+        device,
+        seed: int,
+        augment: str | None = None,
+        precision: str = "auto",
+        channels_last: bool | None = None,
+    ):
         self.source, self.device, self.seed = source, torch.device(device), int(seed)
         # What the built-in trainer applies (trainers.train: AUGMENTATIONS, fast_defaults).
         self.augment, self.precision, self.channels_last = augment, precision, channels_last
@@ -134,8 +146,7 @@ class TrialData:
 
             order = RandomSampler(ds, generator=gen) if shuffle else SequentialSampler(ds)
             return DataLoader(ds, sampler=BatchSampler(order, int(batch_size), drop_last=drop_last), batch_size=None)
-        return DataLoader(ds, batch_size=int(batch_size), shuffle=shuffle, generator=gen, drop_last=drop_last,
-                          **kwargs)
+        return DataLoader(ds, batch_size=int(batch_size), shuffle=shuffle, generator=gen, drop_last=drop_last, **kwargs)
 
     @torch.no_grad()
     def accuracy(self, model, which: str = "val", *, batch_size: int = 512) -> float:
@@ -151,6 +162,7 @@ class TrialData:
 
 
 # ------------------------------------------------------------------------------------------ preparing
+
 
 def _is_dataset(obj) -> bool:
     return hasattr(obj, "__getitem__") and hasattr(obj, "__len__") and not isinstance(obj, (tuple, list, dict, str))
@@ -179,8 +191,11 @@ def _as_label(v, where: str) -> int:
         v = v.item()
     elif isinstance(v, np.ndarray) and v.size == 1:
         v = v.item()
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, float, np.floating)) \
-            or not float(v).is_integer():
+    if (
+        isinstance(v, (bool, np.bool_))
+        or not isinstance(v, (int, np.integer, float, np.floating))
+        or not float(v).is_integer()
+    ):
         raise DataError(f"{where}: the label {v!r} is not a whole number; labels are class indices 0..K-1")
     return int(v)
 
@@ -192,7 +207,11 @@ def _item(ds, i: int, what: str) -> tuple[torch.Tensor, int]:
     except Exception as e:
         raise DataError(f"{where}: reading it raised {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
     if not isinstance(item, (tuple, list)) or len(item) != 2:
-        kind = f"a {len(item)}-item {type(item).__name__}" if isinstance(item, (tuple, list)) else f"a {type(item).__name__}"
+        kind = (
+            f"a {len(item)}-item {type(item).__name__}"
+            if isinstance(item, (tuple, list))
+            else f"a {type(item).__name__}"
+        )
         raise DataError(f"{where}: expected an (image, label) pair, got {kind}")
     return _as_image(item[0], where), _as_label(item[1], where)
 
@@ -200,14 +219,15 @@ def _item(ds, i: int, what: str) -> tuple[torch.Tensor, int]:
 def _labels_in_range(y: np.ndarray, num_classes: int, what: str) -> None:
     if len(y) and (y.min() < 0 or y.max() >= num_classes):
         bad = int(y[(y < 0) | (y >= num_classes)][0])
-        raise DataError(f"{what}: label {bad} is outside 0..{num_classes - 1} ({num_classes} classes); "
-                        "labels must be class indices (pass num_classes= if some classes are missing)")
+        raise DataError(
+            f"{what}: label {bad} is outside 0..{num_classes - 1} ({num_classes} classes); "
+            "labels must be class indices (pass num_classes= if some classes are missing)"
+        )
 
 
 def _tensors(pair, what: str) -> tuple[torch.Tensor, np.ndarray]:
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-        raise DataError(f"{what}: expected (x, y) tensors, a Dataset or an ImageFolder path, got "
-                        f"{type(pair).__name__}")
+        raise DataError(f"{what}: expected (x, y) tensors, a Dataset or an ImageFolder path, got {type(pair).__name__}")
     x, y = pair
     if not isinstance(x, torch.Tensor):
         arr = np.asarray(x)
@@ -241,8 +261,10 @@ def _read_all(ds, what: str) -> tuple[torch.Tensor, np.ndarray]:
         if first is None:
             first = tuple(x.shape)
         elif tuple(x.shape) != first:
-            raise DataError(f"{what} item {i}: image shape {tuple(x.shape)} differs from item 0's {first}; "
-                            "resize in the Dataset's transform")
+            raise DataError(
+                f"{what} item {i}: image shape {tuple(x.shape)} differs from item 0's {first}; "
+                "resize in the Dataset's transform"
+            )
         xs.append(x)
         ys.append(y)
     x = torch.stack(xs)
@@ -262,8 +284,18 @@ def _pack(parts: dict, class_names: list, normalize: bool) -> TensorData:
         return _finish("user", _numpy(xt), yt, _numpy(xv), yv, _numpy(xs), ys, class_names)
     xs_ = [x.to(torch.float32).contiguous() for x in (xt, xv, xs)]
     ys_ = [torch.as_tensor(y, dtype=torch.int64) for y in (yt, yv, ys)]
-    return TensorData(xs_[0], ys_[0], xs_[1], ys_[1], xs_[2], ys_[2], num_classes=len(class_names),
-                      input_shape=tuple(xs_[0].shape[1:]), class_names=list(class_names), name="user")
+    return TensorData(
+        xs_[0],
+        ys_[0],
+        xs_[1],
+        ys_[1],
+        xs_[2],
+        ys_[2],
+        num_classes=len(class_names),
+        input_shape=tuple(xs_[0].shape[1:]),
+        class_names=list(class_names),
+        name="user",
+    )
 
 
 def _cut(y: np.ndarray, have_val: bool, have_test: bool, val_fraction, test_fraction, seed) -> dict:
@@ -282,28 +314,46 @@ def _cut(y: np.ndarray, have_val: bool, have_test: bool, val_fraction, test_frac
     return out
 
 
-def prepare_data(data, *, val_data=None, test_data=None, num_classes: int | None = None, class_names=None,
-                 seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.2, in_memory: bool | None = None,
-                 max_memory: int = DEFAULT_MAX_MEMORY, normalize: bool = True):
+def prepare_data(
+    data,
+    *,
+    val_data=None,
+    test_data=None,
+    num_classes: int | None = None,
+    class_names=None,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    in_memory: bool | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    normalize: bool = True,
+):
     """``data``: (x, y) tensors or arrays, or a Dataset of (image, label) pairs; ``val_data`` / ``test_data``:
     the user's own splits, of the same kinds. Returns TensorData (in memory) or StreamData."""
     check_fractions(val_fraction, test_fraction)
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2):
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
+    ):
         raise DataError(f"num_classes={num_classes!r}: expected a whole number of at least 2")
     sources = {"train": data, "val": val_data, "test": test_data}
     names = {"train": "data", "val": "val_data", "test": "test_data"}
     for k, v in sources.items():
         if isinstance(v, (str, os.PathLike)):
-            raise DataError(f"{names[k]}: a folder path goes in data= alone (an ImageFolder, with val/ and test/ "
-                            "subfolders for your own splits)")
+            raise DataError(
+                f"{names[k]}: a folder path goes in data= alone (an ImageFolder, with val/ and test/ "
+                "subfolders for your own splits)"
+            )
     kinds = {k: _is_dataset(v) for k, v in sources.items() if v is not None}
     if any(kinds.values()) and _stream(sources, kinds, in_memory, max_memory):
         return _prepare_stream(sources, names, num_classes, class_names, seed, val_fraction, test_fraction)
-    read = {k: (_read_all(v, names[k]) if kinds[k] else _tensors(v, names[k]))
-            for k, v in sources.items() if v is not None}
+    read = {
+        k: (_read_all(v, names[k]) if kinds[k] else _tensors(v, names[k])) for k, v in sources.items() if v is not None
+    }
     shapes = {k: tuple(x.shape[1:]) for k, (x, _) in read.items()}
     if len(set(shapes.values())) > 1:
-        raise DataError(f"the splits' examples differ in shape ({', '.join(f'{names[k]} {s}' for k, s in shapes.items())})")
+        raise DataError(
+            f"the splits' examples differ in shape ({', '.join(f'{names[k]} {s}' for k, s in shapes.items())})"
+        )
     k_classes = num_classes or int(max(int(y.max()) for _, y in read.values())) + 1
     for k, (_, y) in read.items():
         _labels_in_range(y, k_classes, names[k])
@@ -346,8 +396,9 @@ def _prepare_stream(sources, names, num_classes, class_names, seed, val_fraction
     if k is None and targets is not None:
         k = int(np.max(np.asarray(targets))) + 1
     if k is None:
-        raise DataError("data: a Dataset too large for memory is streamed; pass num_classes= (its labels are "
-                        "not read in advance)")
+        raise DataError(
+            "data: a Dataset too large for memory is streamed; pass num_classes= (its labels are not read in advance)"
+        )
     shape = None
     for key, v in sources.items():
         if v is None:
@@ -365,9 +416,15 @@ def _prepare_stream(sources, names, num_classes, class_names, seed, val_fraction
         y = np.zeros(len(ds), dtype=np.int64)
     idx = _cut(y, sources["val"] is not None, sources["test"] is not None, val_fraction, test_fraction, seed)
     names_ = class_names if class_names is not None else getattr(ds, "classes", None)
-    return StreamData(ds, *[[] if idx[s] is None else idx[s].tolist() for s in ("train", "val", "test")],
-                      num_classes=k, input_shape=shape, class_names=_class_names(names_, k),
-                      val_dataset=sources["val"], test_dataset=sources["test"])
+    return StreamData(
+        ds,
+        *[[] if idx[s] is None else idx[s].tolist() for s in ("train", "val", "test")],
+        num_classes=k,
+        input_shape=shape,
+        class_names=_class_names(names_, k),
+        val_dataset=sources["val"],
+        test_dataset=sources["test"],
+    )
 
 
 # ------------------------------------------------------------------------------------------ the study's copy
@@ -393,9 +450,16 @@ def save_data(data: TensorData, path) -> str:
 
     key = data_key(data)
     record = {f: getattr(data, f) for f in _FIELDS}
-    record.update({"num_classes": int(data.num_classes), "input_shape": list(data.input_shape),
-                   "class_names": list(data.class_names), "mean": list(data.mean), "std": list(data.std),
-                   "key": key})
+    record.update(
+        {
+            "num_classes": int(data.num_classes),
+            "input_shape": list(data.input_shape),
+            "class_names": list(data.class_names),
+            "mean": list(data.mean),
+            "std": list(data.std),
+            "key": key,
+        }
+    )
     buf = io.BytesIO()
     torch.save(record, buf)
     path = Path(path)
@@ -425,7 +489,13 @@ def _read_saved(path: str, mtime_ns: int, size: int) -> tuple[TensorData, str | 
         raise DataError(f"{path}: the study's copy of the data is missing; run the search again with data=") from None
     except Exception as e:
         raise DataError(f"{path}: not readable ({' '.join(str(e).split())[:200]})") from None
-    data = TensorData(*[r[f] for f in _FIELDS], num_classes=int(r["num_classes"]),
-                      input_shape=tuple(r["input_shape"]), class_names=list(r["class_names"]), name="user",
-                      mean=tuple(r["mean"]), std=tuple(r["std"]))
+    data = TensorData(
+        *[r[f] for f in _FIELDS],
+        num_classes=int(r["num_classes"]),
+        input_shape=tuple(r["input_shape"]),
+        class_names=list(r["class_names"]),
+        name="user",
+        mean=tuple(r["mean"]),
+        std=tuple(r["std"]),
+    )
     return data, r.get("key")

@@ -10,6 +10,7 @@ report, or returns something that is not a finite accuracy in [0, 1]; the search
 ``run_user_trial(spec)`` is module-level so executors can pickle it; the spec's ``user_train`` and
 ``user_model`` must then be module-level functions (importable by the workers) too.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,8 +68,14 @@ def run_user_trial(spec) -> dict:
     try:
         with torch.random.fork_rng(devices=fork):
             torch.manual_seed(seed)  # the network's initial weights and the user's own random draws
-            data = TrialData(source, device=device, seed=seed, augment=x.get("augment"),
-                             precision=x.get("precision") or "auto", channels_last=x.get("channels_last"))
+            data = TrialData(
+                source,
+                device=device,
+                seed=seed,
+                augment=x.get("augment"),
+                precision=x.get("precision") or "auto",
+                channels_last=x.get("channels_last"),
+            )
             model = _build(spec, config, data).to(device)
             report = report_for(spec)
             t0 = time.perf_counter()
@@ -77,13 +84,18 @@ def run_user_trial(spec) -> dict:
             if report.calls == 0:
                 raise UserFunctionError(f"{who} never called report(epoch, val_acc); call it after each epoch")
             value = check_value(value, who)
-            metrics = {"val_acc": value, "train_time": train_time, "epochs_run": report.calls,
-                       "curve": report.curve, "pid": os.getpid(), "test_acc": _test_acc(data, model)}
+            metrics = {
+                "val_acc": value,
+                "train_time": train_time,
+                "epochs_run": report.calls,
+                "curve": report.curve,
+                "pid": os.getpid(),
+                "test_acc": _test_acc(data, model),
+            }
     finally:
         torch.set_num_threads(old_threads)
     if x.get("save_weights", True):
-        save_trial_weights(spec, {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
-                           metrics)
+        save_trial_weights(spec, {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}, metrics)
     return {"value": value, "metrics": metrics}
 
 
@@ -99,8 +111,13 @@ def builtin_train(model, config, data, report) -> float:
     """The built-in trainer as a user train function: for a user's own ``model``, or for a streamed Dataset
     (``trainers.stream_train``: the same training, batches through DataLoaders)."""
     on_epoch = lambda e: not report(e["epoch"], e["val_acc"])  # noqa: E731
-    options = dict(seed=data.seed, augment=data.augment, on_epoch=on_epoch, precision=data.precision,
-                   channels_last=data.channels_last)
+    options = dict(
+        seed=data.seed,
+        augment=data.augment,
+        on_epoch=on_epoch,
+        precision=data.precision,
+        channels_last=data.channels_last,
+    )
     if not data.in_memory:
         from trainers.stream_train import train_streamed
 

@@ -14,6 +14,7 @@ bias and no norm (they act on a 1x1 map, as in MobileNetV3). Each block's regist
 choices in arithmetic; a change in a module must be made in its counter too (the property tests catch a
 mismatch).
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -27,8 +28,16 @@ from search_spaces.blocks.conv import ConvBlock
 from search_spaces.blocks.inverted_residual import InvertedResidual, SqueezeExcite
 from search_spaces.registry import BLOCKS
 
-__all__ = ["ACTIVATIONS", "BLOCKS", "get_act", "get_block", "ConvBlock", "BottleNeck", "InvertedResidual",
-           "SqueezeExcite"]
+__all__ = [
+    "ACTIVATIONS",
+    "BLOCKS",
+    "get_act",
+    "get_block",
+    "ConvBlock",
+    "BottleNeck",
+    "InvertedResidual",
+    "SqueezeExcite",
+]
 
 ACTIVATIONS = tuple(ACT_LAYERS)
 

@@ -1,5 +1,6 @@
 """The activations a config may name (its ``activation`` keys). Torch only: ``nas export`` writes the entries a
 network uses into model.py under the same name."""
+
 from torch import nn
 
 ACT_LAYERS = {

@@ -1,5 +1,6 @@
 """The ``BottleNeck`` block (ResNet). Imports only torch and its sibling block modules: ``nas export`` copies
 this module into model.py."""
+
 import torch
 from torch import nn
 
@@ -11,8 +12,9 @@ class BottleNeck(nn.Module):
     """ResNet v1.5 bottleneck: 1x1 reduce, k x k with the stride (v1.5 puts it here, not on the first
     1x1), 1x1 expand, each with BN; the activation comes after the residual add."""
 
-    def __init__(self, in_chs: int, out_chs: int, *, kernel_size: int = 3, stride: int = 1,
-                 expansion: int = 4, act: str = "relu"):
+    def __init__(
+        self, in_chs: int, out_chs: int, *, kernel_size: int = 3, stride: int = 1, expansion: int = 4, act: str = "relu"
+    ):
         super().__init__()
         mid_chs = out_chs // expansion  # the validator has checked that expansion divides out_chs
         self.conv1 = ConvBlock(in_chs, mid_chs, kernel_size=1, act=act)

@@ -4,6 +4,7 @@ Each entry's counter mirrors its module's layers in arithmetic (search_spaces/co
 BatchNorm included); tests/search_spaces/test_counting.py checks them against FlopCounterMode. The activation
 estimates are the floats the block's convs write for one image (search_spaces/size.py).
 """
+
 from __future__ import annotations
 
 from nas.errors import ConfigError
@@ -24,11 +25,16 @@ def _conv_activations(a: dict, h: int, w: int) -> int:
     return out_size(h, k, s) * out_size(w, k, s) * a["out_chs"]
 
 
-register(BlockDef(
-    "Conv", ConvBlock, count=_conv_count, activations=_conv_activations,
-    # kernel 1 gives a pointwise stage: a cheap way to change width.
-    space=lambda: [Integer("kernel", 1, 5, step=2)],
-))
+register(
+    BlockDef(
+        "Conv",
+        ConvBlock,
+        count=_conv_count,
+        activations=_conv_activations,
+        # kernel 1 gives a pointwise stage: a cheap way to change width.
+        space=lambda: [Integer("kernel", 1, 5, step=2)],
+    )
+)
 
 
 def _bottleneck_count(a: dict, h: int, w: int) -> tuple[int, int, int, int]:
@@ -53,17 +59,24 @@ def _bottleneck_activations(a: dict, h: int, w: int) -> int:
 def _bottleneck_check(a: dict, where: str) -> None:
     out, e = a["out_chs"], a["expansion"]
     if out % e:
-        raise ConfigError(f"{where}.channels: {out} is not divisible by expansion {e} (a BottleNeck's inner "
-                          f"width is channels / expansion); use a multiple of {e}")
+        raise ConfigError(
+            f"{where}.channels: {out} is not divisible by expansion {e} (a BottleNeck's inner "
+            f"width is channels / expansion); use a multiple of {e}"
+        )
 
 
-register(BlockDef(
-    "BottleNeck", BottleNeck, count=_bottleneck_count, activations=_bottleneck_activations,
-    keys={"expansion": Key(4, low=1, integer=True)},  # ResNet's
-    check=_bottleneck_check,
-    # expansion 1 is a plain two-conv residual block with a 1x1 squeeze; 4 is ResNet's.
-    space=lambda: [Integer("kernel", 3, 5, step=2), Categorical("expansion", [1, 2, 4])],
-))
+register(
+    BlockDef(
+        "BottleNeck",
+        BottleNeck,
+        count=_bottleneck_count,
+        activations=_bottleneck_activations,
+        keys={"expansion": Key(4, low=1, integer=True)},  # ResNet's
+        check=_bottleneck_check,
+        # expansion 1 is a plain two-conv residual block with a 1x1 squeeze; 4 is ResNet's.
+        space=lambda: [Integer("kernel", 3, 5, step=2), Categorical("expansion", [1, 2, 4])],
+    )
+)
 
 
 def _inverted_residual_count(a: dict, h: int, w: int) -> tuple[int, int, int, int]:
@@ -89,11 +102,21 @@ def _inverted_residual_activations(a: dict, h: int, w: int) -> int:
     return h * w * mid + out_size(h, k, s) * out_size(w, k, s) * (mid + a["out_chs"])
 
 
-register(BlockDef(
-    "InvertedResidual", InvertedResidual, count=_inverted_residual_count,
-    activations=_inverted_residual_activations,
-    keys={"expansion": Key(6, low=1, high=64),  # MobileNetV2's
-          "se_ratio": Key(0.0, low=0, high=1, hint=" (0 = no squeeze-excite)")},
-    # expansion up to MobileNetV2's 6; SE ratio 0.25 is MobileNetV3 / EfficientNet's.
-    space=lambda: [Integer("kernel", 3, 7, step=2), Integer("expansion", 1, 6), Categorical("se_ratio", [0.0, 0.25])],
-))
+register(
+    BlockDef(
+        "InvertedResidual",
+        InvertedResidual,
+        count=_inverted_residual_count,
+        activations=_inverted_residual_activations,
+        keys={
+            "expansion": Key(6, low=1, high=64),  # MobileNetV2's
+            "se_ratio": Key(0.0, low=0, high=1, hint=" (0 = no squeeze-excite)"),
+        },
+        # expansion up to MobileNetV2's 6; SE ratio 0.25 is MobileNetV3 / EfficientNet's.
+        space=lambda: [
+            Integer("kernel", 3, 7, step=2),
+            Integer("expansion", 1, 6),
+            Categorical("se_ratio", [0.0, 0.25]),
+        ],
+    )
+)

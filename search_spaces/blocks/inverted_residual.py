@@ -1,5 +1,6 @@
 """The ``InvertedResidual`` block (MobileNetV2 / V3) and its squeeze-excite. Imports only torch and its sibling
 block modules: ``nas export`` copies this module into model.py."""
+
 import torch
 from torch import nn
 
@@ -32,14 +33,22 @@ class InvertedResidual(nn.Module):
     (EfficientNet / timm's convention), so a large expansion does not also inflate the SE layers.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, *, kernel_size: int = 3, stride: int = 1,
-                 expansion: float = 6, se_ratio: float = 0.0, act: str = "relu"):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        *,
+        kernel_size: int = 3,
+        stride: int = 1,
+        expansion: float = 6,
+        se_ratio: float = 0.0,
+        act: str = "relu",
+    ):
         super().__init__()
         mid_chs = round(in_chs * expansion)  # torchvision's MobileNetV2 rounds the same way
         self.has_skip = stride == 1 and in_chs == out_chs
         self.conv_pw = ConvBlock(in_chs, mid_chs, kernel_size=1, act=act) if expansion != 1 else nn.Identity()
-        self.conv_dw = ConvBlock(mid_chs, mid_chs, kernel_size=kernel_size, stride=stride, groups=mid_chs,
-                                 act=act)
+        self.conv_dw = ConvBlock(mid_chs, mid_chs, kernel_size=kernel_size, stride=stride, groups=mid_chs, act=act)
         self.se = SqueezeExcite(mid_chs, max(1, int(in_chs * se_ratio))) if se_ratio > 0 else nn.Identity()
         self.conv_pwl = ConvBlock(mid_chs, out_chs, kernel_size=1, act=None)
 

@@ -1,4 +1,5 @@
 """Studies the fault tests copy and break (made once per module)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,6 +4,7 @@ check what a kill left, fake the trainer, fuzz settings.
 Glossary: "finished" = a trial whose status is complete or failed (it is never run again); a "snapshot"
 is {trial id: every stored field} of the finished trials, read with Storage(read_only=True).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,10 +33,14 @@ FINISHED = ("complete", "failed")
 # Deterministic fuzzing by default: the same examples every run (no flaky CI), no .hypothesis folder left
 # behind. LIGHTNAS_FUZZ=N runs N fresh random examples per target instead (a deeper local hunt).
 _HUNT = int(os.environ.get("LIGHTNAS_FUZZ", "0"))
-FUZZ = settings(max_examples=_HUNT or 60, deadline=None, derandomize=not _HUNT, database=None,
-                phases=[Phase.explicit, Phase.reuse, Phase.generate] + ([] if _HUNT else [Phase.shrink]),
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                       HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=_HUNT or 60,
+    deadline=None,
+    derandomize=not _HUNT,
+    database=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate] + ([] if _HUNT else [Phase.shrink]),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
 FUZZ_SEARCH = settings(FUZZ, max_examples=_HUNT or 40)  # each example makes a whole study: fewer of them
 
 
@@ -67,10 +72,23 @@ def snapshot(folder: Path) -> dict[int, tuple]:
     if not (folder / "study.db").is_file():
         return {}
     with Storage(folder / "study.db", read_only=True) as st:
-        return {t.id: (t.status, t.value, t.score, json.dumps(t.known, sort_keys=True), json.dumps(t.config, sort_keys=True),
-                       json.dumps(t.metrics, sort_keys=True), t.error, t.seed, t.attempts, t.started_at,
-                       t.finished_at)
-                for t in st.trials() if t.status in FINISHED}
+        return {
+            t.id: (
+                t.status,
+                t.value,
+                t.score,
+                json.dumps(t.known, sort_keys=True),
+                json.dumps(t.config, sort_keys=True),
+                json.dumps(t.metrics, sort_keys=True),
+                t.error,
+                t.seed,
+                t.attempts,
+                t.started_at,
+                t.finished_at,
+            )
+            for t in st.trials()
+            if t.status in FINISHED
+        }
 
 
 def trials_of(folder: Path) -> list:
@@ -94,8 +112,11 @@ def temp_leftovers(folder: Path) -> list[Path]:
     """Files a writer meant to rename (atomic_write's `.NAME.XXXX.tmp`) or any other temp-looking name.
     SQLite's own -wal / -shm and the lock file are not temp files: they belong to a live study."""
     keep = {".lock"}
-    return [p for p in folder.rglob("*")
-            if p.is_file() and p.name not in keep and (".tmp" in p.name or p.name.startswith((".", "tmp")))]
+    return [
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.name not in keep and (".tmp" in p.name or p.name.startswith((".", "tmp")))
+    ]
 
 
 def assert_weights_load(folder: Path) -> int:
@@ -130,8 +151,9 @@ def spawn(argv: list, logs: Path, name: str, *, prefix: list | None = None) -> s
     err = open(logs / f"{name}.err", "w")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     try:
-        return subprocess.Popen((prefix or NAS) + [str(a) for a in argv], stdout=out, stderr=err, cwd=ROOT,
-                                env=env, start_new_session=True)
+        return subprocess.Popen(
+            (prefix or NAS) + [str(a) for a in argv], stdout=out, stderr=err, cwd=ROOT, env=env, start_new_session=True
+        )
     finally:
         out.close()
         err.close()
@@ -185,15 +207,32 @@ SMALL_CONFIG = {
     "stem": {"channels": 8, "kernel": 3, "stride": 1, "activation": "relu"},
     "stages": [
         {"block": "Conv", "channels": 8, "stride": 2, "repeats": 1, "kernel": 3, "activation": "relu"},
-        {"block": "BottleNeck", "channels": 16, "stride": 1, "repeats": 1, "kernel": 3, "expansion": 4,
-         "activation": "relu6"},
-        {"block": "InvertedResidual", "channels": 16, "stride": 1, "repeats": 2, "kernel": 5, "expansion": 6,
-         "se_ratio": 0.25, "activation": "hardswish"},
+        {
+            "block": "BottleNeck",
+            "channels": 16,
+            "stride": 1,
+            "repeats": 1,
+            "kernel": 3,
+            "expansion": 4,
+            "activation": "relu6",
+        },
+        {
+            "block": "InvertedResidual",
+            "channels": 16,
+            "stride": 1,
+            "repeats": 2,
+            "kernel": 5,
+            "expansion": 6,
+            "se_ratio": 0.25,
+            "activation": "hardswish",
+        },
     ],
     "head": {"channels": 32, "activation": "relu"},
     "classifier": {"dropout": 0.1, "num_classes": 10},
     "optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True},
-    "lr": 0.05, "batch_size": 64, "epochs": 1,
+    "lr": 0.05,
+    "batch_size": 64,
+    "epochs": 1,
 }
 
 
@@ -228,17 +267,69 @@ def fake_training(limit: int = 2):
 
 
 NUM_TEXT = st.one_of(
-    st.integers(-(10**30), 10**30).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["", " ", "0", "-0", "1", "2", "-1", "1e309", "-1e309", "nan", "inf", "-inf", "1k", "2.5M",
-                     "1G", "5m", "1h", "90s", "0.0001s", "1e-300", "0x10", "1_000", "\u0663", "10**9", "1e3",
-                     "3.0", "k", "m", "  7  ", "1\n2", "\x00", "4294967295", "4294967296", "18446744073709551616"]),
-    st.text(max_size=10))
+    st.integers(-(10**30), 10**30).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "0",
+            "-0",
+            "1",
+            "2",
+            "-1",
+            "1e309",
+            "-1e309",
+            "nan",
+            "inf",
+            "-inf",
+            "1k",
+            "2.5M",
+            "1G",
+            "5m",
+            "1h",
+            "90s",
+            "0.0001s",
+            "1e-300",
+            "0x10",
+            "1_000",
+            "\u0663",
+            "10**9",
+            "1e3",
+            "3.0",
+            "k",
+            "m",
+            "  7  ",
+            "1\n2",
+            "\x00",
+            "4294967295",
+            "4294967296",
+            "18446744073709551616",
+        ]
+    ),
+    st.text(max_size=10),
+)
 
 
 def _search_argv(space: Path, out: Path, trials: int, *extra) -> list:
     # Single-fidelity: these tests count whole trials (multi-fidelity kills have their own argv).
-    return ["search", "--dataset", "digits", "--space", space, "--trials", trials, "--out", out, "--quiet",
-            "--fidelity", "off", "--max-epochs", "2", *extra]
+    return [
+        "search",
+        "--dataset",
+        "digits",
+        "--space",
+        space,
+        "--trials",
+        trials,
+        "--out",
+        out,
+        "--quiet",
+        "--fidelity",
+        "off",
+        "--max-epochs",
+        "2",
+        *extra,
+    ]
 
 
 def _started_since(folder: Path, t0: float) -> bool:

@@ -1,6 +1,7 @@
 """Hostile input files and options, fuzzed with hypothesis through `nas.cli.main` in-process (space files,
 `nas inspect` configs, `nas search` options and spaces): each ends in our own one-line error (exit 2) or a
 normal finish, never a traceback."""
+
 from __future__ import annotations
 
 import copy
@@ -15,30 +16,108 @@ import pytest
 import yaml
 from hypothesis import assume, example, given, strategies as st
 
-from fault_tools import (address_space_guard, assert_our_error, call, _Enough, fake_training, FUZZ, FUZZ_SEARCH,
-                         _nested_repeats, NUM_TEXT, SMALL_CONFIG, _space_file)
+from fault_tools import (
+    address_space_guard,
+    assert_our_error,
+    call,
+    _Enough,
+    fake_training,
+    FUZZ,
+    FUZZ_SEARCH,
+    _nested_repeats,
+    NUM_TEXT,
+    SMALL_CONFIG,
+    _space_file,
+)
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="uses /proc, RLIMIT_AS and process groups as Linux has them")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="uses /proc, RLIMIT_AS and process groups as Linux has them"
+)
 
-SPACE_KEYS = ["name", "type", "low", "high", "log", "step", "choices", "params", "value", "min", "max",
-              "description", "float", "int", "categorical", "constant", "group", "repeat"]
+SPACE_KEYS = [
+    "name",
+    "type",
+    "low",
+    "high",
+    "log",
+    "step",
+    "choices",
+    "params",
+    "value",
+    "min",
+    "max",
+    "description",
+    "float",
+    "int",
+    "categorical",
+    "constant",
+    "group",
+    "repeat",
+]
 
-CONFIG_KEYS = ["stem", "stages", "head", "classifier", "block", "channels", "kernel", "stride", "repeats",
-               "expansion", "se_ratio", "activation", "pool", "dropout", "num_classes", "Conv", "BottleNeck",
-               "InvertedResidual", "relu", "max", "none", "config"]
+CONFIG_KEYS = [
+    "stem",
+    "stages",
+    "head",
+    "classifier",
+    "block",
+    "channels",
+    "kernel",
+    "stride",
+    "repeats",
+    "expansion",
+    "se_ratio",
+    "activation",
+    "pool",
+    "dropout",
+    "num_classes",
+    "Conv",
+    "BottleNeck",
+    "InvertedResidual",
+    "relu",
+    "max",
+    "none",
+    "config",
+]
 
-NASTY_NUMBERS = [0, -1, 1, 2, 3, 7, 2**31, 2**63, -(2**63) - 1, 10**30, -(10**30), 1e308, -1e-308, 0.5,
-                 float("nan"), float("inf"), float("-inf")]
+NASTY_NUMBERS = [
+    0,
+    -1,
+    1,
+    2,
+    3,
+    7,
+    2**31,
+    2**63,
+    -(2**63) - 1,
+    10**30,
+    -(10**30),
+    1e308,
+    -1e-308,
+    0.5,
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+]
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**30), 10**30), st.sampled_from(NASTY_NUMBERS),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-    st.sampled_from(SPACE_KEYS + CONFIG_KEYS + ["__import__('os').system('true')", "", "\n", "a.b", "x[0]"]))
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**30), 10**30),
+    st.sampled_from(NASTY_NUMBERS),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(SPACE_KEYS + CONFIG_KEYS + ["__import__('os').system('true')", "", "\n", "a.b", "x[0]"]),
+)
 
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                      | st.dictionaries(st.sampled_from(SPACE_KEYS + CONFIG_KEYS) | st.text(max_size=6),
-                                        inner, max_size=3), max_leaves=8)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(SPACE_KEYS + CONFIG_KEYS) | st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 def _paths(obj, prefix=()):
@@ -96,17 +175,29 @@ def dump(doc, fmt: str) -> str:
 def _alias_bomb(levels: int) -> str:
     """YAML 'billion laughs' reaching a constant's value: 9**levels strings from a few hundred bytes."""
     names = "abcdefghijkl"[:levels]
-    anchors = ["&a [x,x,x,x,x,x,x,x,x]"] + [f"&{c} [" + ",".join([f"*{p}"] * 9) + "]"
-                                             for p, c in zip(names, names[1:])]
-    return (f"description: [{', '.join(anchors)}]\n"
-            f"params: [{{name: x, type: constant, value: *{names[-1]}}}]\n")
+    anchors = ["&a [x,x,x,x,x,x,x,x,x]"] + [f"&{c} [" + ",".join([f"*{p}"] * 9) + "]" for p, c in zip(names, names[1:])]
+    return f"description: [{', '.join(anchors)}]\nparams: [{{name: x, type: constant, value: *{names[-1]}}}]\n"
+
 
 RAW_TEXTS = [
-    "", "   \n", "params:", "params: 5", "[", "{", "{{{{", "params: [" * 3000, "- " * 3000 + "x",
-    "params: !!python/object/apply:os.system ['true']", "\t- bad indent\n  -x", "\x00\x01", "null", "[]",
+    "",
+    "   \n",
+    "params:",
+    "params: 5",
+    "[",
+    "{",
+    "{{{{",
+    "params: [" * 3000,
+    "- " * 3000 + "x",
+    "params: !!python/object/apply:os.system ['true']",
+    "\t- bad indent\n  -x",
+    "\x00\x01",
+    "null",
+    "[]",
     "params: [{name: x, type: float, low: 1, high: 0}]",
     "params: [{name: x, type: int, low: 0, high: 99999999999999999999999999, log: true}]",
-    _nested_repeats(4), _alias_bomb(9),
+    _nested_repeats(4),
+    _alias_bomb(9),
 ]
 
 
@@ -129,19 +220,29 @@ def test_fuzz_space_file_mutations(data, fmt, tiny_space_dict):
 
 
 @FUZZ
-@given(text=st.one_of(st.sampled_from(RAW_TEXTS), st.text(max_size=200), st.binary(max_size=100),
-                      values.map(lambda v: dump(v, "yaml"))),
-       fmt=st.sampled_from(["yaml", "json"]))
+@given(
+    text=st.one_of(
+        st.sampled_from(RAW_TEXTS),
+        st.text(max_size=200),
+        st.binary(max_size=100),
+        values.map(lambda v: dump(v, "yaml")),
+    ),
+    fmt=st.sampled_from(["yaml", "json"]),
+)
 def test_fuzz_space_file_raw_text(text, fmt):
     check_space_command(text, fmt)
 
 
-@pytest.mark.parametrize("text, needle", [
-    (_nested_repeats(4), "dimensions"),   # 64**4 slots: hung for minutes and took GBs before MAX_DIMS
-    (_alias_bomb(9), "aliases"),          # 387M strings through json.dumps before MAX_NODES
-    ("params: [{name: x, type: [], low: 0, high: 1}]\n", "type"),  # unhashable type: was a TypeError
-    ("params: [" * 5000 + "]" * 5000, "not valid YAML"),
-], ids=["nested_repeats", "alias_bomb", "unhashable_type", "deep_brackets"])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        (_nested_repeats(4), "dimensions"),  # 64**4 slots: hung for minutes and took GBs before MAX_DIMS
+        (_alias_bomb(9), "aliases"),  # 387M strings through json.dumps before MAX_NODES
+        ("params: [{name: x, type: [], low: 0, high: 1}]\n", "type"),  # unhashable type: was a TypeError
+        ("params: [" * 5000 + "]" * 5000, "not valid YAML"),
+    ],
+    ids=["nested_repeats", "alias_bomb", "unhashable_type", "deep_brackets"],
+)
 def test_space_bombs_fail_fast_with_one_line(text, needle):
     path = _space_file(text, "yaml")
     try:
@@ -187,8 +288,12 @@ def check_inspect(config_text: str, shape_text: str, extra=()) -> None:
 
 
 @FUZZ
-@given(data=st.data(), shape=st.sampled_from(["1,8,8", "3,16,16"]), as_json=st.booleans(),
-       classes=st.none() | st.sampled_from(["1", "10", "0", "-3", "1e3", "x", "4294967296", str(10**30)]))
+@given(
+    data=st.data(),
+    shape=st.sampled_from(["1,8,8", "3,16,16"]),
+    as_json=st.booleans(),
+    classes=st.none() | st.sampled_from(["1", "10", "0", "-3", "1e3", "x", "4294967296", str(10**30)]),
+)
 def test_fuzz_inspect_config_mutations(data, shape, as_json, classes):
     config = mutate(data, SMALL_CONFIG, CONFIG_KEYS)
     dims = tuple(int(v) for v in shape.split(","))
@@ -198,12 +303,31 @@ def test_fuzz_inspect_config_mutations(data, shape, as_json, classes):
 
 
 @FUZZ
-@given(text=st.one_of(st.sampled_from(["", "{", "[]", "null", "1e999", "[" * 5000, '{"stem": "x"}',
-                                       '{"config": {"stem": 1}}', '{"config": "x", "stem": null}']),
-                      st.text(max_size=100), values.map(lambda v: json.dumps(v, allow_nan=True))),
-       shape=st.one_of(st.sampled_from(["1,8,8", "3,224", "0,8,8", "3,8,8,8", "1x8x8", " 1,8,8", "-1,8,8",
-                                        "1,8,99999999999999999999", "1,,8", ""]),
-                       st.text(max_size=12)))
+@given(
+    text=st.one_of(
+        st.sampled_from(
+            [
+                "",
+                "{",
+                "[]",
+                "null",
+                "1e999",
+                "[" * 5000,
+                '{"stem": "x"}',
+                '{"config": {"stem": 1}}',
+                '{"config": "x", "stem": null}',
+            ]
+        ),
+        st.text(max_size=100),
+        values.map(lambda v: json.dumps(v, allow_nan=True)),
+    ),
+    shape=st.one_of(
+        st.sampled_from(
+            ["1,8,8", "3,224", "0,8,8", "3,8,8,8", "1x8x8", " 1,8,8", "-1,8,8", "1,8,99999999999999999999", "1,,8", ""]
+        ),
+        st.text(max_size=12),
+    ),
+)
 def test_fuzz_inspect_raw_text_and_input_shape(text, shape):
     try:
         dims = tuple(int(p) for p in shape.split(","))
@@ -213,12 +337,16 @@ def test_fuzz_inspect_raw_text_and_input_shape(text, shape):
     check_inspect(text, shape)
 
 
-@pytest.mark.parametrize("change, needle", [
-    (lambda c: c["stem"].update(channels=10**12), "too large"),   # was RuntimeError: can't allocate
-    (lambda c: c["stem"].update(channels=10**20), "too large"),   # was TypeError: overflow in torch.empty
-    (lambda c: c["stem"].update(kernel=1_000_001), "too large"),
-    (lambda c: c["stages"][0].update(repeats=10**9), "above 256"),  # was MemoryError (or GBs)
-], ids=["channels_1e12", "channels_1e20", "kernel_1e6", "repeats_1e9"])
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        (lambda c: c["stem"].update(channels=10**12), "too large"),  # was RuntimeError: can't allocate
+        (lambda c: c["stem"].update(channels=10**20), "too large"),  # was TypeError: overflow in torch.empty
+        (lambda c: c["stem"].update(kernel=1_000_001), "too large"),
+        (lambda c: c["stages"][0].update(repeats=10**9), "above 256"),  # was MemoryError (or GBs)
+    ],
+    ids=["channels_1e12", "channels_1e20", "kernel_1e6", "repeats_1e9"],
+)
 def test_inspect_refuses_huge_configs_before_building(tmp_path, change, needle):
     config = copy.deepcopy(SMALL_CONFIG)
     change(config)
@@ -258,9 +386,25 @@ def check_search(space: Path, extra: list[str]) -> None:
     try:
         with fake_training() as calls:
             try:
-                code, out, err = call(["search", "--dataset", "digits", "--space", space, "--trials", "1",
-                                       "--fidelity", "off", "--max-epochs", "2",
-                                       "--quiet", "--out", folder / "s", *extra])
+                code, out, err = call(
+                    [
+                        "search",
+                        "--dataset",
+                        "digits",
+                        "--space",
+                        space,
+                        "--trials",
+                        "1",
+                        "--fidelity",
+                        "off",
+                        "--max-epochs",
+                        "2",
+                        "--quiet",
+                        "--out",
+                        folder / "s",
+                        *extra,
+                    ]
+                )
             except _Enough:
                 return
         if code == 0:
@@ -271,17 +415,34 @@ def check_search(space: Path, extra: list[str]) -> None:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-SCORE_TEXT = st.one_of(
-    st.builds(lambda name, kv: name if kv is None else f"{name}:{','.join(kv)}",
-              st.sampled_from(["acc", "mnas", "weighted", "", "MNAS", "mnas ", "x"]) | st.text(max_size=5),
-              st.none() | st.lists(st.builds(lambda k, v: f"{k}={v}",
-                                             st.sampled_from(["macs", "params", "alpha", "beta", "ref_macs",
-                                                              "ref_params", "", "x"]) | st.text(max_size=4),
-                                             NUM_TEXT), max_size=4)),
-    st.text(max_size=20))
 
-SEARCH_OPTIONS = {"--trials": NUM_TEXT, "--max-macs": NUM_TEXT, "--max-params": NUM_TEXT,
-                  "--time-budget": NUM_TEXT, "--seed": NUM_TEXT, "--warmup": NUM_TEXT, "--score": SCORE_TEXT}
+SCORE_TEXT = st.one_of(
+    st.builds(
+        lambda name, kv: name if kv is None else f"{name}:{','.join(kv)}",
+        st.sampled_from(["acc", "mnas", "weighted", "", "MNAS", "mnas ", "x"]) | st.text(max_size=5),
+        st.none()
+        | st.lists(
+            st.builds(
+                lambda k, v: f"{k}={v}",
+                st.sampled_from(["macs", "params", "alpha", "beta", "ref_macs", "ref_params", "", "x"])
+                | st.text(max_size=4),
+                NUM_TEXT,
+            ),
+            max_size=4,
+        ),
+    ),
+    st.text(max_size=20),
+)
+
+SEARCH_OPTIONS = {
+    "--trials": NUM_TEXT,
+    "--max-macs": NUM_TEXT,
+    "--max-params": NUM_TEXT,
+    "--time-budget": NUM_TEXT,
+    "--seed": NUM_TEXT,
+    "--warmup": NUM_TEXT,
+    "--score": SCORE_TEXT,
+}
 
 
 @FUZZ_SEARCH

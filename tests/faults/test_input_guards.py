@@ -1,5 +1,6 @@
 """Round two of hostile inputs (issue 14): every one ends in our one-line error (exit 2) or in a normal
 finish, before anything large is allocated or read. Each test names what it did before the fix."""
+
 from __future__ import annotations
 
 import copy
@@ -14,12 +15,35 @@ from pathlib import Path
 import pytest
 
 from nas.storage import Storage
-from fault_tools import (SMALL_CONFIG, _image_folder, address_space_guard, assert_our_error, call,
-                         fake_training, temp_leftovers)
+from fault_tools import (
+    SMALL_CONFIG,
+    _image_folder,
+    address_space_guard,
+    assert_our_error,
+    call,
+    fake_training,
+    temp_leftovers,
+)
 
 
 def _search(space, out, *extra, trials="2"):
-    return ["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "digits", "--space", space, "--trials", trials, "--out", out, "--quiet", *extra]
+    return [
+        "search",
+        "--fidelity",
+        "off",
+        "--max-epochs",
+        "2",
+        "--dataset",
+        "digits",
+        "--space",
+        space,
+        "--trials",
+        trials,
+        "--out",
+        out,
+        "--quiet",
+        *extra,
+    ]
 
 
 SMALL_SPACE = """
@@ -52,13 +76,19 @@ def _space(tmp_path: Path, channels="[8, 16]", lr="float, low: 0.01, high: 0.1",
 
 
 # ------------------------------------------------------------------------------ space and config files
-@pytest.mark.parametrize("text, needle", [
-    ("params:\n- {name: x, type: int, low: 0, high: 99999999999999999999999999}\n", "64-bit"),  # was OverflowError
-    ("params:\n- {name: x, type: categorical, choices: [.nan, .nan]}\n", "not a finite number"),  # was accepted
-    ("params:\n- {name: x, type: float, low: 1e-4, high: 0.1}\n", "write 1.0e-4 or 0.0001"),  # no hint
-    ("params:\n- {name: x, type: float, low: 0, high: 1}\nparams:\n- {name: y, type: float, low: 0, high: 1}\n",
-     "appears twice"),                                                                     # first list dropped
-], ids=["int_beyond_int64", "nan_choices", "exponent_string", "duplicate_key"])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("params:\n- {name: x, type: int, low: 0, high: 99999999999999999999999999}\n", "64-bit"),  # was OverflowError
+        ("params:\n- {name: x, type: categorical, choices: [.nan, .nan]}\n", "not a finite number"),  # was accepted
+        ("params:\n- {name: x, type: float, low: 1e-4, high: 0.1}\n", "write 1.0e-4 or 0.0001"),  # no hint
+        (
+            "params:\n- {name: x, type: float, low: 0, high: 1}\nparams:\n- {name: y, type: float, low: 0, high: 1}\n",
+            "appears twice",
+        ),  # first list dropped
+    ],
+    ids=["int_beyond_int64", "nan_choices", "exponent_string", "duplicate_key"],
+)
 def test_bad_space_files_are_one_line_in_space_and_search(tmp_path, text, needle):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -91,8 +121,7 @@ def test_non_regular_and_huge_files_are_refused_before_reading(tmp_path, command
         path = tmp_path / "huge.yaml"
         with open(path, "wb") as f:
             f.truncate(300 << 20)  # sparse: costs no disk
-    argv = {"space": ["space", path], "inspect": ["inspect", path],
-            "search": _search(path, tmp_path / "s")}[command]
+    argv = {"space": ["space", path], "inspect": ["inspect", path], "search": _search(path, tmp_path / "s")}[command]
     t0 = time.perf_counter()
     with address_space_guard(headroom=512 << 20), fake_training() as calls:
         code, _, err = call(argv)
@@ -150,10 +179,13 @@ def test_a_space_smaller_than_the_budget_finishes_normally(tmp_path):
 
 
 # ------------------------------------------------------------------------------ search options
-@pytest.mark.parametrize("argv, needle", [
-    (["--gpus-per-trial", "1"], "--gpus-per-trial"),                      # was silently ignored
-    (["--workers", str(len(os.sched_getaffinity(0)) + 1), "--executor", "process"], "--force"),  # no cap
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--gpus-per-trial", "1"], "--gpus-per-trial"),  # was silently ignored
+        (["--workers", str(len(os.sched_getaffinity(0)) + 1), "--executor", "process"], "--force"),  # no cap
+    ],
+)
 def test_search_options_without_effect_or_over_the_machine(tmp_path, tiny_space, argv, needle):
     with fake_training() as calls:
         code, _, err = call(_search(tiny_space, tmp_path / "s", *argv, trials="20"))
@@ -183,6 +215,7 @@ def test_a_dangerous_out_is_refused(tmp_path, tiny_space, out):
 def _png_header(width: int, height: int) -> bytes:
     """A PNG whose IHDR declares width x height (8-bit RGB) and whose data is a few bytes: PIL reads the
     size from the header; decoding would need width * height * 3 bytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -207,8 +240,26 @@ def test_the_skipped_images_warning_is_one_line_without_source(tmp_path, tiny_sp
     root = _image_folder(tmp_path / "images")
     (root / "class1" / "broken.png").write_bytes(b"not a png")
     with fake_training():
-        code, _, err = call(["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "imagefolder", "--data-dir", root, "--space", tiny_space,
-                             "--trials", "1", "--out", tmp_path / "s", "--quiet"])
+        code, _, err = call(
+            [
+                "search",
+                "--fidelity",
+                "off",
+                "--max-epochs",
+                "2",
+                "--dataset",
+                "imagefolder",
+                "--data-dir",
+                root,
+                "--space",
+                tiny_space,
+                "--trials",
+                "1",
+                "--out",
+                tmp_path / "s",
+                "--quiet",
+            ]
+        )
     assert code == 0, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert lines and all(ln.startswith("nas search: warning:") for ln in lines), err
@@ -219,8 +270,26 @@ def test_an_image_folder_with_one_class_is_refused(tmp_path, tiny_space):
     """Was: accepted, and every trial reached validation accuracy 1.0."""
     root = _image_folder(tmp_path / "images", classes=1)
     with fake_training() as calls:
-        code, _, err = call(["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "imagefolder", "--data-dir", root, "--space", tiny_space,
-                             "--trials", "1", "--out", tmp_path / "s", "--quiet"])
+        code, _, err = call(
+            [
+                "search",
+                "--fidelity",
+                "off",
+                "--max-epochs",
+                "2",
+                "--dataset",
+                "imagefolder",
+                "--data-dir",
+                root,
+                "--space",
+                tiny_space,
+                "--trials",
+                "1",
+                "--out",
+                tmp_path / "s",
+                "--quiet",
+            ]
+        )
     assert_our_error(code, err, "one class")
     assert not calls
 
@@ -231,8 +300,26 @@ def test_a_val_folder_with_other_classes_is_refused(tmp_path, tiny_space):
     _image_folder(root / "val", classes=2)
     (root / "val" / "class1").rename(root / "val" / "dogs")
     with fake_training() as calls:
-        code, _, err = call(["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "imagefolder", "--data-dir", root, "--space", tiny_space,
-                             "--trials", "1", "--out", tmp_path / "s", "--quiet"])
+        code, _, err = call(
+            [
+                "search",
+                "--fidelity",
+                "off",
+                "--max-epochs",
+                "2",
+                "--dataset",
+                "imagefolder",
+                "--data-dir",
+                root,
+                "--space",
+                tiny_space,
+                "--trials",
+                "1",
+                "--out",
+                tmp_path / "s",
+                "--quiet",
+            ]
+        )
     assert_our_error(code, err, "different classes", "dogs")
     assert not calls
 
@@ -254,10 +341,16 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("sql", [
-    "UPDATE trials SET value = 'abc'", "UPDATE trials SET score = x'00ff'", "UPDATE trials SET known = '{\"macs\": \"many\"}'",
-    "UPDATE trials SET started_at = 'yesterday'",
-], ids=["value_text", "score_blob", "macs_text", "time_text"])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE trials SET value = 'abc'",
+        "UPDATE trials SET score = x'00ff'",
+        'UPDATE trials SET known = \'{"macs": "many"}\'',
+        "UPDATE trials SET started_at = 'yesterday'",
+    ],
+    ids=["value_text", "score_blob", "macs_text", "time_text"],
+)
 def test_a_study_with_non_numbers_is_one_line(tmp_path, fake_study, sql):
     """Was: a TypeError / ValueError traceback out of report and export."""
     folder = _copy(fake_study, tmp_path / "study")
@@ -265,8 +358,10 @@ def test_a_study_with_non_numbers_is_one_line(tmp_path, fake_study, sql):
     conn.execute(sql)
     conn.commit()
     conn.close()
-    for argv in (["report", folder, "--no-profile", "--no-files"],
-                 ["export", folder, "--no-retrain", "--out", tmp_path / "exported"]):
+    for argv in (
+        ["report", folder, "--no-profile", "--no-files"],
+        ["export", folder, "--no-retrain", "--out", tmp_path / "exported"],
+    ):
         code, _, err = call(argv)
         line = assert_our_error(code, err, "damaged")
         assert "--out" not in line.replace("nas search --out", "")

@@ -1,5 +1,6 @@
 """Real searches killed with SIGKILL at seeded random moments (between trials, mid-write, mid-segment) and
 resumed: no finished trial is lost or changed, nothing half-written is left under a real name."""
+
 from __future__ import annotations
 
 import os
@@ -13,11 +14,25 @@ from pathlib import Path
 import pytest
 
 from nas.storage import Storage
-from fault_tools import (assert_weights_load, call, fake_training, integrity, logs_of, reaped, _search_argv, snapshot,
-                         spawn, _started_since, temp_leftovers, trials_of, wait_for)
+from fault_tools import (
+    assert_weights_load,
+    call,
+    fake_training,
+    integrity,
+    logs_of,
+    reaped,
+    _search_argv,
+    snapshot,
+    spawn,
+    _started_since,
+    temp_leftovers,
+    trials_of,
+    wait_for,
+)
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="uses /proc, RLIMIT_AS and process groups as Linux has them")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="uses /proc, RLIMIT_AS and process groups as Linux has them"
+)
 
 
 def _check_after_kill(folder: Path, before: dict) -> dict:
@@ -85,6 +100,7 @@ def test_kill_9_at_random_moments_then_resume_finishes(tmp_path, tiny_space):
     assert assert_weights_load(out) == budget
     assert not temp_leftovers(out), temp_leftovers(out)
 
+
 # A `nas` that SIGKILLs itself at the worst moment of a weights write: the bytes are in the temp file,
 # the rename has not happened. Patches os.replace, which nas.fsutil.atomic_write_bytes calls.
 _KILL_AT_RENAME = r"""
@@ -136,6 +152,7 @@ def test_a_trial_killed_before_its_first_update_resumes_with_its_own_seed(tmp_pa
     rerun = trials_of(folder)[-1]
     assert (rerun.id, rerun.status, rerun.seed, rerun.attempts) == (half_made.id, "complete", expected, 1)
 
+
 # A `nas search` in multi-fidelity mode whose trainer is a contract-following stand-in: 0.15 s an epoch,
 # the state (epochs trained, every epoch's number) torch.save'd as the checkpoint, and a loud failure if a
 # segment is handed a checkpoint that is not the state at its resource_from (a repeated or skipped epoch).
@@ -178,13 +195,39 @@ def test_kill_9_during_a_promoted_segment_then_resume_continues_from_the_last_ru
 
     rng = random.Random(20261201)
     out, logs = tmp_path / "study", tmp_path / "logs"
-    argv = ["search", "--dataset", "digits", "--space", tiny_space, "--trials", 3, "--min-epochs", 1,
-            "--max-epochs", 9, "--eta", 3, "--warmup", 3, "--seed", 3, "--out", out, "--quiet", "--resume"]
+    argv = [
+        "search",
+        "--dataset",
+        "digits",
+        "--space",
+        tiny_space,
+        "--trials",
+        3,
+        "--min-epochs",
+        1,
+        "--max-epochs",
+        9,
+        "--eta",
+        3,
+        "--warmup",
+        3,
+        "--seed",
+        3,
+        "--out",
+        out,
+        "--quiet",
+        "--resume",
+    ]
     prefix = [sys.executable, "-c", _MF_SEARCH]
 
     def promoted_running(t0):
-        return any(t.status == "running" and (t.resource or 0) > 0 and (t.started_at or 0) > 0
-                   and t.metrics.get("rungs") for t in trials_of(out)) and time.time() > t0
+        return (
+            any(
+                t.status == "running" and (t.resource or 0) > 0 and (t.started_at or 0) > 0 and t.metrics.get("rungs")
+                for t in trials_of(out)
+            )
+            and time.time() > t0
+        )
 
     def n_rungs():
         return sum(len(v) for v in _rung_values(out).values())
@@ -200,7 +243,9 @@ def test_kill_9_during_a_promoted_segment_then_resume_continues_from_the_last_ru
                 time.sleep(rng.uniform(0.0, 0.3))
             else:
                 goal = n_rungs() + rng.randint(1, 2)
-                alive = wait_for(lambda goal=goal: n_rungs() >= goal, timeout=240, proc=proc, what=f"{goal} rung values")
+                alive = wait_for(
+                    lambda goal=goal: n_rungs() >= goal, timeout=240, proc=proc, what=f"{goal} rung values"
+                )
                 time.sleep(rng.uniform(0.0, 0.2))
             if alive and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -211,7 +256,7 @@ def test_kill_9_during_a_promoted_segment_then_resume_continues_from_the_last_ru
         _check_after_kill(out, kept)
         after = _rung_values(out)
         for tid, rv in before.items():
-            assert after[tid][:len(rv)] == rv, (tid, rv, after[tid])  # no rung value lost or changed
+            assert after[tid][: len(rv)] == rv, (tid, rv, after[tid])  # no rung value lost or changed
         if moment == "promoted":
             assert killed == 1, "the search ended before a promoted segment could be killed"
             assert any(t.status == "running" and t.resource for t in trials_of(out))  # the kill hit one

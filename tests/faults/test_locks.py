@@ -1,4 +1,5 @@
 """Two searches race for one folder (the second is refused), and `nas report` reads the running one."""
+
 from __future__ import annotations
 
 import re
@@ -7,11 +8,23 @@ import sys
 
 import pytest
 
-from fault_tools import (assert_our_error, assert_weights_load, integrity, logs_of, reaped, _search_argv, snapshot,
-                         spawn, temp_leftovers, trials_of, wait_for)
+from fault_tools import (
+    assert_our_error,
+    assert_weights_load,
+    integrity,
+    logs_of,
+    reaped,
+    _search_argv,
+    snapshot,
+    spawn,
+    temp_leftovers,
+    trials_of,
+    wait_for,
+)
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="uses /proc, RLIMIT_AS and process groups as Linux has them")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="uses /proc, RLIMIT_AS and process groups as Linux has them"
+)
 
 
 def test_second_search_is_refused_and_report_reads_the_running_one(tmp_path, tiny_space):

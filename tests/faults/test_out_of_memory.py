@@ -1,4 +1,5 @@
 """A trial that runs out of memory under RLIMIT_AS fails alone; the search goes on."""
+
 from __future__ import annotations
 
 import sys
@@ -7,8 +8,9 @@ import pytest
 
 from fault_tools import assert_weights_load, integrity, logs_of, reaped, _search_argv, spawn, trials_of
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="uses /proc, RLIMIT_AS and process groups as Linux has them")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="uses /proc, RLIMIT_AS and process groups as Linux has them"
+)
 
 # `nas` with its address space capped at what it uses after the imports and the data, plus HEADROOM:
 # enough for digits-sized trials, far too little for a 16384-channel stem (268 MB per activation).

@@ -3,6 +3,7 @@ and a resume that changes one is refused in one line naming the setting, both va
 the recorded settings and the finished trials stay as they were. Budgets, workers and --quiet may change.
 
 Trials are the instant fake objective of fault_tools (no training)."""
+
 from __future__ import annotations
 
 import shutil
@@ -17,7 +18,23 @@ from fault_tools import FUZZ_SEARCH, _image_folder, assert_our_error, call, fake
 
 
 def _argv(space, out, *extra):
-    return ["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "digits", "--space", space, "--trials", "2", "--out", out, "--quiet", *extra]
+    return [
+        "search",
+        "--fidelity",
+        "off",
+        "--max-epochs",
+        "2",
+        "--dataset",
+        "digits",
+        "--space",
+        space,
+        "--trials",
+        "2",
+        "--out",
+        out,
+        "--quiet",
+        *extra,
+    ]
 
 
 def _defining_meta(folder: Path) -> dict:
@@ -30,8 +47,9 @@ def made(tmp_path_factory, tiny_space) -> Path:
     """A two-trial digits study (fake trials) with explicit limits and score."""
     out = tmp_path_factory.mktemp("resume") / "study"
     with fake_training(limit=10):
-        code, _, err = call(_argv(tiny_space, out, "--seed", "3", "--max-macs", "1M", "--max-params", "50k",
-                                  "--score", "mnas"))
+        code, _, err = call(
+            _argv(tiny_space, out, "--seed", "3", "--max-macs", "1M", "--max-params", "50k", "--score", "mnas")
+        )
     assert code == 0, err
     return out
 
@@ -71,9 +89,33 @@ def test_resume_on_other_data_is_refused(made, tmp_path, tiny_space):
     before, meta = snapshot(folder), _defining_meta(folder)
     data = _image_folder(tmp_path / "images", size=8)
     with fake_training() as calls:
-        code, _, err = call(["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "imagefolder", "--data-dir", data, "--space", tiny_space,
-                             "--trials", "3", "--out", folder, "--quiet", "--resume", "--seed", "3",
-                             "--max-macs", "1M", "--max-params", "50k"])
+        code, _, err = call(
+            [
+                "search",
+                "--fidelity",
+                "off",
+                "--max-epochs",
+                "2",
+                "--dataset",
+                "imagefolder",
+                "--data-dir",
+                data,
+                "--space",
+                tiny_space,
+                "--trials",
+                "3",
+                "--out",
+                folder,
+                "--quiet",
+                "--resume",
+                "--seed",
+                "3",
+                "--max-macs",
+                "1M",
+                "--max-params",
+                "50k",
+            ]
+        )
     assert_our_error(code, err, "different dataset", '"digits"', '"imagefolder"', "another --out")
     assert not calls and snapshot(folder) == before and _defining_meta(folder) == meta
 
@@ -84,8 +126,7 @@ def test_resume_with_another_space_is_refused(made, tmp_path, tiny_space):
     other.write_text(tiny_space.read_text().replace("high: 2", "high: 3", 1))
     assert other.read_text() != tiny_space.read_text()
     with fake_training() as calls:
-        code, _, err = call(_argv(other, folder, "--resume", "--seed", "3", "--max-macs", "1M",
-                                  "--max-params", "50k"))
+        code, _, err = call(_argv(other, folder, "--resume", "--seed", "3", "--max-macs", "1M", "--max-params", "50k"))
     assert_our_error(code, err, "different space", "sha256", "another --out")
     assert not calls
 
@@ -94,18 +135,48 @@ def test_budgets_workers_and_quiet_may_change(made, tmp_path, tiny_space):
     folder = _copy(made, tmp_path)
     before, meta = snapshot(folder), _defining_meta(folder)
     with fake_training(limit=10) as calls:
-        code, _, err = call(["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "digits", "--space", tiny_space, "--out", folder,
-                             "--resume", "--seed", "3", "--max-macs", "1M", "--max-params", "50k",
-                             "--trials", "3", "--time-budget", "1h", "--workers", "1"])
+        code, _, err = call(
+            [
+                "search",
+                "--fidelity",
+                "off",
+                "--max-epochs",
+                "2",
+                "--dataset",
+                "digits",
+                "--space",
+                tiny_space,
+                "--out",
+                folder,
+                "--resume",
+                "--seed",
+                "3",
+                "--max-macs",
+                "1M",
+                "--max-params",
+                "50k",
+                "--trials",
+                "3",
+                "--time-budget",
+                "1h",
+                "--workers",
+                "1",
+            ]
+        )
     assert code == 0, err
     assert len(calls) == 1 and len(snapshot(folder)) == 3
     assert {k: v for k, v in snapshot(folder).items() if k in before} == before
     assert _defining_meta(folder) == meta  # never overwritten
 
 
-RESUME_OPTIONS = {"--seed": st.sampled_from(["3", "4", "0"]), "--max-macs": st.sampled_from(["1M", "1e6", "2M"]),
-                  "--max-params": st.sampled_from(["50k", "60k"]), "--score": st.sampled_from(["mnas", "acc"]),
-                  "--trials": st.sampled_from(["2", "3", "1"]), "--time-budget": st.sampled_from(["1h", "5m"])}
+RESUME_OPTIONS = {
+    "--seed": st.sampled_from(["3", "4", "0"]),
+    "--max-macs": st.sampled_from(["1M", "1e6", "2M"]),
+    "--max-params": st.sampled_from(["50k", "60k"]),
+    "--score": st.sampled_from(["mnas", "acc"]),
+    "--trials": st.sampled_from(["2", "3", "1"]),
+    "--time-budget": st.sampled_from(["1h", "5m"]),
+}
 
 
 @FUZZ_SEARCH
@@ -118,10 +189,28 @@ def test_fuzz_resume_with_changed_settings(data, made, tiny_space, tmp_path_fact
     chosen = data.draw(st.dictionaries(st.sampled_from(sorted(RESUME_OPTIONS)), st.none(), max_size=4))
     opts = {"--seed": "3", "--max-macs": "1M", "--max-params": "50k", "--score": "mnas", "--trials": "2"}
     opts.update({k: data.draw(RESUME_OPTIONS[k], label=k) for k in chosen})
-    changed = (opts["--seed"] != "3" or opts["--max-macs"] == "2M" or opts["--max-params"] != "50k"
-               or opts["--score"] != "mnas")
-    argv = ["search", "--fidelity", "off", "--max-epochs", "2", "--dataset", "digits", "--space", tiny_space, "--out", folder, "--quiet", "--resume",
-            *[x for k, v in opts.items() for x in (k, v)]]
+    changed = (
+        opts["--seed"] != "3"
+        or opts["--max-macs"] == "2M"
+        or opts["--max-params"] != "50k"
+        or opts["--score"] != "mnas"
+    )
+    argv = [
+        "search",
+        "--fidelity",
+        "off",
+        "--max-epochs",
+        "2",
+        "--dataset",
+        "digits",
+        "--space",
+        tiny_space,
+        "--out",
+        folder,
+        "--quiet",
+        "--resume",
+        *[x for k, v in opts.items() for x in (k, v)],
+    ]
     with fake_training(limit=10):
         code, _, err = call(argv)
     if changed:

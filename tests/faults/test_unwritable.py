@@ -1,4 +1,5 @@
 """Results go to folders that cannot be written (even by root): one line, nothing half-made."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,9 @@ import pytest
 
 from fault_tools import assert_our_error, call, fake_training, _search_argv, snapshot, temp_leftovers, trials_of
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="uses /proc, RLIMIT_AS and process groups as Linux has them")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="uses /proc, RLIMIT_AS and process groups as Linux has them"
+)
 
 
 def _refuses_writes(folder: Path) -> bool:

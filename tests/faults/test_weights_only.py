@@ -1,4 +1,5 @@
 """Every `torch.load(` in the shipped source passes weights_only=True."""
+
 from __future__ import annotations
 
 import re
@@ -8,8 +9,9 @@ import pytest
 
 from fault_tools import ROOT
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="uses /proc, RLIMIT_AS and process groups as Linux has them")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="uses /proc, RLIMIT_AS and process groups as Linux has them"
+)
 
 
 def test_every_torch_load_passes_weights_only_true():
@@ -24,7 +26,7 @@ def test_every_torch_load_passes_weights_only_true():
             while depth and i < len(text):  # the call's own parentheses
                 depth += {"(": 1, ")": -1}.get(text[i], 0)
                 i += 1
-            calls.append((path.relative_to(ROOT), text.count("\n", 0, m.start()) + 1, text[m.end():i - 1]))
+            calls.append((path.relative_to(ROOT), text.count("\n", 0, m.start()) + 1, text[m.end() : i - 1]))
         # `from torch import load` (or an alias) would dodge the pattern above
         assert not re.search(r"from\s+torch\s+import[^\n]*\bload\b", text), path
     assert len(calls) >= 2, "found no torch.load at all: is the source tree where this test looks?"

@@ -23,5 +23,3 @@ def train_one_epoch(model, config, data, report):
     acc = data.accuracy(model, "val")
     report(1, acc)
     return acc
-
-

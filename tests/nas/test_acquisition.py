@@ -1,4 +1,5 @@
 """nas.acquisition against hand-computed values, a fake posterior, and GP-BUCB's defining property."""
+
 import math
 
 import numpy as np
@@ -43,7 +44,8 @@ def test_beta_srinivas_hand_values():
     assert beta_srinivas(10, size=100) > beta_srinivas(3, size=100)
     big = 10**400
     assert beta_srinivas(1, size=big, scale=1.0) == pytest.approx(
-        2 * (400 * math.log(10) + math.log(math.pi**2 / 0.6)), rel=1e-12)
+        2 * (400 * math.log(10) + math.log(math.pi**2 / 0.6)), rel=1e-12
+    )
 
 
 def test_beta_for_round_counts_the_candidates_of_a_continuous_space():
@@ -51,8 +53,16 @@ def test_beta_for_round_counts_the_candidates_of_a_continuous_space():
     assert beta_for_round(4, space_size=30, n_candidates=256) == beta_srinivas(4, size=30)
 
 
-@pytest.mark.parametrize("bad", [dict(t=0, size=10), dict(t=1, size=0.5), dict(t=1, size=math.inf),
-                                 dict(t=1, size=10, delta=1.0), dict(t=1, size=10, scale=0.0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(t=0, size=10),
+        dict(t=1, size=0.5),
+        dict(t=1, size=math.inf),
+        dict(t=1, size=10, delta=1.0),
+        dict(t=1, size=10, scale=0.0),
+    ],
+)
 def test_beta_srinivas_rejects_bad_arguments(bad):
     with pytest.raises(ValueError):
         beta_srinivas(bad.pop("t"), **bad)
@@ -121,14 +131,31 @@ def test_a_bucb_batch_is_distinct_and_spread_out():
 def test_hypervolume_improvement_matches_the_cost_grid_by_hand():
     # front: value 0.9 at cost 1; reference (0, 2). Candidates 0 and 1 cost 0.5 and 1.5.
     post = FakePosterior([0.95, 0.95], [0.0, 0.2])
-    hvi = HypervolumeImprovement(post, [], beta=1.0, front_configs=["f"], front_values=[0.9],
-                                 costs=lambda cs: np.array([[{0: 0.5, 1: 1.5, "f": 1.0}[c]] for c in cs]),
-                                 ref_value=0.0, ref_costs=[2.0], kind="ehvi")
+    hvi = HypervolumeImprovement(
+        post,
+        [],
+        beta=1.0,
+        front_configs=["f"],
+        front_values=[0.9],
+        costs=lambda cs: np.array([[{0: 0.5, 1: 1.5, "f": 1.0}[c]] for c in cs]),
+        ref_value=0.0,
+        ref_costs=[2.0],
+        kind="ehvi",
+    )
     grid = CostGrid([0.9], [[1.0]], 0.0, [2.0])
     assert hvi([0])[0] == pytest.approx(0.525)  # std 0: exact; see nas.ehvi's example
     np.testing.assert_allclose(hvi([0, 1]), grid.ehvi([0.95, 0.95], [0.0, 0.2], [[0.5], [1.5]]))
-    ucb_kind = HypervolumeImprovement(post, [], beta=1.0, front_configs=["f"], front_values=[0.9],
-                                      costs=hvi.costs, ref_value=0.0, ref_costs=[2.0], kind="ucb")
+    ucb_kind = HypervolumeImprovement(
+        post,
+        [],
+        beta=1.0,
+        front_configs=["f"],
+        front_values=[0.9],
+        costs=hvi.costs,
+        ref_value=0.0,
+        ref_costs=[2.0],
+        kind="ucb",
+    )
     np.testing.assert_allclose(ucb_kind([1]), grid.hvi([1.15], [[1.5]]))  # at mean + 1 * std
 
 

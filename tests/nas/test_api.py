@@ -2,6 +2,7 @@
 
 The user functions are module-level so that the process-executor test can send them to spawned workers.
 """
+
 import math
 import re
 import subprocess
@@ -99,8 +100,9 @@ def train_percent(model, config, data, report):
 
 def mlp(config, data):
     c, h, w = data.input_shape
-    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, config["hidden"]), nn.ReLU(),
-                         nn.Linear(config["hidden"], data.num_classes))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(c * h * w, config["hidden"]), nn.ReLU(), nn.Linear(config["hidden"], data.num_classes)
+    )
 
 
 def quadratic(config):
@@ -111,6 +113,7 @@ TINY = dict(trials=2, warmup=2, seed=0)
 
 
 # ------------------------------------------------------------------------------------------ README
+
 
 def _readme_block() -> str:
     text = (ROOT / "README.md").read_text()
@@ -131,12 +134,14 @@ def test_the_readme_example_runs_as_written(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------ data kinds
 
+
 def test_builtin_trainer_on_tensors_with_the_users_own_validation_split(tmp_path):
     x, y = _digits()
     xv, yv = _digits(520)
     xv, yv = xv[N:], yv[N:]  # 120 images the search never trains on
-    view = api.search(data=(x, y), val_data=(xv.numpy(), yv.numpy()), space=api.small_cnn_space(), out=tmp_path / "s",
-                      **TINY)
+    view = api.search(
+        data=(x, y), val_data=(xv.numpy(), yv.numpy()), space=api.small_cnn_space(), out=tmp_path / "s", **TINY
+    )
     assert [t.status for t in view.trials] == ["complete"] * 2
     assert view.meta["trainer"] == "builtin" and view.meta["dataset"] == "user"
     saved = torch.load(tmp_path / "s/data.pt", weights_only=True)
@@ -148,8 +153,16 @@ def test_builtin_trainer_on_tensors_with_the_users_own_validation_split(tmp_path
 
 def test_a_dataset_in_two_worker_processes(tmp_path):
     """The user's Dataset and train function reach spawned workers; every trial records its curve and weights."""
-    view = api.search(data=Pairs(), train=train_adam, space=api.small_cnn_space(), out=tmp_path / "s", workers=2,
-                      executor="process", trials=2, warmup=2)
+    view = api.search(
+        data=Pairs(),
+        train=train_adam,
+        space=api.small_cnn_space(),
+        out=tmp_path / "s",
+        workers=2,
+        executor="process",
+        trials=2,
+        warmup=2,
+    )
     assert [t.status for t in view.trials] == ["complete"] * 2, [t.error for t in view.trials]
     for t in view.trials:
         assert len(t.metrics["curve"]) == t.config["epochs"] and (tmp_path / "s" / t.metrics["weights"]).is_file()
@@ -158,13 +171,21 @@ def test_a_dataset_in_two_worker_processes(tmp_path):
 
 
 def test_a_streamed_dataset_goes_through_loaders(tmp_path):
-    view = api.search(data=Pairs(), train=train_adam, in_memory=False, num_classes=10, space=api.small_cnn_space(),
-                      out=tmp_path / "s", **TINY)
+    view = api.search(
+        data=Pairs(),
+        train=train_adam,
+        in_memory=False,
+        num_classes=10,
+        space=api.small_cnn_space(),
+        out=tmp_path / "s",
+        **TINY,
+    )
     assert all(t.status == "complete" for t in view.trials)
     assert not (tmp_path / "s/data.pt").exists()
     # the built-in trainer reads the same loaders (trainers.stream_train)
-    view = api.search(data=Pairs(), in_memory=False, num_classes=10, space=api.small_cnn_space(epochs=2),
-                      out=tmp_path / "t", **TINY)
+    view = api.search(
+        data=Pairs(), in_memory=False, num_classes=10, space=api.small_cnn_space(epochs=2), out=tmp_path / "t", **TINY
+    )
     assert view.meta["trainer"] == "builtin" and not (tmp_path / "t/data.pt").exists()
     for t in view.trials:
         assert t.status == "complete", t.error
@@ -187,18 +208,27 @@ def test_a_space_that_is_not_a_cnn_with_the_users_model(tmp_path):
 
 def test_an_objective_search_is_torch_free(tmp_path):
     (tmp_path / "blackbox.py").write_text("def f(config):\n    return (config['x'] - 0.3) ** 2\n")
-    code = ("import sys, nas.api\nfrom nas import Space, Float\nimport blackbox\n"
-            "v = nas.api.search(objective=blackbox.f, space=Space([Float('x', 0, 1)]), trials=5, warmup=3, "
-            "direction='minimize', out=sys.argv[1], workers=2)\n"
-            "assert len(v.trials) == 5 and v.best.value == min(t.value for t in v.trials)\n"
-            "print(sorted(m for m in ('torch', 'trainers', 'search_spaces') if m in sys.modules))\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s")], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path, env={"PYTHONPATH": f"{ROOT}:{tmp_path}", "PATH": "/usr/bin:/bin"})
+    code = (
+        "import sys, nas.api\nfrom nas import Space, Float\nimport blackbox\n"
+        "v = nas.api.search(objective=blackbox.f, space=Space([Float('x', 0, 1)]), trials=5, warmup=3, "
+        "direction='minimize', out=sys.argv[1], workers=2)\n"
+        "assert len(v.trials) == 5 and v.best.value == min(t.value for t in v.trials)\n"
+        "print(sorted(m for m in ('torch', 'trainers', 'search_spaces') if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={"PYTHONPATH": f"{ROOT}:{tmp_path}", "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
 # ------------------------------------------------------------------------------------------ resume
+
 
 def test_resume_keeps_the_data_and_refuses_other_data(tmp_path):
     x, y = _digits()
@@ -231,22 +261,28 @@ def test_a_study_of_the_users_train_function_resumes_from_python_only(tmp_path, 
 
 # ------------------------------------------------------------------------------------------ bad input
 
+
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
-    view = api.search(data=Pairs(), train=train_odd_fails, space=api.small_cnn_space(), out=tmp_path / "s",
-                      trials=3, warmup=3)
+    view = api.search(
+        data=Pairs(), train=train_odd_fails, space=api.small_cnn_space(), out=tmp_path / "s", trials=3, warmup=3
+    )
     assert [t.status for t in view.trials] == ["failed", "complete", "failed"]
-    assert view.trials[0].error == ("UserFunctionError: train_odd_fails(model, config, data, report) raised "
-                                    "ValueError: odd trial")
+    assert view.trials[0].error == (
+        "UserFunctionError: train_odd_fails(model, config, data, report) raised ValueError: odd trial"
+    )
     assert "ValueError: odd trial" in view.trials[0].metrics["traceback"]
 
 
-@pytest.mark.parametrize("train, needle", [
-    (train_raises, "train_raises(model, config, data, report) raised RuntimeError: out of ideas"),
-    (train_nan, "returned nan"),
-    (train_no_report, "never called report(epoch, val_acc)"),
-    (train_returns_text, "returned 'great' (a str)"),
-    (train_percent, "outside [0, 1]; return accuracy as a fraction"),
-])
+@pytest.mark.parametrize(
+    "train, needle",
+    [
+        (train_raises, "train_raises(model, config, data, report) raised RuntimeError: out of ideas"),
+        (train_nan, "returned nan"),
+        (train_no_report, "never called report(epoch, val_acc)"),
+        (train_returns_text, "returned 'great' (a str)"),
+        (train_percent, "outside [0, 1]; return accuracy as a fraction"),
+    ],
+)
 def test_bad_user_functions_fail_each_trial_in_one_line(tmp_path, train, needle):
     with pytest.raises(NasError) as e:
         api.search(data=Pairs(), train=train, space=api.small_cnn_space(), out=tmp_path / "s", **TINY)
@@ -272,29 +308,31 @@ def test_bad_objective_values():
         rep(2, 0.6)
 
 
-@pytest.mark.parametrize("kwargs, kind, needle", [
-    (dict(data=Pairs(item=_as_dict)), DataError, "data item 0: expected an (image, label) pair, got a dict"),
-    (dict(data=Pairs(item=_label_plus_20), num_classes=10), DataError, "label 20 is outside 0..9"),
-    (dict(data=(torch.zeros(5, 1, 8, 8), torch.tensor([0, 1, -1, 0, 1]))), DataError, "label -1 is outside"),
-    (dict(data=(torch.zeros(5, 1, 8, 8), torch.zeros(4))), DataError, "5 rows but y has 4 labels"),
-    (dict(data=(torch.full((5, 4), math.nan), torch.zeros(5))), DataError, "NaN"),
-    (dict(dataset="imagefolder", data_dir=ROOT, image_size=4), DataError, "image size 4"),
-    (dict(dataset="imagefolder", data_dir=ROOT, image_size=2000), DataError, "image size 2000"),
-    (dict(val_fraction=0.0), DataError, "val_fraction=0.0 must lie strictly between 0 and 1"),
-    (dict(test_fraction=1.2), DataError, "test_fraction=1.2"),
-    (dict(val_fraction=0.5, test_fraction=0.5), DataError, "leaves no training data"),
-    (dict(data_dir=ROOT / "nas"), DataError, "is not an image folder"),
-    (dict(dataset="digits", data_dir=ROOT), DataError, "would be ignored"),
-    (dict(device="cuda:0" if not torch.cuda.is_available() else "tpu"), NasError, "device"),
-    (dict(train=lambda m, c, d, r: 0.5, workers=2), NasError, "train cannot be sent to process workers"),
-    (dict(objective=quadratic), SpaceError, "objective= needs space="),
-])
+@pytest.mark.parametrize(
+    "kwargs, kind, needle",
+    [
+        (dict(data=Pairs(item=_as_dict)), DataError, "data item 0: expected an (image, label) pair, got a dict"),
+        (dict(data=Pairs(item=_label_plus_20), num_classes=10), DataError, "label 20 is outside 0..9"),
+        (dict(data=(torch.zeros(5, 1, 8, 8), torch.tensor([0, 1, -1, 0, 1]))), DataError, "label -1 is outside"),
+        (dict(data=(torch.zeros(5, 1, 8, 8), torch.zeros(4))), DataError, "5 rows but y has 4 labels"),
+        (dict(data=(torch.full((5, 4), math.nan), torch.zeros(5))), DataError, "NaN"),
+        (dict(dataset="imagefolder", data_dir=ROOT, image_size=4), DataError, "image size 4"),
+        (dict(dataset="imagefolder", data_dir=ROOT, image_size=2000), DataError, "image size 2000"),
+        (dict(val_fraction=0.0), DataError, "val_fraction=0.0 must lie strictly between 0 and 1"),
+        (dict(test_fraction=1.2), DataError, "test_fraction=1.2"),
+        (dict(val_fraction=0.5, test_fraction=0.5), DataError, "leaves no training data"),
+        (dict(data_dir=ROOT / "nas"), DataError, "is not an image folder"),
+        (dict(dataset="digits", data_dir=ROOT), DataError, "would be ignored"),
+        (dict(device="cuda:0" if not torch.cuda.is_available() else "tpu"), NasError, "device"),
+        (dict(train=lambda m, c, d, r: 0.5, workers=2), NasError, "train cannot be sent to process workers"),
+        (dict(objective=quadratic), SpaceError, "objective= needs space="),
+    ],
+)
 def test_bad_input_is_refused_before_any_trial_in_one_line(tmp_path, kwargs, kind, needle):
     with pytest.raises(kind) as e:
         api.prepare(out=tmp_path / "s", **kwargs)
     assert needle in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "s/study.db").exists()
-
 
 
 def test_nas_api_imports_the_application_only_lazily():

@@ -1,4 +1,5 @@
 """bench/bench_mf_real.py charges each method the epochs it trained and reads its curve right."""
+
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -9,12 +10,15 @@ from bench.bench_mf_real import at, one_run, reach, space_file, trajectory  # no
 
 
 def test_trajectory_counts_segments_and_only_full_runs_pick():
-    run = {"max_epochs": 9, "events": [
-        {"trial": 0, "from": 0, "to": 1, "score": 0.9},  # high at rung 1, never a pick
-        {"trial": 1, "from": 0, "to": 9, "score": 0.5},
-        {"trial": 0, "from": 1, "to": 9, "score": 0.7},  # continued: charged 8 epochs, not 9
-        {"trial": 2, "from": 0, "to": 3, "score": None},  # failed segment: charged, no score
-    ]}
+    run = {
+        "max_epochs": 9,
+        "events": [
+            {"trial": 0, "from": 0, "to": 1, "score": 0.9},  # high at rung 1, never a pick
+            {"trial": 1, "from": 0, "to": 9, "score": 0.5},
+            {"trial": 0, "from": 1, "to": 9, "score": 0.7},  # continued: charged 8 epochs, not 9
+            {"trial": 2, "from": 0, "to": 3, "score": None},  # failed segment: charged, no score
+        ],
+    }
     traj = trajectory(run)
     assert [t[0] for t in traj] == [1, 10, 18, 21]
     assert [t[1] for t in traj] == [None, 0.5, 0.7, 0.7]
@@ -24,8 +28,15 @@ def test_trajectory_counts_segments_and_only_full_runs_pick():
 
 
 def test_one_real_run_of_each_kind(tmp_path):  # 2 trials of 1 epoch each
-    opts = Namespace(dataset="digits", space=space_file(tmp_path), budget=2, max_epochs=1, min_epochs=1,
-                     image_size=None, data_dir=None)
+    opts = Namespace(
+        dataset="digits",
+        space=space_file(tmp_path),
+        budget=2,
+        max_epochs=1,
+        min_epochs=1,
+        image_size=None,
+        data_dir=None,
+    )
     for method in ("ours", "tpe-hb"):
         r = one_run(opts, method, 0)
         assert "error" not in r, r.get("error")

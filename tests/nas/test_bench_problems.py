@@ -1,4 +1,5 @@
 """The benchmark problems are what bench/results_optimizer.md says they are."""
+
 import math
 import sys
 from pathlib import Path
@@ -8,8 +9,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is not an installed package
 
-from bench.problems import (CONDITIONAL_MAX, CONDITIONAL_OPTIMUM, conditional_space,  # noqa: E402
-                            conditional_value, optuna_distributions, suggest)
+from bench.problems import (
+    CONDITIONAL_MAX,
+    CONDITIONAL_OPTIMUM,
+    conditional_space,  # noqa: E402
+    conditional_value,
+    optuna_distributions,
+    suggest,
+)
 
 
 def test_claimed_optimum_is_valid_and_attains_the_maximum():
@@ -62,8 +69,9 @@ def test_optuna_bridge_suggests_exactly_the_active_parameters():
         study.tell(trial, conditional_value(cfg))
     assert families == {"a", "b", "c"}
     # a trial made from a config round-trips through optuna's distributions
-    trial = optuna.trial.create_trial(params=CONDITIONAL_OPTIMUM, value=1.0,
-                                      distributions=optuna_distributions(space, CONDITIONAL_OPTIMUM))
+    trial = optuna.trial.create_trial(
+        params=CONDITIONAL_OPTIMUM, value=1.0, distributions=optuna_distributions(space, CONDITIONAL_OPTIMUM)
+    )
     assert trial.params == CONDITIONAL_OPTIMUM
 
 

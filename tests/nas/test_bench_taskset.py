@@ -1,5 +1,6 @@
 """The TaskSet harness (bench/taskset.py, bench/bench_multifidelity.py): snapping, the pick rule, and that
 every method is charged exactly the checkpoints it trained (a promoted trial never retrains an epoch)."""
+
 import math
 import sys
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The `nas` command line, end to end on the bundled digits data, with real study folders."""
+
 import json
 import subprocess
 import sys
@@ -33,8 +34,25 @@ def assert_one_line_error(code, err, *needles):
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, tiny_space) -> Path:
     out = tmp_path_factory.mktemp("study") / "digits"
-    code = main(["search", "--dataset", "digits", "--trials", "4", "--warmup", "3", "--space", str(tiny_space), *OFF,
-                 "--out", str(out), "--quiet", "--seed", "1"])
+    code = main(
+        [
+            "search",
+            "--dataset",
+            "digits",
+            "--trials",
+            "4",
+            "--warmup",
+            "3",
+            "--space",
+            str(tiny_space),
+            *OFF,
+            "--out",
+            str(out),
+            "--quiet",
+            "--seed",
+            "1",
+        ]
+    )
     assert code == 0
     return out
 
@@ -55,11 +73,36 @@ def test_search_writes_every_trial(study):
 
 
 def test_resume_extends_and_a_second_plain_search_is_refused(capsys, study, tiny_space):
-    code, _, err = run(capsys, "search", "--dataset", "digits", "--trials", "4", "--space", str(tiny_space), *OFF,
-                       "--out", str(study), "--quiet")
+    code, _, err = run(
+        capsys,
+        "search",
+        "--dataset",
+        "digits",
+        "--trials",
+        "4",
+        "--space",
+        str(tiny_space),
+        *OFF,
+        "--out",
+        str(study),
+        "--quiet",
+    )
     assert_one_line_error(code, err, "--resume")
-    code, out, _ = run(capsys, "search", "--dataset", "digits", "--trials", "5", "--space", str(tiny_space), *OFF,
-                       "--out", str(study), "--quiet", "--resume")
+    code, out, _ = run(
+        capsys,
+        "search",
+        "--dataset",
+        "digits",
+        "--trials",
+        "5",
+        "--space",
+        str(tiny_space),
+        *OFF,
+        "--out",
+        str(study),
+        "--quiet",
+        "--resume",
+    )
     assert code == 0
     with Storage(study / "study.db", read_only=True) as st:
         assert st.count() == 5
@@ -73,17 +116,20 @@ def test_report_prints_tables_and_writes_files(capsys, study):
         assert (study / name).stat().st_size > 0
 
 
-@pytest.mark.parametrize("argv, needles", [
-    (["search", "--dataset", "svhn"], ["unknown data set 'svhn'"]),
-    (["search", "--trials", "0"], ["--trials"]),
-    (["search", "--max-macs", "lots"], ["--max-macs"]),
-    (["search", "--score", "fancy"], ["unknown score 'fancy'"]),
-    (["search", "--dataset", "imagefolder", "--data-dir", "/nonexistent/dir"], ["/nonexistent/dir"]),
-    (["report", "/nonexistent/study"], ["/nonexistent/study"]),
-    (["inspect", "/nonexistent/config.json"], ["/nonexistent/config.json"]),
-    (["space", "/nonexistent/space.yaml"], ["/nonexistent/space.yaml"]),
-    (["inspect", "x.json", "--input-shape", "3,224"], ["--input-shape"]),
-])
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (["search", "--dataset", "svhn"], ["unknown data set 'svhn'"]),
+        (["search", "--trials", "0"], ["--trials"]),
+        (["search", "--max-macs", "lots"], ["--max-macs"]),
+        (["search", "--score", "fancy"], ["unknown score 'fancy'"]),
+        (["search", "--dataset", "imagefolder", "--data-dir", "/nonexistent/dir"], ["/nonexistent/dir"]),
+        (["report", "/nonexistent/study"], ["/nonexistent/study"]),
+        (["inspect", "/nonexistent/config.json"], ["/nonexistent/config.json"]),
+        (["space", "/nonexistent/space.yaml"], ["/nonexistent/space.yaml"]),
+        (["inspect", "x.json", "--input-shape", "3,224"], ["--input-shape"]),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, needles):
     code, _, err = run_safely(capsys, argv)
     assert_one_line_error(code, err, *needles)
@@ -99,16 +145,26 @@ def run_safely(capsys, argv):
 
 
 def test_a_budget_no_config_meets_is_refused(capsys, tmp_path, tiny_space):
-    code, _, err = run(capsys, "search", "--max-macs", "10", "--space", str(tiny_space), "--trials", "2",
-                       "--out", str(tmp_path / "s"), "--quiet")
+    code, _, err = run(
+        capsys,
+        "search",
+        "--max-macs",
+        "10",
+        "--space",
+        str(tiny_space),
+        "--trials",
+        "2",
+        "--out",
+        str(tmp_path / "s"),
+        "--quiet",
+    )
     assert_one_line_error(code, err, "no config satisfies")
 
 
 def test_a_space_file_that_is_not_a_network(capsys, tmp_path):
     path = tmp_path / "plain.yaml"
     path.write_text("params: [{name: x, type: float, low: 0, high: 1}]\n")
-    code, _, err = run(capsys, "search", "--space", str(path), "--trials", "1", "--out", str(tmp_path / "s"),
-                       "--quiet")
+    code, _, err = run(capsys, "search", "--space", str(path), "--trials", "1", "--out", str(tmp_path / "s"), "--quiet")
     assert_one_line_error(code, err, str(path))
 
 
@@ -118,8 +174,14 @@ def test_report_on_an_empty_folder(capsys, tmp_path):
 
 
 def test_inspect_reference_json(capsys):
-    code, out, _ = run(capsys, "inspect", str(ROOT / "search_spaces/reference/mobilenet_v2.json"),
-                       "--input-shape", "3,224,224", "--json")
+    code, out, _ = run(
+        capsys,
+        "inspect",
+        str(ROOT / "search_spaces/reference/mobilenet_v2.json"),
+        "--input-shape",
+        "3,224,224",
+        "--json",
+    )
     assert code == 0
     d = json.loads(out)
     assert d["params"] == 3504872 and d["macs"] == 300774272
@@ -129,15 +191,16 @@ def test_space_summary(capsys, tiny_space):
     code, out, _ = run(capsys, "space")
     assert code == 0 and "stages[i].block" in out and "optimizer.momentum" in out
     code, out, _ = run(capsys, "space", str(tiny_space))
-    assert code == 0 and "if stages[i].block = \"InvertedResidual\"" in out
+    assert code == 0 and 'if stages[i].block = "InvertedResidual"' in out
 
 
 def test_console_script_exit_code_and_single_line(tmp_path):
     """The installed entry point, in a real process: exit 2, one line, no traceback."""
     bad = tmp_path / "bad.yaml"
     bad.write_text("params: [{name: a, type: float, low: 1, high: 0}]\n")
-    proc = subprocess.run([sys.executable, "-m", "nas.cli", "space", str(bad)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "space", str(bad)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "low 1 is above high 0" in proc.stderr
 
@@ -160,9 +223,33 @@ def image_folder(tmp_path_factory) -> Path:
 
 def test_data_dir_alone_means_an_image_folder_with_the_new_options(capsys, tmp_path, image_folder, tiny_space):
     out = tmp_path / "s"
-    code, _, err = run(capsys, "search", "--data-dir", str(image_folder), "--image-size", "8", "--epochs", "1",
-                       "--val-fraction", "0.25", "--test-fraction", "0.25", "--seed", "3", "--device", "cpu",
-                       "--trials", "2", "--warmup", "2", "--space", str(tiny_space), "--out", str(out), "--quiet")
+    code, _, err = run(
+        capsys,
+        "search",
+        "--data-dir",
+        str(image_folder),
+        "--image-size",
+        "8",
+        "--epochs",
+        "1",
+        "--val-fraction",
+        "0.25",
+        "--test-fraction",
+        "0.25",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+        "--trials",
+        "2",
+        "--warmup",
+        "2",
+        "--space",
+        str(tiny_space),
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert code == 0, err
     with Storage(out / "study.db", read_only=True) as st:
         meta, trials = st.meta(), st.trials()
@@ -178,19 +265,22 @@ def test_data_dir_alone_means_an_image_folder_with_the_new_options(capsys, tmp_p
     assert len(a.y_val) == 6 and not torch.equal(a.x_val, b.x_val)  # --seed moves the split
 
 
-@pytest.mark.parametrize("argv, needles", [
-    (["--data-dir", "{here}"], ["is not an image folder"]),
-    (["--data-dir", "/nonexistent/dir"], ["/nonexistent/dir", "does not exist"]),
-    (["--dataset", "digits", "--data-dir", "{here}"], ["would be ignored"]),
-    (["--image-size", "4"], ["--image-size", "from 8 to 1024"]),
-    (["--image-size", "2048"], ["--image-size"]),
-    (["--dataset", "digits", "--image-size", "16"], ["digits images are 8x8"]),
-    (["--val-fraction", "1.5"], ["--val-fraction", "strictly between 0 and 1"]),
-    (["--test-fraction", "0"], ["--test-fraction"]),
-    (["--val-fraction", "0.5", "--test-fraction", "0.5"], ["leaves no training data"]),
-    (["--epochs", "0"], ["--epochs"]),
-    (["--device", "tpu"], ["device 'tpu'"]),
-])
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (["--data-dir", "{here}"], ["is not an image folder"]),
+        (["--data-dir", "/nonexistent/dir"], ["/nonexistent/dir", "does not exist"]),
+        (["--dataset", "digits", "--data-dir", "{here}"], ["would be ignored"]),
+        (["--image-size", "4"], ["--image-size", "from 8 to 1024"]),
+        (["--image-size", "2048"], ["--image-size"]),
+        (["--dataset", "digits", "--image-size", "16"], ["digits images are 8x8"]),
+        (["--val-fraction", "1.5"], ["--val-fraction", "strictly between 0 and 1"]),
+        (["--test-fraction", "0"], ["--test-fraction"]),
+        (["--val-fraction", "0.5", "--test-fraction", "0.5"], ["leaves no training data"]),
+        (["--epochs", "0"], ["--epochs"]),
+        (["--device", "tpu"], ["device 'tpu'"]),
+    ],
+)
 def test_bad_new_search_options_are_one_line(capsys, tmp_path, argv, needles):
     argv = [a.replace("{here}", str(Path(__file__).parent)) for a in argv]
     code, _, err = run_safely(capsys, ["search", *argv, "--trials", "1", "--out", str(tmp_path / "s"), "--quiet"])
@@ -199,7 +289,13 @@ def test_bad_new_search_options_are_one_line(capsys, tmp_path, argv, needles):
 
 
 def test_inspect_a_shipped_config_by_name_from_another_folder(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "nas.cli", "inspect", "resnet50", "--json"], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "inspect", "resnet50", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["params"] == 25557032

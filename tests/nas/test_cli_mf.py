@@ -1,5 +1,6 @@
 """`nas search` in multi-fidelity mode through the CLI, with a contract-following stand-in for the trainer
 (instant, config-dependent curves, pickled checkpoints), so only the wiring is under test."""
+
 import contextlib
 import json
 import pickle
@@ -20,16 +21,24 @@ def fake_trainer():
     specs = []
 
     def fake(spec):
-        specs.append({k: v for k, v in spec.items() if k != "checkpoint"} | {"has_ckpt": spec.get("checkpoint") is not None})
+        specs.append(
+            {k: v for k, v in spec.items() if k != "checkpoint"} | {"has_ckpt": spec.get("checkpoint") is not None}
+        )
         level = 0.3 + 0.6 * (zlib.crc32(json.dumps(spec["config"], sort_keys=True).encode()) % 1000) / 1000
         if "resource_to" not in spec:
             return {"value": level, "metrics": {"val_acc": level}}
         state = pickle.loads(spec["checkpoint"]) if spec["checkpoint"] else 0
         assert state == spec["resource_from"], (state, spec["resource_from"])
-        curve = [{"epoch": e, "val_acc": level * e / spec["max_resource"]}
-                 for e in range(spec["resource_from"] + 1, spec["resource_to"] + 1)]
-        return {"value": curve[-1]["val_acc"], "metrics": {"curve": curve, "val_acc": curve[-1]["val_acc"]},
-                "checkpoint": pickle.dumps(spec["resource_to"]), "resource": spec["resource_to"]}
+        curve = [
+            {"epoch": e, "val_acc": level * e / spec["max_resource"]}
+            for e in range(spec["resource_from"] + 1, spec["resource_to"] + 1)
+        ]
+        return {
+            "value": curve[-1]["val_acc"],
+            "metrics": {"curve": curve, "val_acc": curve[-1]["val_acc"]},
+            "checkpoint": pickle.dumps(spec["resource_to"]),
+            "resource": spec["resource_to"],
+        }
 
     real = runner.run_trial
     runner.run_trial = fake
@@ -47,8 +56,9 @@ def search(out, space, *extra):
 
 
 def _search(out, space, *extra):
-    return main(["search", "--dataset", "digits", "--space", str(space), "--out", str(out), "--quiet",
-                 "--warmup", "3", *extra])
+    return main(
+        ["search", "--dataset", "digits", "--space", str(space), "--out", str(out), "--quiet", "--warmup", "3", *extra]
+    )
 
 
 def one_line_error(code, err, *needles):
@@ -94,14 +104,17 @@ def test_fidelity_off_trains_every_trial_for_max_epochs_and_resume_keeps_it(tmp_
         assert [t.status for t in st.trials()] == ["complete"] * 3
 
 
-@pytest.mark.parametrize("extra, needles", [
-    (["--min-epochs", "5", "--max-epochs", "3"], ["--min-epochs 5 is above --max-epochs (3)"]),
-    (["--min-epochs", "30"], ["--min-epochs 30 is above the digits preset's max epochs"]),
-    (["--eta", "1"], ["--eta must be at least 2"]),
-    (["--eta", "x"], ["--eta"]),
-    (["--fidelity", "maybe"], ["--fidelity"]),
-    (["--max-epochs", "0"], ["--max-epochs"]),
-])
+@pytest.mark.parametrize(
+    "extra, needles",
+    [
+        (["--min-epochs", "5", "--max-epochs", "3"], ["--min-epochs 5 is above --max-epochs (3)"]),
+        (["--min-epochs", "30"], ["--min-epochs 30 is above the digits preset's max epochs"]),
+        (["--eta", "1"], ["--eta must be at least 2"]),
+        (["--eta", "x"], ["--eta"]),
+        (["--fidelity", "maybe"], ["--fidelity"]),
+        (["--max-epochs", "0"], ["--max-epochs"]),
+    ],
+)
 def test_bad_fidelity_options_are_one_line_errors_before_any_trial(tmp_path, tiny_space, capsys, extra, needles):
     with fake_trainer() as specs:
         code = search(tmp_path / "s", tiny_space, "--trials", "2", *extra)

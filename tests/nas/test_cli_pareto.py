@@ -1,4 +1,5 @@
 """`nas search --objective pareto`, the front in `nas report`, and `nas export --max-macs`, on tiny digits runs."""
+
 import pandas as pd
 import pytest
 
@@ -17,16 +18,61 @@ def run(capsys, *argv):
 @pytest.fixture(scope="module")
 def pareto_study(tmp_path_factory, tiny_space):
     out = tmp_path_factory.mktemp("pareto") / "digits"
-    code = main(["search", "--dataset", "digits", "--trials", "6", "--warmup", "3", "--space", str(tiny_space),
-                 "--out", str(out), "--quiet", "--seed", "2", "--objective", "pareto", "--max-macs", "400k", "--fidelity", "off"])
+    code = main(
+        [
+            "search",
+            "--dataset",
+            "digits",
+            "--trials",
+            "6",
+            "--warmup",
+            "3",
+            "--space",
+            str(tiny_space),
+            "--out",
+            str(out),
+            "--quiet",
+            "--seed",
+            "2",
+            "--objective",
+            "pareto",
+            "--max-macs",
+            "400k",
+            "--fidelity",
+            "off",
+        ]
+    )
     assert code == 0
     return out
 
 
 def test_pareto_search_with_multi_fidelity_keeps_the_limit(tmp_path, tiny_space):
     out = tmp_path / "mf"
-    assert main(["search", "--dataset", "digits", "--trials", "5", "--warmup", "3", "--space", str(tiny_space),
-                 "--out", str(out), "--quiet", "--seed", "3", "--objective", "pareto", "--max-macs", "400k"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--dataset",
+                "digits",
+                "--trials",
+                "5",
+                "--warmup",
+                "3",
+                "--space",
+                str(tiny_space),
+                "--out",
+                str(out),
+                "--quiet",
+                "--seed",
+                "3",
+                "--objective",
+                "pareto",
+                "--max-macs",
+                "400k",
+            ]
+        )
+        == 0
+    )
     with Storage(out / "study.db", read_only=True) as st:
         trials = st.trials()
     assert trials and all(t.macs <= 400e3 for t in trials)
@@ -52,8 +98,9 @@ def test_report_draws_the_front_with_its_posterior(capsys, pareto_study):
 def test_export_picks_the_most_accurate_member_within_the_budget(capsys, pareto_study, tmp_path):
     front = load_study(pareto_study).pareto_front(posterior=False)
     budget = float(front["macs"].max())
-    code, _, err = run(capsys, "export", str(pareto_study), "--out", str(tmp_path / "m"), "--no-retrain",
-                       "--max-macs", str(budget))
+    code, _, err = run(
+        capsys, "export", str(pareto_study), "--out", str(tmp_path / "m"), "--no-retrain", "--max-macs", str(budget)
+    )
     assert code == 0
     want = int(front.loc[front["value"].idxmax(), "id"])
     assert f"trial {want}" in err

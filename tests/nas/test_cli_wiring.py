@@ -1,4 +1,5 @@
 """nas search is a thin layer over nas.api: flags become API options, and one check speaks both languages."""
+
 import pytest
 
 from nas import api
@@ -23,15 +24,32 @@ def test_flags_become_api_options_and_unset_ones_stay_unset():
     assert set(plain) <= set(api.prepare.__kwdefaults__)  # every flag is an API option
 
 
-@pytest.mark.parametrize("options, python, cli", [
-    (dict(min_epochs=5, max_epochs=3), "min_epochs=5 is above max_epochs (3)", "--min-epochs 5 is above --max-epochs (3)"),
-    (dict(eta=1), "eta must be at least 2", "--eta must be at least 2"),
-    (dict(epochs=2, fidelity="on"), "epochs fixes every trial's length; it cannot go with fidelity='on'",
-     "--epochs fixes every trial's length; it cannot go with --fidelity on"),
-    (dict(workers=2, executor="inprocess"), "executor='inprocess' runs one trial at a time",
-     "--executor inprocess runs one trial at a time"),
-    (dict(gpus_per_trial=1.0), "gpus_per_trial is a Ray resource request", "--gpus-per-trial is a Ray resource request"),
-])
+@pytest.mark.parametrize(
+    "options, python, cli",
+    [
+        (
+            dict(min_epochs=5, max_epochs=3),
+            "min_epochs=5 is above max_epochs (3)",
+            "--min-epochs 5 is above --max-epochs (3)",
+        ),
+        (dict(eta=1), "eta must be at least 2", "--eta must be at least 2"),
+        (
+            dict(epochs=2, fidelity="on"),
+            "epochs fixes every trial's length; it cannot go with fidelity='on'",
+            "--epochs fixes every trial's length; it cannot go with --fidelity on",
+        ),
+        (
+            dict(workers=2, executor="inprocess"),
+            "executor='inprocess' runs one trial at a time",
+            "--executor inprocess runs one trial at a time",
+        ),
+        (
+            dict(gpus_per_trial=1.0),
+            "gpus_per_trial is a Ray resource request",
+            "--gpus-per-trial is a Ray resource request",
+        ),
+    ],
+)
 def test_one_check_names_options_in_python_and_flags_on_the_cli(tmp_path, options, python, cli):
     with pytest.raises(NasError) as e:
         api.prepare(dataset="digits", out=tmp_path / "a", trials=2, **options)

@@ -1,4 +1,5 @@
 """nas.constraints: limits and predicates, the known-objective cache, and the score ceiling's filter."""
+
 import numpy as np
 import pytest
 

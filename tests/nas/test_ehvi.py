@@ -1,4 +1,5 @@
 """Closed-form EHVI with known costs: against exact hypervolumes and a Monte-Carlo estimate."""
+
 import numpy as np
 import pytest
 
@@ -27,7 +28,7 @@ def test_hvi_equals_exact_hypervolume_difference(k, seed):
     a, Uc = rng.random(20) * 1.2 - 0.1, rng.random((20, k)) * 1.2 - 0.1
     got = g.hvi(a, Uc)
     for i in range(20):
-        both = np.vstack([_as_min(vals, U).reshape(-1, k + 1), _as_min([a[i]], Uc[i:i + 1])])
+        both = np.vstack([_as_min(vals, U).reshape(-1, k + 1), _as_min([a[i]], Uc[i : i + 1])])
         assert got[i] == pytest.approx(hypervolume(both, ref) - base, abs=1e-12)
 
 
@@ -40,8 +41,8 @@ def test_ehvi_matches_monte_carlo(k):
     Uc = rng.random((8, k))
     exact = g.ehvi(mean, std, Uc)
     draws = mean[None, :] + std[None, :] * rng.standard_normal((20000, 8))  # (S, m)
-    mc = np.array([g.hvi(draws[:, i], np.repeat(Uc[i:i + 1], len(draws), axis=0)).mean() for i in range(8)])
-    se = np.array([g.hvi(draws[:, i], np.repeat(Uc[i:i + 1], len(draws), axis=0)).std() for i in range(8)])
+    mc = np.array([g.hvi(draws[:, i], np.repeat(Uc[i : i + 1], len(draws), axis=0)).mean() for i in range(8)])
+    se = np.array([g.hvi(draws[:, i], np.repeat(Uc[i : i + 1], len(draws), axis=0)).std() for i in range(8)])
     se = se / np.sqrt(len(draws))
     assert np.all(np.abs(exact - mc) <= 4 * se + 1e-6), (exact, mc, se)
     assert exact.max() > 0
@@ -74,4 +75,4 @@ def test_many_candidates_in_blocks():
     mean, std, Uc = rng.random(5000), rng.random(5000) * 0.2, rng.random((5000, 2))
     full = g.ehvi(mean, std, Uc)
     assert full.shape == (5000,)
-    assert np.allclose(full[:50], [g.ehvi(mean[i:i + 1], std[i:i + 1], Uc[i:i + 1])[0] for i in range(50)])
+    assert np.allclose(full[:50], [g.ehvi(mean[i : i + 1], std[i : i + 1], Uc[i : i + 1])[0] for i in range(50)])

@@ -1,4 +1,5 @@
 """Executors with real processes and a real local Ray (2 CPUs, started once for the module)."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -13,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from nas.errors import NasError
-from nas.executors import (ERROR, LOST, OK, InProcessExecutor, Outcome, ProcessExecutor, get_executor,
-                           _default_threads)
+from nas.executors import ERROR, LOST, OK, InProcessExecutor, Outcome, ProcessExecutor, get_executor, _default_threads
 
 pytestmark = pytest.mark.timeout(120)  # a hung worker must fail the test, not the whole run
 ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------- tasks (module-level: they are pickled)
+
 
 def square(x):
     return x * x
@@ -51,6 +52,7 @@ def thread_env():
 
 def torch_threads_then_change_them():
     import torch
+
     seen = torch.get_num_threads()
     torch.set_num_threads(3)  # the next task must not inherit this
     return seen, os.environ.get("OMP_NUM_THREADS")
@@ -58,10 +60,12 @@ def torch_threads_then_change_them():
 
 def torch_threads():
     import torch
+
     return torch.get_num_threads()
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def drain(ex, deadline_s=30.0) -> dict[int, Outcome]:
     """Wait until nothing runs; every outcome by key (and no key twice)."""
@@ -113,6 +117,7 @@ def wait_dead(pids, timeout=10.0) -> list[int]:
 
 # ---------------------------------------------------------------- shared executors
 
+
 @pytest.fixture(scope="module")
 def process_ex():
     with ProcessExecutor(workers=2) as ex:
@@ -131,8 +136,11 @@ def ray_ex():
     yield ex
     # Ray's raylet, GCS, ... are our children; so are the process executor's workers and multiprocessing's
     # resource tracker (it lives as long as this process), which are not Ray's.
-    ray_processes = {pid for pid in children_of(os.getpid()) - {p.pid for p in mp.active_children()}
-                     if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()}
+    ray_processes = {
+        pid
+        for pid in children_of(os.getpid()) - {p.pid for p in mp.active_children()}
+        if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    }
     assert ray_processes
     ex.shutdown()
     assert not ray.is_initialized()
@@ -146,6 +154,7 @@ def ex(request):
 
 
 # ---------------------------------------------------------------- both parallel executors
+
 
 def test_results_come_back_under_their_keys(ex):
     assert ex.capacity == 2
@@ -201,6 +210,7 @@ def test_killed_worker_gives_a_lost_outcome_and_work_goes_on(ex, tmp_path):
 
 
 # ---------------------------------------------------------------- process executor specifics
+
 
 def test_process_lost_message_names_the_signal(process_ex, tmp_path):
     process_ex.submit(1, report_pid_and_sleep, str(tmp_path / "pid"), 60)
@@ -271,8 +281,14 @@ def test_no_orphans_when_the_driver_is_interrupted(tmp_path, how):
     script.write_text(DRIVER)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     # Its own session, so a "Ctrl-C" can go to the driver's whole process group as a terminal would send it.
-    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=env, start_new_session=True, text=True)
+    driver = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+        text=True,
+    )
     pids: list[int] = []
     try:
         pids = [int(p) for p in driver.stdout.readline().split()]
@@ -298,8 +314,10 @@ def test_no_orphans_when_the_driver_is_interrupted(tmp_path, how):
 
 # ---------------------------------------------------------------- ray specifics
 
+
 def test_ray_threads_and_a_shared_instance_left_running(ray_ex, tmp_path):
     import ray
+
     ex = get_executor("ray", workers=2, threads_per_worker=2)  # joins the running Ray
     ex.submit(1, thread_env)
     assert drain(ex)[1].result == ("2", "2")
@@ -313,6 +331,7 @@ def test_ray_threads_and_a_shared_instance_left_running(ray_ex, tmp_path):
 
 
 # ---------------------------------------------------------------- in-process and the registry
+
 
 def test_inprocess_runs_in_this_process():
     with get_executor("inprocess") as ex:

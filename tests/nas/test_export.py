@@ -1,5 +1,6 @@
 """Export: the generated model.py against search_spaces' builder, weights and TorchScript round trips, a fresh
 interpreter that sees only torch, retraining on train + val, and the refusals (bad trials, code in configs)."""
+
 import ast
 import importlib.util
 import io
@@ -23,8 +24,15 @@ from trainers.runner import cached_dataset, run_trial, weights_path
 
 SHAPE = (1, 8, 8)
 NAMES = [str(i) for i in range(10)]
-TRAIN = {"optimizer": {"name": "adam", "beta1": 0.9, "beta2": 0.999}, "lr": 0.01, "weight_decay": 0.0,
-         "batch_size": 128, "epochs": 1, "label_smoothing": 0.0, "warmup_epochs": 0}
+TRAIN = {
+    "optimizer": {"name": "adam", "beta1": 0.9, "beta2": 0.999},
+    "lr": 0.01,
+    "weight_decay": 0.0,
+    "batch_size": 128,
+    "epochs": 1,
+    "label_smoothing": 0.0,
+    "warmup_epochs": 0,
+}
 
 # Together: all three blocks, SE on and off, every activation, head 0 and > 0, stem pool, dropout,
 # BottleNeck with and without a projection shortcut, InvertedResidual with expansion 1 and a skip.
@@ -32,22 +40,44 @@ ARCHS = {
     "conv_head0": {"stem": {"channels": 8}, "stages": [{"block": "Conv", "channels": 16, "stride": 2, "repeats": 2}]},
     "bottleneck_relu6": {
         "stem": {"channels": 16, "kernel": 5, "stride": 2, "activation": "relu6", "pool": "max"},
-        "stages": [{"block": "BottleNeck", "channels": 16, "repeats": 2, "expansion": 2, "activation": "relu6"},
-                   {"block": "BottleNeck", "channels": 32, "stride": 2, "kernel": 5, "expansion": 4}],
-        "head": {"channels": 64, "activation": "relu6"}, "classifier": {"dropout": 0.2}},
+        "stages": [
+            {"block": "BottleNeck", "channels": 16, "repeats": 2, "expansion": 2, "activation": "relu6"},
+            {"block": "BottleNeck", "channels": 32, "stride": 2, "kernel": 5, "expansion": 4},
+        ],
+        "head": {"channels": 64, "activation": "relu6"},
+        "classifier": {"dropout": 0.2},
+    },
     "ir_se_hardswish": {
         "stem": {"channels": 8, "activation": "hardswish"},
-        "stages": [{"block": "InvertedResidual", "channels": 8, "repeats": 2, "expansion": 3, "se_ratio": 0.25,
-                    "activation": "hardswish"},
-                   {"block": "InvertedResidual", "channels": 24, "stride": 2, "kernel": 7, "expansion": 1}],
-        "head": {"channels": 32, "activation": "silu"}},
+        "stages": [
+            {
+                "block": "InvertedResidual",
+                "channels": 8,
+                "repeats": 2,
+                "expansion": 3,
+                "se_ratio": 0.25,
+                "activation": "hardswish",
+            },
+            {"block": "InvertedResidual", "channels": 24, "stride": 2, "kernel": 7, "expansion": 1},
+        ],
+        "head": {"channels": 32, "activation": "silu"},
+    },
     "mixed_silu": {
         "stem": {"channels": 8, "activation": "silu"},
-        "stages": [{"block": "Conv", "channels": 8, "kernel": 1, "activation": "silu"},
-                   {"block": "InvertedResidual", "channels": 16, "stride": 2, "expansion": 4.5, "se_ratio": 0.5,
-                    "activation": "relu"},
-                   {"block": "BottleNeck", "channels": 16, "expansion": 1, "activation": "silu"}],
-        "head": {"channels": 0, "activation": "hardswish"}},
+        "stages": [
+            {"block": "Conv", "channels": 8, "kernel": 1, "activation": "silu"},
+            {
+                "block": "InvertedResidual",
+                "channels": 16,
+                "stride": 2,
+                "expansion": 4.5,
+                "se_ratio": 0.5,
+                "activation": "relu",
+            },
+            {"block": "BottleNeck", "channels": 16, "expansion": 1, "activation": "silu"},
+        ],
+        "head": {"channels": 0, "activation": "hardswish"},
+    },
     "no_stages": {"stem": {"channels": 8}, "stages": []},
 }
 
@@ -84,6 +114,7 @@ def _write_source(tmp_path, config, **kw):
 
 
 # --- the generated source ----------------------------------------------------------------------
+
 
 def test_activation_spellings_match_the_registry():
     assert set(_ACT_SOURCE) == set(ACTIVATIONS)
@@ -134,10 +165,29 @@ def test_generated_source_imports_only_torch_and_carries_only_used_blocks(tmp_pa
 
 
 def test_constants_round_trip_awkward_class_names(tmp_path):
-    names = ["cat", "it's", 'say "hi"', "back\\slash", "new\nline", "tab\t", "\u00e9t\u00e9", "\U0001f600",
-             "'''", '"""; import os', "x\x00y"]
-    module = _import(_write_source(tmp_path, ARCHS["conv_head0"], class_names=names, input_shape=(3, 16, 16),
-                                   mean=[0.1, 0.2, 0.3], std=[1.0, 2.0, 0.25]))
+    names = [
+        "cat",
+        "it's",
+        'say "hi"',
+        "back\\slash",
+        "new\nline",
+        "tab\t",
+        "\u00e9t\u00e9",
+        "\U0001f600",
+        "'''",
+        '"""; import os',
+        "x\x00y",
+    ]
+    module = _import(
+        _write_source(
+            tmp_path,
+            ARCHS["conv_head0"],
+            class_names=names,
+            input_shape=(3, 16, 16),
+            mean=[0.1, 0.2, 0.3],
+            std=[1.0, 2.0, 0.25],
+        )
+    )
     assert module.CLASS_NAMES == names
     assert module.INPUT_SHAPE == (3, 16, 16) and module.MEAN == (0.1, 0.2, 0.3) and module.STD == (1.0, 2.0, 0.25)
     img = torch.rand(2, 3, 4, 4)
@@ -148,18 +198,22 @@ def test_constants_round_trip_awkward_class_names(tmp_path):
 CODE = "__import__('os').system('echo pwned')"
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda c: c["stages"][0].update(block=f"Conv'}}]\n{CODE}\n#"),
-    lambda c: c["stages"][0].update(activation=CODE),
-    lambda c: c["stem"].update(activation="relu\n" + CODE),
-    lambda c: c["head"].update(activation=CODE),
-    lambda c: c["stages"][0].update(channels=f"16); {CODE}"),
-    lambda c: c["stages"][0].update(channels=True),
-    lambda c: c["stem"].update(kernel=float("nan")),
-    lambda c: c["classifier"].update(dropout=float("inf")),
-    lambda c: c["stem"].update(**{"__class__": CODE}),
-    lambda c: c["stem"].update(pool=CODE),
-], ids=["block", "stage_act", "stem_act", "head_act", "str_channels", "bool_channels", "nan", "inf", "key", "pool"])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda c: c["stages"][0].update(block=f"Conv'}}]\n{CODE}\n#"),
+        lambda c: c["stages"][0].update(activation=CODE),
+        lambda c: c["stem"].update(activation="relu\n" + CODE),
+        lambda c: c["head"].update(activation=CODE),
+        lambda c: c["stages"][0].update(channels=f"16); {CODE}"),
+        lambda c: c["stages"][0].update(channels=True),
+        lambda c: c["stem"].update(kernel=float("nan")),
+        lambda c: c["classifier"].update(dropout=float("inf")),
+        lambda c: c["stem"].update(**{"__class__": CODE}),
+        lambda c: c["stem"].update(pool=CODE),
+    ],
+    ids=["block", "stage_act", "stem_act", "head_act", "str_channels", "bool_channels", "nan", "inf", "key", "pool"],
+)
 def test_code_in_a_config_is_refused(mutate):
     config = json.loads(json.dumps({**ARCHS["bottleneck_relu6"], "stages": [dict(ARCHS["conv_head0"]["stages"][0])]}))
     mutate(config)
@@ -205,9 +259,16 @@ def test_literal_writes_plain_values_only():
 
 def test_bad_constants_are_refused():
     cfg = ARCHS["conv_head0"]
-    for kw in ({"class_names": [1, 2]}, {"class_names": []}, {"mean": [0.1, 0.2]}, {"std": [0.0]},
-               {"std": [float("nan")]}, {"input_shape": (1, 8)}, {"input_shape": (1, 8, True)},
-               {"trial_id": "1; import os"}):
+    for kw in (
+        {"class_names": [1, 2]},
+        {"class_names": []},
+        {"mean": [0.1, 0.2]},
+        {"std": [0.0]},
+        {"std": [float("nan")]},
+        {"input_shape": (1, 8)},
+        {"input_shape": (1, 8, True)},
+        {"trial_id": "1; import os"},
+    ):
         args = {"input_shape": SHAPE, "mean": [0.3], "std": [0.4], "class_names": NAMES, **kw}
         with pytest.raises(ConfigError):
             model_source(cfg, **args)
@@ -215,19 +276,41 @@ def test_bad_constants_are_refused():
 
 # --- studies -----------------------------------------------------------------------------------
 
+
 def _meta(st):
     data = cached_dataset("digits", None, 0, False, None)
-    meta = {"dataset": "digits", "data_dir": None, "input_shape": list(data.input_shape), "num_classes": 10,
-            "class_names": list(data.class_names), "augment": None, "norm_mean": list(data.mean),
-            "norm_std": list(data.std), "seed": 0, "score": "acc", "space": {}, "direction": "maximize"}
+    meta = {
+        "dataset": "digits",
+        "data_dir": None,
+        "input_shape": list(data.input_shape),
+        "num_classes": 10,
+        "class_names": list(data.class_names),
+        "augment": None,
+        "norm_mean": list(data.mean),
+        "norm_std": list(data.std),
+        "seed": 0,
+        "score": "acc",
+        "space": {},
+        "direction": "maximize",
+    }
     for k, v in meta.items():
         st.set_meta(k, v)
 
 
 def _trained_trial(st, folder, config, *, seed, save_weights=True, score=None):
     t = st.add_trial(config, status=RUNNING, seed=seed, known=count(config, input_shape=SHAPE, num_classes=10))
-    out = run_trial({"trial_id": t.id, "config": config, "seed": seed, "study_dir": str(folder),
-                     "dataset": "digits", "data_seed": 0, "save_weights": save_weights, "threads": 1})
+    out = run_trial(
+        {
+            "trial_id": t.id,
+            "config": config,
+            "seed": seed,
+            "study_dir": str(folder),
+            "dataset": "digits",
+            "data_seed": 0,
+            "save_weights": save_weights,
+            "threads": 1,
+        }
+    )
     t.status, t.value, t.metrics = COMPLETE, out["value"], out["metrics"]
     t.score = out["value"] if score is None else score
     st.update_trial(t)
@@ -326,8 +409,13 @@ def test_model_py_runs_alone_in_a_fresh_interpreter(study, tmp_path):
     export_study(study, out=out, trial_id=1, retrain=False)
     x = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(4))
     torch.save(x, tmp_path / "x.pt")
-    proc = subprocess.run([sys.executable, "-I", "-c", FRESH, str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
-                          cwd=out, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", FRESH, str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("[]") and str(out / "model.py") in proc.stdout
     with torch.no_grad():
@@ -343,8 +431,13 @@ def test_default_retrains_the_best_trial_on_train_and_val(study, tmp_path, monke
     original = train_mod.train_trial
 
     def spy(config, data, **kw):
-        seen.update(n_train=len(data.y_train), n_val=len(data.y_val), seed=kw["seed"], epochs=config["epochs"],
-                    threads=kw["num_threads"])
+        seen.update(
+            n_train=len(data.y_train),
+            n_val=len(data.y_val),
+            seed=kw["seed"],
+            epochs=config["epochs"],
+            threads=kw["num_threads"],
+        )
         return original(config, data, **kw)
 
     monkeypatch.setattr(train_mod, "train_trial", spy)

@@ -1,5 +1,6 @@
 """Rungs, the report() API, the ASHA scheduler (against a brute-force restatement) and the GP over
 (config, resource) in the Optimizer, tested by properties."""
+
 import json
 import math
 import random
@@ -15,10 +16,17 @@ from nas.space import Categorical, Float, Space
 
 
 # ------------------------------------------------------------------------------------------- rungs
-@pytest.mark.parametrize("lo, hi, eta, rungs", [
-    (1, 27, 3, (1, 3, 9, 27)), (1, 20, 3, (1, 3, 9, 20)), (5, 5, 3, (5,)), (1, 10, 2, (1, 2, 4, 8, 10)),
-    (3, 4, 3, (3, 4)), (2, 18, 3, (2, 6, 18)),
-])
+@pytest.mark.parametrize(
+    "lo, hi, eta, rungs",
+    [
+        (1, 27, 3, (1, 3, 9, 27)),
+        (1, 20, 3, (1, 3, 9, 20)),
+        (5, 5, 3, (5,)),
+        (1, 10, 2, (1, 2, 4, 8, 10)),
+        (3, 4, 3, (3, 4)),
+        (2, 18, 3, (2, 6, 18)),
+    ],
+)
 def test_rungs(lo, hi, eta, rungs):
     assert Fidelity(lo, hi, eta).rungs == rungs
 
@@ -46,11 +54,19 @@ def test_scaled_resource_is_log_scale_in_unit_interval():
         f.rung_index(5)
 
 
-@pytest.mark.parametrize("args, needle", [
-    ((0, 5), "must be positive"), ((-1, 5), "must be positive"), ((5, 3), "above max resource"),
-    ((1, 9, 1), "eta must be at least 2"), ((1, 9, 1.9), "eta must be at least 2"),
-    ((True, 9), "finite number"), ((1, float("nan")), "finite number"), (("1", 9), "finite number"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        ((0, 5), "must be positive"),
+        ((-1, 5), "must be positive"),
+        ((5, 3), "above max resource"),
+        ((1, 9, 1), "eta must be at least 2"),
+        ((1, 9, 1.9), "eta must be at least 2"),
+        ((True, 9), "finite number"),
+        ((1, float("nan")), "finite number"),
+        (("1", 9), "finite number"),
+    ],
+)
 def test_bad_fidelity_is_one_line_nas_error(args, needle):
     with pytest.raises(NasError, match=needle) as e:
         Fidelity(*args)
@@ -104,8 +120,11 @@ def brute_force_promotion(values, state, reached, keys, eta, top):
             continue
 
         key = keys[k]
-        ok = [t for t in members if state[t] == PAUSED and reached[t] == k
-              and sum(1 for u in members if (key[u], -u) > (key[t], -t)) < n_top]
+        ok = [
+            t
+            for t in members
+            if state[t] == PAUSED and reached[t] == k and sum(1 for u in members if (key[u], -u) > (key[t], -t)) < n_top
+        ]
         if ok:
             return max(ok, key=lambda t, key=key: (key[t], -t)), k + 1
     return None
@@ -126,8 +145,9 @@ def test_asha_matches_brute_force_on_random_small_cases():
                 sched.record(t, k, rng.randint(0, 4) / 4)
             if sched.reached[t] >= 0 and rng.random() < 0.2:
                 sched.resume(t)  # running again: not promotable
-        keys = [{t: (rng.random() if case % 2 else v) for t, v in sched.values[k].items()}
-                for k in range(len(fid.rungs))]
+        keys = [
+            {t: (rng.random() if case % 2 else v) for t, v in sched.values[k].items()} for k in range(len(fid.rungs))
+        ]
         got = sched.next_promotion(lambda k, tids, keys=keys: [keys[k][t] for t in tids])
         want = brute_force_promotion(sched.values, sched.state, sched.reached, keys, fid.eta, fid.top)
         assert got == want, (case, got, want)
@@ -193,10 +213,13 @@ def test_finishing_promotion_matches_brute_force_on_random_small_cases():
         sched, rng = _paused_asha(seed, maximize=seed % 2 == 0)
         left = rng.choice([0.5, 5, 18, 24, 26, 27, 40])
         keys = {t: rng.random() for t in sched.state}
-        got = sched.finishing_promotion(left, lambda tids: [keys[t] for t in tids])
+        got = sched.finishing_promotion(left, lambda tids, keys=keys: [keys[t] for t in tids])
         rungs = sched.fidelity.rungs
-        can = [t for t, st in sched.state.items() if st == PAUSED and sched.reached[t] >= 0
-               and 27 - rungs[sched.reached[t]] <= left]
+        can = [
+            t
+            for t, st in sched.state.items()
+            if st == PAUSED and sched.reached[t] >= 0 and 27 - rungs[sched.reached[t]] <= left
+        ]
         if left >= 27 or not can:
             assert got is None
         else:  # the best key among those that can still reach the top, on to their next rung
@@ -379,6 +402,6 @@ def test_fidelity_none_is_the_plain_optimizer():
         for _ in range(7):
             (c,) = opt.ask(1)
             got.append(c)
-            opt.tell(c, -(c["x"] - 0.4) ** 2 + (c["k"] == "a"))
+            opt.tell(c, -((c["x"] - 0.4) ** 2) + (c["k"] == "a"))
         runs.append(got)
     assert runs[0] == runs[1]

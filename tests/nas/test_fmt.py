@@ -1,4 +1,5 @@
 """nas.fmt: SI numbers, local dates and durations a person reads, and the compact clock of the progress line."""
+
 import re
 import time
 
@@ -12,9 +13,21 @@ SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=
 _UNITS = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9}
 
 
-@pytest.mark.parametrize("x, text", [(12_300_000, "12.3M"), (4688, "4.69K"), (178, "178"), (999, "999"),
-                                     (1000, "1K"), (2.5e9, "2.5G"), (-4688, "-4.69K"), (0, "0"),
-                                     (None, "-"), (float("nan"), "-")])
+@pytest.mark.parametrize(
+    "x, text",
+    [
+        (12_300_000, "12.3M"),
+        (4688, "4.69K"),
+        (178, "178"),
+        (999, "999"),
+        (1000, "1K"),
+        (2.5e9, "2.5G"),
+        (-4688, "-4.69K"),
+        (0, "0"),
+        (None, "-"),
+        (float("nan"), "-"),
+    ],
+)
 def test_si_examples(x, text):
     assert si(x) == text
 
@@ -33,9 +46,20 @@ def test_si_is_three_significant_digits_of_the_number(x):
     assert back == pytest.approx(x, rel=5e-3, abs=0.5)
 
 
-@pytest.mark.parametrize("s, text", [(0, "0.0s"), (4.24, "4.2s"), (59.96, "1m 0.0s"), (76.635606, "1m 16.6s"),
-                                     (3599.96, "1h 00m 00s"), (7387, "2h 03m 07s"), (90000, "1d 01h 00m"),
-                                     (-5, "-5.0s"), (None, "-")])
+@pytest.mark.parametrize(
+    "s, text",
+    [
+        (0, "0.0s"),
+        (4.24, "4.2s"),
+        (59.96, "1m 0.0s"),
+        (76.635606, "1m 16.6s"),
+        (3599.96, "1h 00m 00s"),
+        (7387, "2h 03m 07s"),
+        (90000, "1d 01h 00m"),
+        (-5, "-5.0s"),
+        (None, "-"),
+    ],
+)
 def test_duration_examples(s, text):
     assert duration(s) == text
 

@@ -1,4 +1,5 @@
 """nas.fsutil: atomic files and folders, the one-search-per-folder lock, bounded reads, dangerous outputs."""
+
 import os
 import signal
 import subprocess
@@ -9,13 +10,23 @@ from pathlib import Path
 import pytest
 
 from nas.errors import ConfigError, NasError, StudyError
-from nas.fsutil import (StudyLock, atomic_folder, atomic_write_bytes, atomic_write_text, dangerous_out,
-                        foreign_files, lock_held, read_regular_file, remove_stale_temps)
+from nas.fsutil import (
+    StudyLock,
+    atomic_folder,
+    atomic_write_bytes,
+    atomic_write_text,
+    dangerous_out,
+    foreign_files,
+    lock_held,
+    read_regular_file,
+    remove_stale_temps,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- atomic writes -------------------------------------------------------------------------------
+
 
 def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
     p = tmp_path / "report.html"
@@ -39,6 +50,7 @@ def test_atomic_write_failure_keeps_old_file_and_removes_temp(tmp_path, monkeypa
 
     def boom(*a):
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
         atomic_write_text(p, "new")
@@ -63,15 +75,18 @@ _HOLDER = textwrap.dedent("""
 
 def test_lock_blocks_a_second_holder_and_is_freed_by_sigkill(tmp_path):
     folder = tmp_path / "results_x"
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER.format(root=str(ROOT), folder=str(folder))],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER.format(root=str(ROOT), folder=str(folder))], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "locked"
         with pytest.raises(StudyError) as e:
             StudyLock(folder)
         msg = str(e.value)
-        assert msg == (f"{folder} is in use by another `nas search` (pid {proc.pid}); "
-                       "wait for it to finish or choose another --out")
+        assert msg == (
+            f"{folder} is in use by another `nas search` (pid {proc.pid}); "
+            "wait for it to finish or choose another --out"
+        )
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -99,6 +114,7 @@ def test_lock_held_sees_a_holder_without_taking_the_lock(tmp_path):
 
 
 # --- stale temps and atomic folders ---------------------------------------------------------------
+
 
 def test_remove_stale_temps_removes_only_the_temps_of_that_file(tmp_path):
     p = tmp_path / "w[1].pt"  # glob characters in the name are matched literally
@@ -148,6 +164,7 @@ def test_foreign_files(tmp_path):
 
 # --- bounded reads --------------------------------------------------------------------------------
 
+
 def test_read_regular_file_reads_up_to_its_limit(tmp_path):
     p = tmp_path / "space.yaml"
     p.write_bytes(b"x" * 10)
@@ -172,6 +189,7 @@ def test_read_regular_file_refuses_what_never_ends(tmp_path, kind):
 
 
 # --- dangerous outputs ----------------------------------------------------------------------------
+
 
 def test_dangerous_out(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -1,4 +1,5 @@
 """Properties of nas.gp: agreement with scikit-learn, gradients, updates, pending points, kernel geometry."""
+
 import math
 
 import numpy as np
@@ -13,14 +14,21 @@ from nas.space import Categorical, Float, Integer, Repeat, Space
 
 def _space() -> Space:
     """A small conditional space: branch parameters, a nested categorical, a variable-length list."""
-    return Space([
-        Float("lr", 1e-4, 1e-1, log=True),
-        Integer("epochs", 1, 10),
-        Categorical("opt", {"sgd": [Float("momentum", 0.0, 0.99)],
-                            "adam": [Float("beta1", 0.8, 0.99), Categorical("amsgrad", [True, False])],
-                            "rms": []}),
-        Repeat("layers", 1, 3, [Integer("ch", 8, 64), Categorical("act", ["relu", "gelu", "silu"])]),
-    ])
+    return Space(
+        [
+            Float("lr", 1e-4, 1e-1, log=True),
+            Integer("epochs", 1, 10),
+            Categorical(
+                "opt",
+                {
+                    "sgd": [Float("momentum", 0.0, 0.99)],
+                    "adam": [Float("beta1", 0.8, 0.99), Categorical("amsgrad", [True, False])],
+                    "rms": [],
+                },
+            ),
+            Repeat("layers", 1, 3, [Integer("ch", 8, 64), Categorical("act", ["relu", "gelu", "silu"])]),
+        ]
+    )
 
 
 def _mixed_data(n: int, seed: int):
@@ -91,13 +99,25 @@ def test_condition_on_one_by_one_equals_full_refit():
     space, X, active = _mixed_data(15, seed=3)
     y = np.random.default_rng(3).normal(size=15)
     ell = np.random.default_rng(4).uniform(0.5, 3.0, space.n_dims)
-    inc = _fixed_gp(space.kinds, ell, 1.2, 0.03, conditional_mask=[d.conditional for d in space.dims],
-                    n_choices=[d.n_choices for d in space.dims])
+    inc = _fixed_gp(
+        space.kinds,
+        ell,
+        1.2,
+        0.03,
+        conditional_mask=[d.conditional for d in space.dims],
+        n_choices=[d.n_choices for d in space.dims],
+    )
     inc.fit(X[:0], active[:0], y[:0], optimize=False)  # from empty: prior, then the first real posterior at 2
     for i in range(15):
-        inc.condition_on(X[i], active[i], y[i:i + 1])
-    full = _fixed_gp(space.kinds, ell, 1.2, 0.03, conditional_mask=[d.conditional for d in space.dims],
-                     n_choices=[d.n_choices for d in space.dims]).fit(X, active, y, optimize=False)
+        inc.condition_on(X[i], active[i], y[i : i + 1])
+    full = _fixed_gp(
+        space.kinds,
+        ell,
+        1.2,
+        0.03,
+        conditional_mask=[d.conditional for d in space.dims],
+        n_choices=[d.n_choices for d in space.dims],
+    ).fit(X, active, y, optimize=False)
     _, Xs, As = _mixed_data(10, seed=5)
     for a, b in zip(inc.predict(Xs, As), full.predict(Xs, As)):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
@@ -149,11 +169,14 @@ def test_pending_points_shrink_std_not_mean():
     # the original GP is untouched, and a pending GP equals one conditioned on its own mean
     np.testing.assert_allclose(gp.predict(Xs, As)[1], std0)
     assert pend.n_pending == 3 and gp.n_pending == 0
-    fantasy = GP.from_space(space).fit(np.vstack([X, Xp]), np.vstack([active, Ap]),
-                                       np.r_[y, gp.predict(Xp, Ap)[0]], optimize=False)
+    fantasy = GP.from_space(space).fit(
+        np.vstack([X, Xp]), np.vstack([active, Ap]), np.r_[y, gp.predict(Xp, Ap)[0]], optimize=False
+    )
     # same data => same posterior, up to the y standardisation that the fantasy refit recomputes
-    fantasy.set_params(signal_var=gp.signal_var * gp.y_std**2 / fantasy.y_std**2,
-                       noise_var=gp.noise_var * gp.y_std**2 / fantasy.y_std**2)
+    fantasy.set_params(
+        signal_var=gp.signal_var * gp.y_std**2 / fantasy.y_std**2,
+        noise_var=gp.noise_var * gp.y_std**2 / fantasy.y_std**2,
+    )
     np.testing.assert_allclose(fantasy.predict(Xs, As)[1], std1, rtol=1e-7)
 
 
@@ -174,7 +197,8 @@ def test_kernel_matrix_is_psd_on_mixed_conditional_encodings(conditional):
     rng = np.random.default_rng(12)
     for _ in range(3):
         gp = GP.from_space(space, conditional=conditional).set_params(
-            length_scales=np.exp(rng.normal(0.0, 1.0, space.n_dims)), signal_var=1.0, noise_var=1e-6)
+            length_scales=np.exp(rng.normal(0.0, 1.0, space.n_dims)), signal_var=1.0, noise_var=1e-6
+        )
         eig = np.linalg.eigvalsh(gp.kernel_matrix(X, active))
         assert eig.min() >= -1e-9
 
@@ -182,8 +206,7 @@ def test_kernel_matrix_is_psd_on_mixed_conditional_encodings(conditional):
 def test_arc_geometry_for_conditional_dims():
     # dim 0 always active, dim 1 conditional float, dim 2 conditional cat with 3 choices
     ell = np.array([1.0, 0.5, 2.0])
-    gp = _fixed_gp(["float", "float", "cat"], ell, 2.0, 1e-6,
-                   conditional_mask=[False, True, True], n_choices=[0, 0, 3])
+    gp = _fixed_gp(["float", "float", "cat"], ell, 2.0, 1e-6, conditional_mask=[False, True, True], n_choices=[0, 0, 3])
     m52 = lambda r: (1 + math.sqrt(5) * r + 5 / 3 * r**2) * math.exp(-math.sqrt(5) * r)  # noqa: E731
     on = np.array([[0.2, 0.3, 1.0]]), np.array([[True, True, True]])
     off = np.array([[0.2, 0.0, 0.0]]), np.array([[True, False, False]])
@@ -200,10 +223,8 @@ def test_arc_geometry_for_conditional_dims():
 
 
 def test_impute_treats_inactive_as_value_zero():
-    gp = _fixed_gp(["float", "float"], [1.0, 0.5], 1.0, 1e-6, conditional_mask=[False, True],
-                   conditional="impute")
-    inactive = gp.kernel_matrix(np.array([[0.3, 0.8]]), np.array([[True, False]]),
-                                np.array([[0.3, 0.0]]), None)
+    gp = _fixed_gp(["float", "float"], [1.0, 0.5], 1.0, 1e-6, conditional_mask=[False, True], conditional="impute")
+    inactive = gp.kernel_matrix(np.array([[0.3, 0.8]]), np.array([[True, False]]), np.array([[0.3, 0.0]]), None)
     assert inactive[0, 0] == pytest.approx(1.0)
 
 

@@ -1,4 +1,5 @@
 """Exact hypervolume against a brute-force grid count, on small random fronts of 2 and 3 objectives."""
+
 import itertools
 
 import numpy as np
@@ -42,7 +43,8 @@ def test_2d_matches_the_existing_sweep():
     P = rng.random((30, 2))
     # pareto.hypervolume_2d maximises the first column: negate it for ours
     assert hypervolume(np.c_[-P[:, 0], P[:, 1]], [-0.0, 1.0]) == pytest.approx(
-        hypervolume_2d(P, ref=[0.0, 1.0], maximize=[True, False]))
+        hypervolume_2d(P, ref=[0.0, 1.0], maximize=[True, False])
+    )
 
 
 def test_points_beyond_the_reference_add_nothing_and_improvement_is_a_difference():

@@ -1,4 +1,5 @@
 """Optimizer(objectives=...): the Pareto search on a small black box, its limits and its bad input."""
+
 import math
 
 import numpy as np
@@ -29,9 +30,17 @@ def _run(opt, n, k=1):
 
 @pytest.mark.parametrize("pareto,pending", [("ehvi", "variance"), ("ucb", "variance"), ("ehvi", "fantasy")])
 def test_front_is_nondominated_and_limits_hold(pareto, pending):
-    opt = Optimizer(_space(), seed=0, n_warmup=5, objectives={"acc": "maximize", "macs": "minimize"},
-                    known=_known, constraints=[Limit("macs", 1e6)], value_bounds=(0.0, 1.0), pareto=pareto,
-                    pending=pending)
+    opt = Optimizer(
+        _space(),
+        seed=0,
+        n_warmup=5,
+        objectives={"acc": "maximize", "macs": "minimize"},
+        known=_known,
+        constraints=[Limit("macs", 1e6)],
+        value_bounds=(0.0, 1.0),
+        pareto=pareto,
+        pending=pending,
+    )
     asked = []
     while opt.n_observed < 20:
         batch = opt.ask(2)
@@ -54,10 +63,16 @@ def test_pareto_search_spreads_over_costs_and_beats_random():
 
     def hv(configs):
         Q = np.array([[-_acc(c), math.log(_known(c)["macs"])] for c in configs])
-        return hypervolume(Q, [0.0, math.log(64 ** 2 * 1000 * 1.1)])
+        return hypervolume(Q, [0.0, math.log(64**2 * 1000 * 1.1)])
 
-    opt = Optimizer(_space(), seed=1, n_warmup=5, objectives={"acc": "maximize", "macs": "minimize"},
-                    known=_known, value_bounds=(0.0, 1.0))
+    opt = Optimizer(
+        _space(),
+        seed=1,
+        n_warmup=5,
+        objectives={"acc": "maximize", "macs": "minimize"},
+        known=_known,
+        value_bounds=(0.0, 1.0),
+    )
     _run(opt, 25)
     ours = hv([c for c, _ in opt._obs])
     rng = np.random.default_rng(1)
@@ -67,8 +82,13 @@ def test_pareto_search_spreads_over_costs_and_beats_random():
 
 
 def test_three_objectives_and_a_minimised_model():
-    opt = Optimizer(_space(), seed=0, n_warmup=4,
-                    objectives={"err": "minimize", "macs": "minimize", "params": "minimize"}, known=_known)
+    opt = Optimizer(
+        _space(),
+        seed=0,
+        n_warmup=4,
+        objectives={"err": "minimize", "macs": "minimize", "params": "minimize"},
+        known=_known,
+    )
     while opt.n_observed < 10:
         for c in opt.ask(1):
             opt.tell(c, 1.0 - _acc(c))
@@ -120,8 +140,14 @@ def test_zero_cost_useless_configs_are_not_chased():
     def acc(c):
         return 0.1 if c["w"] == 0 else 0.99 - 0.5 / (1 + c["w"]) - 0.2 * (c["x"] - 0.3) ** 2
 
-    opt = Optimizer(space, seed=0, n_warmup=5, objectives={"acc": "maximize", "macs": "minimize"},
-                    known=lambda c: {"macs": 1000.0 * c["w"] ** 2}, value_bounds=(0.0, 1.0))
+    opt = Optimizer(
+        space,
+        seed=0,
+        n_warmup=5,
+        objectives={"acc": "maximize", "macs": "minimize"},
+        known=lambda c: {"macs": 1000.0 * c["w"] ** 2},
+        value_bounds=(0.0, 1.0),
+    )
     asked = []
     while opt.n_observed < 25:
         for c in opt.ask(1):
@@ -131,15 +157,18 @@ def test_zero_cost_useless_configs_are_not_chased():
     assert max(c["w"] for c in asked) >= 32  # and the accurate, costly end is searched
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"objectives": {"acc": "maximize", "latency": "minimize"}}, "latency"),
-    ({"objectives": {"acc": "maximize", "macs": "smaller"}}, "minimize"),
-    ({"objectives": {"acc": "maximize"}}, "at least one known"),
-    ({"objectives": {"acc": "maximize", "macs": "minimize"}, "reference": {"macs": 1.0}}, "dominate"),
-    ({"objectives": {"acc": "maximize", "macs": "minimize"}, "reference": {"acc": 1.0}}, "dominate"),
-    ({"objectives": {"acc": "maximize", "macs": "minimize"}, "reference": {"flops": 1.0}}, "not an objective"),
-    ({"objectives": {"acc": "maximize", "macs": "minimize"}, "pareto": "qehvi"}, "pareto must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"objectives": {"acc": "maximize", "latency": "minimize"}}, "latency"),
+        ({"objectives": {"acc": "maximize", "macs": "smaller"}}, "minimize"),
+        ({"objectives": {"acc": "maximize"}}, "at least one known"),
+        ({"objectives": {"acc": "maximize", "macs": "minimize"}, "reference": {"macs": 1.0}}, "dominate"),
+        ({"objectives": {"acc": "maximize", "macs": "minimize"}, "reference": {"acc": 1.0}}, "dominate"),
+        ({"objectives": {"acc": "maximize", "macs": "minimize"}, "reference": {"flops": 1.0}}, "not an objective"),
+        ({"objectives": {"acc": "maximize", "macs": "minimize"}, "pareto": "qehvi"}, "pareto must be"),
+    ],
+)
 def test_bad_input_is_one_line(kwargs, match):
     with pytest.raises(NasError, match=match) as e:
         Optimizer(_space(), known=_known, value_bounds=(0.0, 1.0), **kwargs)

@@ -7,15 +7,17 @@ from nas.optimizer import Limit, Optimizer
 from nas.score import MnasScore, WeightedScore
 from nas.space import Categorical, Float, Integer, Space
 
-SPACE = Space([
-    Float("x", 0.0, 1.0),
-    Categorical("kind", {"a": [Float("y", 0.0, 1.0)], "b": [Integer("n", 1, 8)]}),
-])
+SPACE = Space(
+    [
+        Float("x", 0.0, 1.0),
+        Categorical("kind", {"a": [Float("y", 0.0, 1.0)], "b": [Integer("n", 1, 8)]}),
+    ]
+)
 
 
 def f(c):
     """Maximum 1.0 at x=0.3, kind=a, y=0.7; branch b tops out at 0.6."""
-    base = -(c["x"] - 0.3) ** 2
+    base = -((c["x"] - 0.3) ** 2)
     return base + (1.0 - (c["y"] - 0.7) ** 2 if c["kind"] == "a" else 0.6 * c["n"] / 8)
 
 

@@ -1,4 +1,5 @@
 """Pareto mask and 2-D hypervolume against brute-force references, plus invariances."""
+
 import itertools
 
 import numpy as np
@@ -43,8 +44,12 @@ def brute_hv(P, ref, maximize):
 # Small integer grids make ties and duplicates common, which is where dominance code goes wrong.
 points = st.integers(1, 40).flatmap(
     lambda n: st.integers(1, 4).flatmap(
-        lambda m: st.tuples(st.lists(st.lists(st.integers(0, 5), min_size=m, max_size=m), min_size=n, max_size=n),
-                            st.lists(st.booleans(), min_size=m, max_size=m))))
+        lambda m: st.tuples(
+            st.lists(st.lists(st.integers(0, 5), min_size=m, max_size=m), min_size=n, max_size=n),
+            st.lists(st.booleans(), min_size=m, max_size=m),
+        )
+    )
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -102,7 +107,8 @@ def test_large_input_is_fast_enough():
 
 
 hv_points = st.integers(1, 12).flatmap(
-    lambda n: st.lists(st.tuples(st.integers(0, 8), st.integers(0, 8)), min_size=n, max_size=n))
+    lambda n: st.lists(st.tuples(st.integers(0, 8), st.integers(0, 8)), min_size=n, max_size=n)
+)
 
 
 @settings(max_examples=120, deadline=None)

@@ -2,6 +2,7 @@
 workers, come back to the driver, and only the driver writes the study's SQLite file; a worker killed
 mid-trial is run once more; a trial lost twice is recorded failed and the search still reaches its budget.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,6 +28,7 @@ DB_FILES = ("study.db", "study.db-wal", "study.db-journal")
 
 # ---------------------------------------------------------------- objectives (module-level: shipped to Ray)
 
+
 def value_of(config: dict) -> float:
     return 1.0 - (config["x"] - 0.3) ** 2 - 0.01 * config["n"] + 0.05 * (config["mode"] == "b")
 
@@ -48,8 +50,10 @@ def cheap(spec: dict) -> dict:
     """Sleeps a little, so two workers overlap; reports where and when it ran."""
     start = time.time()
     time.sleep(0.4)
-    return {"value": value_of(spec["config"]),
-            "metrics": {"pid": os.getpid(), "start": start, "end": time.time(), "db_open": open_db_files()}}
+    return {
+        "value": value_of(spec["config"]),
+        "metrics": {"pid": os.getpid(), "start": start, "end": time.time(), "db_open": open_db_files()},
+    }
 
 
 def killed_once(spec: dict) -> dict:
@@ -72,6 +76,7 @@ def always_killed(spec: dict) -> dict:
 
 # ---------------------------------------------------------------- the module's Ray
 
+
 @pytest.fixture(scope="module")
 def ray_ex():
     ray = pytest.importorskip("ray")
@@ -93,8 +98,14 @@ def ray_ex():
 
 
 def make_study(folder: Path, executor, objective, trials: int) -> Study:
-    return Study(folder, optimizer=Optimizer(SPACE, seed=0, n_warmup=4), objective=objective,
-                 budget=Budget(trials=trials), executor=executor, meta={"space": SPACE.to_dict()})
+    return Study(
+        folder,
+        optimizer=Optimizer(SPACE, seed=0, n_warmup=4),
+        objective=objective,
+        budget=Budget(trials=trials),
+        executor=executor,
+        meta={"space": SPACE.to_dict()},
+    )
 
 
 def read_trials(folder: Path):
@@ -120,6 +131,7 @@ def kill_when_written(pid_file: Path, timeout: float = 60.0) -> threading.Thread
 
 
 # ---------------------------------------------------------------- tests
+
 
 def test_two_ray_workers_run_the_search_and_only_the_driver_writes(ray_ex, tmp_path):
     folder = tmp_path / "s"
@@ -177,9 +189,30 @@ def test_nas_search_cli_on_ray(ray_ex, tmp_path, capsys, tiny_space):
     from nas.cli import main
 
     out = tmp_path / "digits"
-    code = main(["search", "--dataset", "digits", "--space", str(tiny_space), "--trials", "3", "--workers", "2",
-                 "--fidelity", "off", "--max-epochs", "2",
-                 "--executor", "ray", "--out", str(out), "--quiet", "--seed", "2"])
+    code = main(
+        [
+            "search",
+            "--dataset",
+            "digits",
+            "--space",
+            str(tiny_space),
+            "--trials",
+            "3",
+            "--workers",
+            "2",
+            "--fidelity",
+            "off",
+            "--max-epochs",
+            "2",
+            "--executor",
+            "ray",
+            "--out",
+            str(out),
+            "--quiet",
+            "--seed",
+            "2",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert ray.is_initialized()  # a Ray the CLI did not start is left running
@@ -205,8 +238,16 @@ def test_nas_api_search_on_ray_with_a_users_train_function(ray_ex, tmp_path):
 
     ray.cloudpickle.register_pickle_by_value(user)  # Ray's workers do not have tests/nas on their path
     try:
-        view = api.search(data=user.digits(), train=user.train_one_epoch, space=api.small_cnn_space(epochs=1),
-                          executor="ray", workers=2, trials=2, warmup=2, out=tmp_path / "s")
+        view = api.search(
+            data=user.digits(),
+            train=user.train_one_epoch,
+            space=api.small_cnn_space(epochs=1),
+            executor="ray",
+            workers=2,
+            trials=2,
+            warmup=2,
+            out=tmp_path / "s",
+        )
     finally:
         ray.cloudpickle.unregister_pickle_by_value(user)
     assert ray.is_initialized()

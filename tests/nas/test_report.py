@@ -1,4 +1,5 @@
 """Reports on synthetic studies: files, flattened tables, Pareto rows, HTML, empty and running studies."""
+
 import hashlib
 import multiprocessing as mp
 import random
@@ -19,14 +20,35 @@ BRIEF_CONFIG = {
     "stem": {"channels": 16, "kernel": 3, "stride": 1, "activation": "relu"},
     "stages": [
         {"block": "Conv", "channels": 32, "stride": 2, "repeats": 1, "kernel": 3, "activation": "relu"},
-        {"block": "BottleNeck", "channels": 64, "stride": 2, "repeats": 2, "kernel": 3, "expansion": 4,
-         "activation": "relu"},
-        {"block": "InvertedResidual", "channels": 64, "stride": 1, "repeats": 2, "kernel": 5, "expansion": 6,
-         "se_ratio": 0.25, "activation": "hardswish"}],
+        {
+            "block": "BottleNeck",
+            "channels": 64,
+            "stride": 2,
+            "repeats": 2,
+            "kernel": 3,
+            "expansion": 4,
+            "activation": "relu",
+        },
+        {
+            "block": "InvertedResidual",
+            "channels": 64,
+            "stride": 1,
+            "repeats": 2,
+            "kernel": 5,
+            "expansion": 6,
+            "se_ratio": 0.25,
+            "activation": "hardswish",
+        },
+    ],
     "head": {"channels": 128, "activation": "relu"},
     "classifier": {"dropout": 0.0},
     "optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True},
-    "lr": 0.05, "weight_decay": 0.0005, "batch_size": 64, "epochs": 10, "label_smoothing": 0.1, "warmup_epochs": 1,
+    "lr": 0.05,
+    "weight_decay": 0.0005,
+    "batch_size": 64,
+    "epochs": 10,
+    "label_smoothing": 0.1,
+    "warmup_epochs": 1,
 }
 
 
@@ -34,17 +56,30 @@ def random_config(rng):
     stages = []
     for _ in range(rng.randint(1, 3)):
         block = rng.choice(["Conv", "BottleNeck", "InvertedResidual"])
-        s = {"block": block, "channels": rng.choice([16, 32, 64]), "stride": rng.choice([1, 2]),
-             "repeats": rng.randint(1, 3), "kernel": rng.choice([3, 5]),
-             "activation": rng.choice(["relu", "hardswish"])}
+        s = {
+            "block": block,
+            "channels": rng.choice([16, 32, 64]),
+            "stride": rng.choice([1, 2]),
+            "repeats": rng.randint(1, 3),
+            "kernel": rng.choice([3, 5]),
+            "activation": rng.choice(["relu", "hardswish"]),
+        }
         if block != "Conv":
             s["expansion"] = rng.choice([2, 4, 6])
         stages.append(s)
     opt = rng.choice(["sgd", "adam"])
-    optimizer = ({"name": "sgd", "momentum": rng.choice([0.8, 0.9]), "nesterov": rng.random() < 0.5}
-                 if opt == "sgd" else {"name": "adam", "beta1": 0.9, "beta2": 0.999})
-    return {**BRIEF_CONFIG, "stages": stages, "optimizer": optimizer, "lr": 10 ** rng.uniform(-3, -1),
-            "classifier": {"dropout": rng.choice([0.0, 0.2])}}
+    optimizer = (
+        {"name": "sgd", "momentum": rng.choice([0.8, 0.9]), "nesterov": rng.random() < 0.5}
+        if opt == "sgd"
+        else {"name": "adam", "beta1": 0.9, "beta2": 0.999}
+    )
+    return {
+        **BRIEF_CONFIG,
+        "stages": stages,
+        "optimizer": optimizer,
+        "lr": 10 ** rng.uniform(-3, -1),
+        "classifier": {"dropout": rng.choice([0.0, 0.2])},
+    }
 
 
 def fill(db, n, *, seed=0, direction="maximize", value_fn=None):
@@ -55,8 +90,12 @@ def fill(db, n, *, seed=0, direction="maximize", value_fn=None):
         st.set_meta("space", {"note": "x" * 300})
         for i in range(n):
             cfg = random_config(rng)
-            t = st.add_trial(cfg, status=RUNNING, started_at=1000.0 + i,
-                             known={"macs": rng.randint(10**5, 10**8), "params": rng.randint(10**3, 10**6)})
+            t = st.add_trial(
+                cfg,
+                status=RUNNING,
+                started_at=1000.0 + i,
+                known={"macs": rng.randint(10**5, 10**8), "params": rng.randint(10**3, 10**6)},
+            )
             if i == 3:
                 t.status, t.error = INFEASIBLE, "MACs 1e9 over the budget 1e8"
             elif rng.random() < 0.1:
@@ -64,8 +103,12 @@ def fill(db, n, *, seed=0, direction="maximize", value_fn=None):
             else:
                 t.value = value_fn(cfg, rng) if value_fn else rng.uniform(0.3, 0.9)
                 t.status, t.score = COMPLETE, t.value - 1e-9 * t.macs
-                t.metrics = {"val_acc": t.value, "test_acc": t.value - 0.02, "train_time": 2.5,
-                             "curve": [0.1, 0.2, t.value]}
+                t.metrics = {
+                    "val_acc": t.value,
+                    "test_acc": t.value - 0.02,
+                    "train_time": 2.5,
+                    "curve": [0.1, 0.2, t.value],
+                }
             t.finished_at = t.started_at + 3.0
             st.update_trial(t)
 
@@ -92,9 +135,26 @@ def test_trials_dataframe_flattens_config_and_metrics(study):
     view = load_study(study, summaries=SUMMARIES)
     df = view.trials_dataframe()
     assert len(df) == 30 and df["id"].tolist() == list(range(1, 31))
-    for col in ("id", "status", "value", "score", "macs", "params", "val_acc", "test_acc", "train_time",
-                "duration", "error", "blocks", "optimizer.name", "stages.0.block", "stages.0.channels",
-                "stem.channels", "lr", "classifier.dropout"):
+    for col in (
+        "id",
+        "status",
+        "value",
+        "score",
+        "macs",
+        "params",
+        "val_acc",
+        "test_acc",
+        "train_time",
+        "duration",
+        "error",
+        "blocks",
+        "optimizer.name",
+        "stages.0.block",
+        "stages.0.channels",
+        "stem.channels",
+        "lr",
+        "classifier.dropout",
+    ):
         assert col in df.columns, col
     assert not any(c.startswith("curve") for c in df.columns)
     for t in view.trials:  # every flat cell equals the nested value it came from
@@ -139,8 +199,15 @@ def test_pareto_front_rows_are_exactly_the_non_dominated(study):
 
 def test_write_report_files(study):
     files = write_report(study)
-    assert set(files) == {"trials.csv", "pareto.csv", "score_over_trials.png", "acc_vs_macs.png",
-                          "pareto_front.png", "param_effects.png", "report.html"}
+    assert set(files) == {
+        "trials.csv",
+        "pareto.csv",
+        "score_over_trials.png",
+        "acc_vs_macs.png",
+        "pareto_front.png",
+        "param_effects.png",
+        "report.html",
+    }
     for name, path in files.items():
         assert path.parent == study and path.stat().st_size > 0, name
         if name.endswith(".png"):
@@ -165,7 +232,7 @@ def test_format_summary_tables(study):
     top = view.ranked()[:5]
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("top 5 trials"))
-    ids = [int(line.split()[0]) for line in lines[start + 2:start + 7]]
+    ids = [int(line.split()[0]) for line in lines[start + 2 : start + 7]]
     assert ids == [t.id for t in top]
     assert block_summary(top[0].config) in text
     assert "Pareto front (value max, macs min, params min)" in text
@@ -173,8 +240,12 @@ def test_format_summary_tables(study):
 
 def test_importance_finds_the_parameter_that_matters(tmp_path):
     # value depends on lr only (plus small noise): lr must rank first by a wide margin
-    fill(tmp_path / "study.db", 40, seed=3,
-         value_fn=lambda cfg, rng: 0.9 - 0.1 * abs(np.log10(cfg["lr"]) + 2) + rng.gauss(0, 0.002))
+    fill(
+        tmp_path / "study.db",
+        40,
+        seed=3,
+        value_fn=lambda cfg, rng: 0.9 - 0.1 * abs(np.log10(cfg["lr"]) + 2) + rng.gauss(0, 0.002),
+    )
     imp = parameter_importance(load_study(tmp_path))
     assert imp.index[0] == "lr" and imp.iloc[0] > 0.5
     assert imp.sum() == pytest.approx(1.0)
@@ -243,8 +314,14 @@ def test_model_section_with_profile(tmp_path):
     from search_spaces.profile import format_profile, model_section_html, profile_model
 
     fill(tmp_path / "study.db", 6, seed=2)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 10),
+    )
     model.train()
     seen = []
 
@@ -294,8 +371,9 @@ def test_known_objectives_are_columns_by_name_and_summaries_are_optional(tmp_pat
     with Storage(tmp_path / "study.db") as st:
         st.set_meta("direction", "maximize")
         for i, (value, flops) in enumerate([(0.9, 300.5), (0.8, 100.25), (0.7, 200.0)]):
-            t = st.add_trial({"stages": [{"block": "Conv", "channels": 8 * (i + 1)}]}, status=RUNNING,
-                             known={"flops": flops})
+            t = st.add_trial(
+                {"stages": [{"block": "Conv", "channels": 8 * (i + 1)}]}, status=RUNNING, known={"flops": flops}
+            )
             t.status, t.value = COMPLETE, value
             st.update_trial(t)
     view = load_study(tmp_path)
@@ -314,16 +392,21 @@ def test_a_multi_fidelity_study_has_its_section_and_plots(tmp_path):
     from nas.study import Budget, Study
 
     def objective(spec):
-        return {"value": spec["config"]["x"] * spec["resource_to"] / 9, "resource": spec["resource_to"],
-                "metrics": {"curve": [{"epoch": spec["resource_to"], "val_acc": spec["config"]["x"]}]}}
+        return {
+            "value": spec["config"]["x"] * spec["resource_to"] / 9,
+            "resource": spec["resource_to"],
+            "metrics": {"curve": [{"epoch": spec["resource_to"], "val_acc": spec["config"]["x"]}]},
+        }
 
     opt = Optimizer(Space([Float("x", 0.0, 1.0)]), seed=0, n_warmup=3, fidelity=Fidelity(1, 9, 3))
-    Study(tmp_path, optimizer=opt, objective=objective, budget=Budget(trials=3),
-          meta={"direction": "maximize"}).run()
+    Study(tmp_path, optimizer=opt, objective=objective, budget=Budget(trials=3), meta={"direction": "maximize"}).run()
     files = write_report(tmp_path)
     assert {"learning_curves.png", "epochs_per_rung.png"} <= set(files)
     html = files["report.html"].read_text()
-    section = html[html.index("<h2>Multi-fidelity</h2>"):html.index("<h2>Best trial")]
-    assert re.search(r"Epochs trained \d+; training each of the\s+\d+ evaluated trials to 9 epochs would take \d+:"
-                     r"\s+\d+ saved \(\d+%\)", section), section
+    section = html[html.index("<h2>Multi-fidelity</h2>") : html.index("<h2>Best trial")]
+    assert re.search(
+        r"Epochs trained \d+; training each of the\s+\d+ evaluated trials to 9 epochs would take \d+:"
+        r"\s+\d+ saved \(\d+%\)",
+        section,
+    ), section
     assert "<table" in section and "&lt;table" not in section  # the rung table is markup, not escaped text

@@ -1,5 +1,6 @@
 """nas.score: the MnasNet and weighted scores by formula and by property, and --score specs that parse or fail
 in one line."""
+
 import math
 
 import numpy as np
@@ -22,7 +23,7 @@ def test_mnas_score_formula_and_monotonicity():
     acc = np.array([0.9, 0.9, 0.9])
     macs = np.array([500.0, 1000.0, 2000.0])
     got = s(acc, {"macs": macs})
-    np.testing.assert_allclose(got, [0.9 * 0.5 ** -0.01, 0.9, 0.9 * 2.0 ** -0.07])
+    np.testing.assert_allclose(got, [0.9 * 0.5**-0.01, 0.9, 0.9 * 2.0**-0.07])
     vals = np.linspace(0, 1, 11)
     assert np.all(np.diff(s(vals, {"macs": np.full(11, 3000.0)})) > 0)
 
@@ -69,18 +70,33 @@ def test_acc_is_the_value_itself(a, b):
 
 
 @SETTINGS
-@given(kind=st.sampled_from(["mnas", "weighted"]), macs=st.floats(1.0, 1e9), params=st.floats(1.0, 1e9),
-       alpha=EXPONENT, beta=EXPONENT)
+@given(
+    kind=st.sampled_from(["mnas", "weighted"]),
+    macs=st.floats(1.0, 1e9),
+    params=st.floats(1.0, 1e9),
+    alpha=EXPONENT,
+    beta=EXPONENT,
+)
 def test_every_score_spec_parses_back_to_itself(kind, macs, params, alpha, beta):
-    s = (MnasScore(targets={"macs": macs, "params": params}, alpha=alpha, beta=beta) if kind == "mnas"
-         else WeightedScore(weights={"macs": macs / 1e9, "params": params / 1e9}, refs={"macs": macs}))
+    s = (
+        MnasScore(targets={"macs": macs, "params": params}, alpha=alpha, beta=beta)
+        if kind == "mnas"
+        else WeightedScore(weights={"macs": macs / 1e9, "params": params / 1e9}, refs={"macs": macs})
+    )
     again = parse_score(s.spec())
     assert type(again) is type(s) and again.spec() == s.spec()
 
 
 # ------------------------------------------------------------------------------------------ parsing
-@pytest.mark.parametrize("spec, cls", [("acc", Identity), ("mnas", MnasScore), ("mnas:macs=200k,beta=-0.1", MnasScore),
-                                       ("weighted:macs=0.02,params=0.01", WeightedScore)])
+@pytest.mark.parametrize(
+    "spec, cls",
+    [
+        ("acc", Identity),
+        ("mnas", MnasScore),
+        ("mnas:macs=200k,beta=-0.1", MnasScore),
+        ("weighted:macs=0.02,params=0.01", WeightedScore),
+    ],
+)
 def test_parse_score(spec, cls):
     s = parse_score(spec, default_targets={"macs": 5e4})
     assert isinstance(s, cls)
@@ -92,18 +108,32 @@ def test_parse_score_applies_suffixes_and_defaults():
     assert s.targets == {"macs": 5e4, "params": 2e4} and s.alpha == -0.01 and s.beta == -0.07
 
 
-@pytest.mark.parametrize("spec, msg", [("", "empty"), ("nope", "unknown score"), ("mnas:macs=abc", "not a number"),
-                                       ("mnas:foo=1", "unknown option"), ("weighted", "at least one weight"),
-                                       ("acc:macs=1", "no options"), ("mnas:macs", "key=value"),
-                                       ("mnas:macs=-5", "positive"), ("mnas:macs=inf", "finite")])
+@pytest.mark.parametrize(
+    "spec, msg",
+    [
+        ("", "empty"),
+        ("nope", "unknown score"),
+        ("mnas:macs=abc", "not a number"),
+        ("mnas:foo=1", "unknown option"),
+        ("weighted", "at least one weight"),
+        ("acc:macs=1", "no options"),
+        ("mnas:macs", "key=value"),
+        ("mnas:macs=-5", "positive"),
+        ("mnas:macs=inf", "finite"),
+    ],
+)
 def test_parse_score_errors(spec, msg):
     with pytest.raises(NasError, match=msg):
         parse_score(spec)
 
 
 @SETTINGS
-@given(spec=st.one_of(st.text(max_size=40), st.builds(lambda k, v: f"{k}:{v}", st.sampled_from(["acc", "mnas", "weighted"]),
-                                                       st.text(max_size=30))))
+@given(
+    spec=st.one_of(
+        st.text(max_size=40),
+        st.builds(lambda k, v: f"{k}:{v}", st.sampled_from(["acc", "mnas", "weighted"]), st.text(max_size=30)),
+    )
+)
 def test_any_spec_is_a_score_or_a_one_line_error(spec):
     try:
         s = parse_score(spec)

@@ -11,23 +11,35 @@ from nas.space import Categorical, Constant, Float, Group, Integer, Repeat, Spac
 
 
 def make_space() -> Space:
-    block = Categorical("block", {
-        "Conv": [Integer("kernel", 1, 5, step=2), Categorical("activation", ["relu", "silu"])],
-        "InvertedResidual": [Integer("kernel", 3, 7, step=2), Integer("expansion", 1, 6),
-                             Categorical("se_ratio", [0.0, 0.25])],
-    })
-    optimizer = Categorical("name", {
-        "sgd": [Float("momentum", 0.5, 0.99), Categorical("nesterov", [True, False])],
-        "adam": [Float("beta1", 0.8, 0.99), Float("beta2", 0.9, 0.9999)],
-        "nested": [Categorical("inner", {"a": [Integer("deep", 0, 3)], "b": []})],
-    })
-    return Space([
-        Repeat("stages", 1, 4, [block, Integer("channels", 8, 64, step=8), Categorical("stride", [1, 2])]),
-        Group("optimizer", [optimizer]),
-        Float("lr", 1e-4, 0.3, log=True),
-        Integer("batch_size", 16, 256, log=True),
-        Constant("epochs", 3),
-    ], name="test")
+    block = Categorical(
+        "block",
+        {
+            "Conv": [Integer("kernel", 1, 5, step=2), Categorical("activation", ["relu", "silu"])],
+            "InvertedResidual": [
+                Integer("kernel", 3, 7, step=2),
+                Integer("expansion", 1, 6),
+                Categorical("se_ratio", [0.0, 0.25]),
+            ],
+        },
+    )
+    optimizer = Categorical(
+        "name",
+        {
+            "sgd": [Float("momentum", 0.5, 0.99), Categorical("nesterov", [True, False])],
+            "adam": [Float("beta1", 0.8, 0.99), Float("beta2", 0.9, 0.9999)],
+            "nested": [Categorical("inner", {"a": [Integer("deep", 0, 3)], "b": []})],
+        },
+    )
+    return Space(
+        [
+            Repeat("stages", 1, 4, [block, Integer("channels", 8, 64, step=8), Categorical("stride", [1, 2])]),
+            Group("optimizer", [optimizer]),
+            Float("lr", 1e-4, 0.3, log=True),
+            Integer("batch_size", 16, 256, log=True),
+            Constant("epochs", 3),
+        ],
+        name="test",
+    )
 
 
 SPACE = make_space()
@@ -54,19 +66,24 @@ def test_conditional_parameters_exist_only_with_their_choice():
             assert ("expansion" in st_) == (st_["block"] == "InvertedResidual")
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda c: c["stages"][0].__setitem__("channels", 9), "stages[0].channels: 9 is not on the grid"),
-    (lambda c: c["stages"][0].update(block="InvertedResidual", kernel=3, expansion=9, se_ratio=0.0),
-     "stages[0].expansion: 9 is outside [1, 6]"),
-    (lambda c: c.__setitem__("lr", 5.0), "lr: 5.0 is outside"),
-    (lambda c: c.__setitem__("lr", "fast"), "lr: expected a number"),
-    (lambda c: c["optimizer"].__setitem__("name", "lion"), "optimizer.name: \"lion\" is not one of"),
-    (lambda c: c.__setitem__("stages", []), "stages: 0 items, expected 1 to 4"),
-    (lambda c: c.__setitem__("bogus", 1), "bogus: unknown parameter"),
-    (lambda c: c.pop("lr"), "lr: missing"),
-    (lambda c: c.__setitem__("epochs", 4), "epochs: must be the constant 3"),
-    (lambda c: c.__setitem__("batch_size", True), "batch_size: expected an integer"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c["stages"][0].__setitem__("channels", 9), "stages[0].channels: 9 is not on the grid"),
+        (
+            lambda c: c["stages"][0].update(block="InvertedResidual", kernel=3, expansion=9, se_ratio=0.0),
+            "stages[0].expansion: 9 is outside [1, 6]",
+        ),
+        (lambda c: c.__setitem__("lr", 5.0), "lr: 5.0 is outside"),
+        (lambda c: c.__setitem__("lr", "fast"), "lr: expected a number"),
+        (lambda c: c["optimizer"].__setitem__("name", "lion"), 'optimizer.name: "lion" is not one of'),
+        (lambda c: c.__setitem__("stages", []), "stages: 0 items, expected 1 to 4"),
+        (lambda c: c.__setitem__("bogus", 1), "bogus: unknown parameter"),
+        (lambda c: c.pop("lr"), "lr: missing"),
+        (lambda c: c.__setitem__("epochs", 4), "epochs: must be the constant 3"),
+        (lambda c: c.__setitem__("batch_size", True), "batch_size: expected an integer"),
+    ],
+)
 def test_validation_names_the_path(mutate, message):
     cfg = SPACE.sample(seed=0)
     cfg["stages"][0] = {"block": "Conv", "kernel": 3, "activation": "relu", "channels": 16, "stride": 1}
@@ -157,20 +174,25 @@ def test_save_and_load_round_trip(tmp_path, suffix):
     loaded.validate(cfg)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("params: [{name: a, type: float, low: 1, high: 0}]", "params[0] (a): low 1 is above high 0"),
-    ("params: [{name: a, type: flot, low: 1, high: 0}]", "type 'flot' is not one of"),
-    ("params: [{name: a, type: int, low: 0, high: 4, step: 3}]", "must be a multiple of step"),
-    ("params: [{name: a, type: float, low: 0, high: 1, log: true}]", "a log scale needs low > 0"),
-    ("params: [{name: g, type: group, params: [{name: b, type: categorical, choices: []}]}]",
-     "params[0] (g).params[0] (b): a categorical needs at least one choice"),
-    ("params: [{name: a, type: float, low: 0, high: 1, color: red}]", "unknown key 'color'"),
-    ("params: [{name: a, type: float, low: 0}]", "missing key 'high'"),
-    ("params: {a: 1}", "expected a list of parameters"),
-    ("params: [1, 2]", "expected a mapping with name and type"),
-    ("[unclosed", "not valid YAML"),
-    ("params: [{name: a, type: constant, value: 1}, {name: a, type: constant, value: 2}]", "used twice"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("params: [{name: a, type: float, low: 1, high: 0}]", "params[0] (a): low 1 is above high 0"),
+        ("params: [{name: a, type: flot, low: 1, high: 0}]", "type 'flot' is not one of"),
+        ("params: [{name: a, type: int, low: 0, high: 4, step: 3}]", "must be a multiple of step"),
+        ("params: [{name: a, type: float, low: 0, high: 1, log: true}]", "a log scale needs low > 0"),
+        (
+            "params: [{name: g, type: group, params: [{name: b, type: categorical, choices: []}]}]",
+            "params[0] (g).params[0] (b): a categorical needs at least one choice",
+        ),
+        ("params: [{name: a, type: float, low: 0, high: 1, color: red}]", "unknown key 'color'"),
+        ("params: [{name: a, type: float, low: 0}]", "missing key 'high'"),
+        ("params: {a: 1}", "expected a list of parameters"),
+        ("params: [1, 2]", "expected a mapping with name and type"),
+        ("[unclosed", "not valid YAML"),
+        ("params: [{name: a, type: constant, value: 1}, {name: a, type: constant, value: 2}]", "used twice"),
+    ],
+)
 def test_malformed_space_files_give_one_line_errors(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -186,9 +208,11 @@ def test_missing_space_file(tmp_path):
         Space.load(tmp_path / "nope.yaml")
 
 
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-                     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=5), c, max_size=4),
-                     max_leaves=20)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=5), c, max_size=4),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=200, deadline=None)

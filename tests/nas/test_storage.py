@@ -1,4 +1,5 @@
 """Storage (SQLite) on real files in tmp_path: round trips, the schema from the Trial dataclass, old files, errors."""
+
 import dataclasses
 import json
 import math
@@ -16,11 +17,24 @@ from nas.trial import COMPLETE, FAILED, INTERRUPTED, PENDING, RUNNING, Trial
 
 CONFIG = {
     "stem": {"channels": 16, "kernel": 3, "stride": 1, "activation": "relu"},
-    "stages": [{"block": "Conv", "channels": 32, "stride": 2, "repeats": 1, "kernel": 3, "activation": "relu"},
-               {"block": "InvertedResidual", "channels": 64, "stride": 1, "repeats": 2, "kernel": 5,
-                "expansion": 6, "se_ratio": 0.25, "activation": "hardswish"}],
+    "stages": [
+        {"block": "Conv", "channels": 32, "stride": 2, "repeats": 1, "kernel": 3, "activation": "relu"},
+        {
+            "block": "InvertedResidual",
+            "channels": 64,
+            "stride": 1,
+            "repeats": 2,
+            "kernel": 5,
+            "expansion": 6,
+            "se_ratio": 0.25,
+            "activation": "hardswish",
+        },
+    ],
     "optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True},
-    "lr": 0.05, "weight_decay": 0.0005, "batch_size": 64, "epochs": 10,
+    "lr": 0.05,
+    "weight_decay": 0.0005,
+    "batch_size": 64,
+    "epochs": 10,
 }
 
 
@@ -30,6 +44,7 @@ def db(tmp_path):
 
 
 # --- round trips ---------------------------------------------------------------------------------
+
 
 def test_trial_round_trip_and_reopen(db):
     with Storage(db) as st:
@@ -51,8 +66,13 @@ def test_trial_round_trip_and_reopen(db):
 
 
 def test_meta_round_trip(db):
-    values = {"direction": "maximize", "space": {"lr": {"type": "float", "low": 1e-4, "log": True}},
-              "budget": 12, "objectives": ["value", "macs"], "flag": None}
+    values = {
+        "direction": "maximize",
+        "space": {"lr": {"type": "float", "low": 1e-4, "log": True}},
+        "budget": 12,
+        "objectives": ["value", "macs"],
+        "flag": None,
+    }
     with Storage(db) as st:
         for k, v in values.items():
             st.set_meta(k, v)
@@ -111,11 +131,13 @@ def test_pragmas_wal_and_full_sync(db):
 
 def test_threads_share_one_storage(db):
     with Storage(db) as st:
+
         def work():
             for _ in range(10):
                 t = st.add_trial({}, status=RUNNING)
                 t.status = COMPLETE
                 st.update_trial(t)
+
         threads = [threading.Thread(target=work) for _ in range(4)]
         for th in threads:
             th.start()
@@ -126,6 +148,7 @@ def test_threads_share_one_storage(db):
 
 
 # --- one schema, one insert, old files ---------------------------------------------------------------
+
 
 def test_the_table_is_the_trial_dataclass(db):
     with Storage(db) as st:
@@ -138,8 +161,14 @@ def test_add_trial_is_one_write_and_takes_a_seed_of_its_id(db):
     with Storage(db) as st:
         st.add_trial({}, status=PENDING)
         before = st._conn.total_changes
-        t = st.add_trial({"a": 1}, status=RUNNING, seed=lambda i: 1000 + i, attempts=1, resource=0,
-                         known={"flops": 7, "latency": None})
+        t = st.add_trial(
+            {"a": 1},
+            status=RUNNING,
+            seed=lambda i: 1000 + i,
+            attempts=1,
+            resource=0,
+            known={"flops": 7, "latency": None},
+        )
         assert st._conn.total_changes - before == 1
         assert (t.id, t.seed, t.attempts, t.resource) == (2, 1002, 1, 0.0)
         assert st.get_trial(2) == t and t.known == {"flops": 7, "latency": None}
@@ -210,8 +239,10 @@ def test_an_old_study_reads_the_same_read_only_and_after_its_upgrade(db):
         old = ro.trials()
         assert ro.get_meta("schema_version") == 1
     assert db.read_bytes() == before  # a read-only open changes nothing
-    assert [(t.known, t.macs, t.params, t.rung) for t in old] == [({"macs": 1200, "params": 34}, 1200, 34, None),
-                                                                  ({}, None, None, None)]
+    assert [(t.known, t.macs, t.params, t.rung) for t in old] == [
+        ({"macs": 1200, "params": 34}, 1200, 34, None),
+        ({}, None, None, None),
+    ]
     with open_study(db.parent, write=True) as st:  # a resume: columns added, version raised, rows kept
         assert st.trials() == old
         assert st.get_meta("schema_version") == SCHEMA_VERSION
@@ -233,6 +264,7 @@ def test_open_study_takes_the_folder_or_the_file(tmp_path):
 
 
 # --- bad files and failed writes -----------------------------------------------------------------
+
 
 def test_read_only_missing_study_names_the_folder(tmp_path):
     with pytest.raises(StudyError, match=r"results_x is not a study \(no study.db\)"):
@@ -293,13 +325,15 @@ def test_read_only_database_on_write_is_a_clear_study_error(db):
     with Storage(db) as st:
         st.add_trial({}, status=PENDING)
         st._conn.close()
-        st._conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
-                                   check_same_thread=False)
+        st._conn = sqlite3.connect(
+            db.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
         with pytest.raises(StudyError, match="readonly database.*make the file and its folder writable"):
             st.add_trial({}, status=PENDING)
 
 
 # --- concurrency ---------------------------------------------------------------------------------
+
 
 def _writer(db, n, started, release):
     with Storage(db) as st:

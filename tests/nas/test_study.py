@@ -1,4 +1,5 @@
 """The search loop on cheap black-box objectives, with real SQLite files and real worker processes."""
+
 import math
 import os
 import signal
@@ -43,8 +44,15 @@ def always_killed(spec):
 
 def make(folder, budget, executor=None, objective_fn=objective, resume=False, seed=0):
     opt = Optimizer(SPACE, seed=seed, n_warmup=4)
-    return Study(folder, optimizer=opt, objective=objective_fn, budget=budget, executor=executor,
-                 meta={"space": SPACE.to_dict(), "direction": "maximize"}, resume=resume)
+    return Study(
+        folder,
+        optimizer=opt,
+        objective=objective_fn,
+        budget=budget,
+        executor=executor,
+        meta={"space": SPACE.to_dict(), "direction": "maximize"},
+        resume=resume,
+    )
 
 
 def test_study_runs_to_budget_and_records_every_trial(tmp_path):
@@ -152,17 +160,30 @@ def spec_probe(spec):
     from nas.spec import TrialSpec
 
     assert isinstance(spec, TrialSpec)
-    return {"value": spec.config["x"], "metrics": {"known": spec.known, "threads": spec.threads,
-                                                   "extra": spec.extra, "segment": spec.segment,
-                                                   "as_dict": sorted(dict(spec))}}
+    return {
+        "value": spec.config["x"],
+        "metrics": {
+            "known": spec.known,
+            "threads": spec.threads,
+            "extra": spec.extra,
+            "segment": spec.segment,
+            "as_dict": sorted(dict(spec)),
+        },
+    }
 
 
 def test_the_objective_gets_a_typed_spec_with_the_studys_known_costs(tmp_path):
     known = lambda c: {"macs": int(c["n"] * 1000), "params": 7}  # noqa: E731
     opt = Optimizer(SPACE, seed=0, n_warmup=3, known=known)
-    Study(tmp_path / "s", optimizer=opt, objective=spec_probe, budget=Budget(trials=3),
-          executor=ProcessExecutor(workers=1), objective_args={"threads": 2, "dataset": "digits"},
-          meta={"space": SPACE.to_dict()}).run()
+    Study(
+        tmp_path / "s",
+        optimizer=opt,
+        objective=spec_probe,
+        budget=Budget(trials=3),
+        executor=ProcessExecutor(workers=1),
+        objective_args={"threads": 2, "dataset": "digits"},
+        meta={"space": SPACE.to_dict()},
+    ).run()
     with Storage(tmp_path / "s" / "study.db", read_only=True) as st:
         trials = st.trials()
     assert [t.status for t in trials] == [COMPLETE] * 3
@@ -178,8 +199,17 @@ def test_a_trial_spec_reads_as_the_dict_objectives_were_written_for():
 
     from nas.spec import TrialSpec
 
-    s = TrialSpec(config={"x": 1}, seed=5, trial_id=2, study_dir="/s", resource_from=0, resource_to=3,
-                  max_resource=9, checkpoint=None, extra={"epochs": 4})
+    s = TrialSpec(
+        config={"x": 1},
+        seed=5,
+        trial_id=2,
+        study_dir="/s",
+        resource_from=0,
+        resource_to=3,
+        max_resource=9,
+        checkpoint=None,
+        extra={"epochs": 4},
+    )
     assert s["config"] == {"x": 1} and s.get("epochs") == 4 and "resource_to" in s and s["checkpoint"] is None
     assert "threads" not in s and s.get("threads") is None and "known" not in s
     back = pickle.loads(pickle.dumps(s))

@@ -1,5 +1,6 @@
 """The multi-fidelity study loop on a cheap contract-following objective: segments, checkpoints, budgets,
 resume after a crash mid-segment, bad objectives, old study files."""
+
 import math
 import os
 import pickle
@@ -42,8 +43,12 @@ def objective(spec):
         if not report(epoch, acc):
             break
     state["epoch"] = epoch
-    return {"value": acc, "metrics": {"curve": curve, "val_acc": acc}, "checkpoint": pickle.dumps(state),
-            "resource": epoch}
+    return {
+        "value": acc,
+        "metrics": {"curve": curve, "val_acc": acc},
+        "checkpoint": pickle.dumps(state),
+        "resource": epoch,
+    }
 
 
 def wrong_resource(spec):
@@ -61,8 +66,16 @@ FID = Fidelity(1, 9, 3)
 
 def make(folder, trials=4, *, fid=FID, fn=objective, resume=False, executor=None, on_progress=None):
     opt = Optimizer(SPACE, seed=0, n_warmup=3, fidelity=fid)
-    return Study(folder, optimizer=opt, objective=fn, budget=Budget(trials=trials), executor=executor,
-                 meta={"space": SPACE.to_dict(), "direction": "maximize"}, resume=resume, on_progress=on_progress)
+    return Study(
+        folder,
+        optimizer=opt,
+        objective=fn,
+        budget=Budget(trials=trials),
+        executor=executor,
+        meta={"space": SPACE.to_dict(), "direction": "maximize"},
+        resume=resume,
+        on_progress=on_progress,
+    )
 
 
 def rows(folder):
@@ -75,7 +88,7 @@ def check_consistent(trials, fid):
     status matching the rung, the checkpoint file at the trial's resource."""
     for t in trials:
         rv = t.metrics.get("rungs", [])
-        assert [e["resource"] for e in rv] == list(fid.rungs[:len(rv)]), (t.id, rv)
+        assert [e["resource"] for e in rv] == list(fid.rungs[: len(rv)]), (t.id, rv)
         if rv:
             assert t.resource == rv[-1]["resource"] and t.rung == len(rv) - 1 and t.value == rv[-1]["value"]
             assert [p["epoch"] for p in t.metrics["curve"]] == list(range(1, int(t.resource) + 1))
@@ -85,8 +98,12 @@ def check_consistent(trials, fid):
 def test_segments_run_to_the_epoch_budget_and_each_promotion_continues_the_same_run(tmp_path):
     fid = Fidelity(1, 9, 3)
     seen = []
-    study = make(tmp_path / "s", trials=4, fid=fid, on_progress=lambda p: seen.append(
-        (p.epochs, p.epoch_budget, [dict(j) for j in p.jobs])))
+    study = make(
+        tmp_path / "s",
+        trials=4,
+        fid=fid,
+        on_progress=lambda p: seen.append((p.epochs, p.epoch_budget, [dict(j) for j in p.jobs])),
+    )
     study.run()
     trials, meta = rows(tmp_path / "s")
     assert meta["fidelity"] == fid.to_dict()
@@ -115,7 +132,7 @@ def test_resume_with_a_larger_budget_promotes_paused_trials_from_their_checkpoin
     assert all(t.status != FAILED for t in after), [(t.id, t.error) for t in after]
     by_id = {t.id: t for t in after}
     for t in before:  # nothing recorded is lost: every rung value recorded stays, in order
-        assert by_id[t.id].metrics["rungs"][:len(t.metrics["rungs"])] == t.metrics["rungs"]
+        assert by_id[t.id].metrics["rungs"][: len(t.metrics["rungs"])] == t.metrics["rungs"]
     # The resumed scheduler counts the trials paused before it: each rung one of them still waits at has sent
     # up its share, floor(n_k / eta) of all trials that reached it (which ones is the ranking's business).
     waiting = {t.rung for t in before if t.status == PAUSED and by_id[t.id].rung == t.rung}
@@ -211,9 +228,17 @@ def test_progress_line_shows_epochs_and_running_targets():
     import io
 
     buf = io.StringIO()
-    p = Progress(done=1, running=2, epochs=12, epoch_budget=36, paused=3,
-                 jobs=[{"trial": 4, "resource_to": 9, "resource": 5, "value": 0.8123},
-                       {"trial": 5, "resource_to": 1, "resource": None, "value": None}])
+    p = Progress(
+        done=1,
+        running=2,
+        epochs=12,
+        epoch_budget=36,
+        paused=3,
+        jobs=[
+            {"trial": 4, "resource_to": 9, "resource": 5, "value": 0.8123},
+            {"trial": 5, "resource_to": 1, "resource": None, "value": None},
+        ],
+    )
     print_progress(4, stream=buf)(p)
     line = buf.getvalue()
     assert "12/36 ep  1 full" in line and "#4:5/9ep 0.812" in line and "#5:->1ep" in line and "paused 3" in line

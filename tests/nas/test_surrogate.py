@@ -1,4 +1,5 @@
 """nas.surrogate: the output warp, the refit policy (its shortcuts equal a full refit), the minimise sign."""
+
 import numpy as np
 import pytest
 
@@ -52,9 +53,9 @@ def test_adding_points_without_a_refit_equals_a_fit_with_the_same_hyper_paramete
 def test_hyper_parameters_are_refitted_once_the_data_grow_by_a_tenth():
     obs = _obs(REFIT_ALWAYS_BELOW + 10)
     s = Surrogate(SPACE, maximize=True, rng=np.random.default_rng(0))
-    s.fit(obs[:REFIT_ALWAYS_BELOW + 1], [])
+    s.fit(obs[: REFIT_ALWAYS_BELOW + 1], [])
     assert s._gp_fit_n == REFIT_ALWAYS_BELOW + 1
-    s.fit(obs[:REFIT_ALWAYS_BELOW + 4], [])
+    s.fit(obs[: REFIT_ALWAYS_BELOW + 4], [])
     assert s._gp_fit_n == REFIT_ALWAYS_BELOW + 1
     s.fit(obs, [])  # 50 >= 1.1 * 41
     assert s._gp_fit_n == len(obs)

@@ -1,5 +1,6 @@
 """Every block, over its parameter grid: output shape, finite values, a gradient for every parameter, and the
 residual paths really adding the input."""
+
 import itertools
 
 import pytest
@@ -7,8 +8,7 @@ import torch
 from torch import nn
 
 from nas.errors import ConfigError
-from search_spaces.blocks import (ACTIVATIONS, BLOCKS, BottleNeck, ConvBlock, InvertedResidual, get_act,
-                                  get_block)
+from search_spaces.blocks import ACTIVATIONS, BLOCKS, BottleNeck, ConvBlock, InvertedResidual, get_act, get_block
 
 
 def _out(h, k, s):
@@ -69,8 +69,9 @@ def test_bottleneck(k, s, e, same):
     _check_forward_backward(block, in_chs, out_chs, k, s)
 
 
-@pytest.mark.parametrize("k,s,e,se,same",
-                         list(itertools.product([3, 5, 7], [1, 2], [1, 2, 6], [0.0, 0.25], [True, False])))
+@pytest.mark.parametrize(
+    "k,s,e,se,same", list(itertools.product([3, 5, 7], [1, 2], [1, 2, 6], [0.0, 0.25], [True, False]))
+)
 def test_inverted_residual(k, s, e, se, same):
     in_chs, out_chs = (16, 16) if same else (16, 24)
     act = ACTIVATIONS[(k + s + e) % len(ACTIVATIONS)]

@@ -1,4 +1,5 @@
 """The config -> model builder: structure, defaults, num_classes, and the errors bad configs raise."""
+
 import copy
 import re
 
@@ -14,16 +15,36 @@ CFG = {
     "stem": {"channels": 16, "kernel": 3, "stride": 1, "activation": "relu"},
     "stages": [
         {"block": "Conv", "channels": 32, "stride": 2, "repeats": 1, "kernel": 3, "activation": "relu"},
-        {"block": "BottleNeck", "channels": 64, "stride": 2, "repeats": 2, "kernel": 3, "expansion": 4,
-         "activation": "relu"},
-        {"block": "InvertedResidual", "channels": 64, "stride": 1, "repeats": 2, "kernel": 5, "expansion": 6,
-         "se_ratio": 0.25, "activation": "hardswish"},
+        {
+            "block": "BottleNeck",
+            "channels": 64,
+            "stride": 2,
+            "repeats": 2,
+            "kernel": 3,
+            "expansion": 4,
+            "activation": "relu",
+        },
+        {
+            "block": "InvertedResidual",
+            "channels": 64,
+            "stride": 1,
+            "repeats": 2,
+            "kernel": 5,
+            "expansion": 6,
+            "se_ratio": 0.25,
+            "activation": "hardswish",
+        },
     ],
     "head": {"channels": 128, "activation": "relu"},
     "classifier": {"dropout": 0.1},
     # training keys sit beside the architecture and are ignored here
     "optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True},
-    "lr": 0.05, "weight_decay": 0.0005, "batch_size": 64, "epochs": 10, "label_smoothing": 0.1, "warmup_epochs": 1,
+    "lr": 0.05,
+    "weight_decay": 0.0005,
+    "batch_size": 64,
+    "epochs": 10,
+    "label_smoothing": 0.1,
+    "warmup_epochs": 1,
 }
 
 
@@ -94,8 +115,11 @@ def _with(path: str, value, base=CFG):
 _DELETE = object()
 
 ERRORS = [
-    ("stages[2].block", "Foo",
-     r"stages\[2\]\.block: unknown block 'Foo' \(expected Conv, BottleNeck, InvertedResidual\)"),
+    (
+        "stages[2].block",
+        "Foo",
+        r"stages\[2\]\.block: unknown block 'Foo' \(expected Conv, BottleNeck, InvertedResidual\)",
+    ),
     ("stages[0].block", _DELETE, r"stages\[0\]\.block: missing"),
     ("stages[0].channels", _DELETE, r"stages\[0\]\.channels: missing"),
     ("stages[0].channels", 0, r"stages\[0\]\.channels: 0 must be positive"),

@@ -1,5 +1,6 @@
 """The analytic counts against independent counters: torch's FlopCounterMode (MACs = FLOPs / 2, batch of
 one), sum(p.numel()) of the built model, and torchvision's own MobileNetV2 / ResNet-50."""
+
 import json
 import time
 from pathlib import Path
@@ -68,8 +69,13 @@ def _wild_config(rng) -> dict:
     stages = []
     for _ in range(int(rng.integers(0, 5))):
         block = str(rng.choice(["Conv", "BottleNeck", "InvertedResidual"]))
-        st = {"block": block, "stride": int(rng.integers(1, 3)), "repeats": int(rng.integers(1, 4)),
-              "kernel": int(rng.choice([1, 3, 5, 7])), "activation": act()}
+        st = {
+            "block": block,
+            "stride": int(rng.integers(1, 3)),
+            "repeats": int(rng.integers(1, 4)),
+            "kernel": int(rng.choice([1, 3, 5, 7])),
+            "activation": act(),
+        }
         if block == "BottleNeck":
             st["expansion"] = int(rng.choice([1, 2, 3, 4]))
             st["channels"] = st["expansion"] * int(rng.integers(1, 9))
@@ -80,12 +86,18 @@ def _wild_config(rng) -> dict:
             st["expansion"] = float(rng.choice([1, 1.5, 2, 2.5, 4]))
             st["se_ratio"] = float(rng.choice([0, 0.1, 0.25, 0.5, 1.0]))
         stages.append(st)
-    return {"stem": {"channels": int(rng.integers(1, 17)), "kernel": int(rng.choice([1, 3, 5, 7])),
-                     "stride": int(rng.integers(1, 3)), "activation": act(),
-                     "pool": str(rng.choice(["max", "none"]))},
-            "stages": stages,
-            "head": {"channels": int(rng.choice([0, 0, 7, 32])), "activation": act()},
-            "classifier": {"dropout": float(rng.choice([0.0, 0.5]))}}
+    return {
+        "stem": {
+            "channels": int(rng.integers(1, 17)),
+            "kernel": int(rng.choice([1, 3, 5, 7])),
+            "stride": int(rng.integers(1, 3)),
+            "activation": act(),
+            "pool": str(rng.choice(["max", "none"])),
+        },
+        "stages": stages,
+        "head": {"channels": int(rng.choice([0, 0, 7, 32])), "activation": act()},
+        "classifier": {"dropout": float(rng.choice([0.0, 0.5]))},
+    }
 
 
 def test_wild_configs_match_flop_counter():
@@ -95,10 +107,13 @@ def test_wild_configs_match_flop_counter():
         _check(_wild_config(rng), shape, int(rng.integers(1, 12)))
 
 
-@pytest.mark.parametrize("name,make,params,macs", [
-    ("mobilenet_v2", torchvision.models.mobilenet_v2, 3_504_872, 300_774_272),
-    ("resnet50", torchvision.models.resnet50, 25_557_032, 4_089_184_256),
-])
+@pytest.mark.parametrize(
+    "name,make,params,macs",
+    [
+        ("mobilenet_v2", torchvision.models.mobilenet_v2, 3_504_872, 300_774_272),
+        ("resnet50", torchvision.models.resnet50, 25_557_032, 4_089_184_256),
+    ],
+)
 def test_reference_configs_equal_torchvision(name, make, params, macs):
     cfg = json.loads((REFERENCE / f"{name}.json").read_text())
     assert cfg["classifier"]["num_classes"] == 1000

@@ -1,16 +1,28 @@
 """The shipped search spaces: YAML copies in sync, every sample builds and trains a step, sizes stay small,
 optimiser branches carry only their own settings."""
+
 import numpy as np
 import pytest
 import torch
 
 from nas.space import Space
 from search_spaces import build_model, count
-from search_spaces.default import (OPTIMIZER_RANGES, SHIPPED, SPACES_DIR, architecture_space, default_space,
-                                   training_space, write_shipped)
+from search_spaces.default import (
+    OPTIMIZER_RANGES,
+    SHIPPED,
+    SPACES_DIR,
+    architecture_space,
+    default_space,
+    training_space,
+    write_shipped,
+)
 
-OPTIMIZER_KEYS = {"sgd": {"momentum", "nesterov"}, "adam": {"beta1", "beta2"}, "adamw": {"beta1", "beta2"},
-                  "rmsprop": {"alpha", "momentum"}}
+OPTIMIZER_KEYS = {
+    "sgd": {"momentum", "nesterov"},
+    "adam": {"beta1", "beta2"},
+    "adamw": {"beta1", "beta2"},
+    "rmsprop": {"alpha", "momentum"},
+}
 OPTIMIZER_KEYS = {k: v | {"lr", "weight_decay"} for k, v in OPTIMIZER_KEYS.items()}
 TRAINING_KEYS = {"optimizer", "batch_size", "label_smoothing", "warmup_epochs"}
 ARCH_KEYS = {"stem", "stages", "head", "classifier"}
@@ -19,8 +31,9 @@ ARCH_KEYS = {"stem", "stages", "head", "classifier"}
 @pytest.mark.parametrize("filename", sorted(SHIPPED))
 def test_shipped_yaml_equals_the_python_definition(filename):
     shipped = Space.load(SPACES_DIR / filename)
-    assert shipped.to_dict() == SHIPPED[filename]().to_dict(), \
+    assert shipped.to_dict() == SHIPPED[filename]().to_dict(), (
         f"spaces/{filename} has drifted: run python -m search_spaces.default"
+    )
 
 
 def test_write_shipped_reproduces_the_files(tmp_path):
@@ -75,16 +88,21 @@ def test_samples_build_and_train_a_step():
 
 def _largest(block: dict) -> dict:
     """The widest, deepest config the default space allows with one block kind everywhere."""
-    return {"stem": {"channels": 32, "kernel": 5, "stride": 1, "activation": "relu"},
-            "stages": [{**block, "channels": 128, "stride": 1, "repeats": 3, "activation": "relu"}] * 6,
-            "head": {"channels": 256, "activation": "relu"}, "classifier": {"dropout": 0.0}}
+    return {
+        "stem": {"channels": 32, "kernel": 5, "stride": 1, "activation": "relu"},
+        "stages": [{**block, "channels": 128, "stride": 1, "repeats": 3, "activation": "relu"}] * 6,
+        "head": {"channels": 256, "activation": "relu"},
+        "classifier": {"dropout": 0.0},
+    }
 
 
 def test_models_stay_small():
     space = architecture_space()
-    largest = [_largest({"block": "Conv", "kernel": 5}),
-               _largest({"block": "BottleNeck", "kernel": 5, "expansion": 1}),
-               _largest({"block": "InvertedResidual", "kernel": 7, "expansion": 6, "se_ratio": 0.25})]
+    largest = [
+        _largest({"block": "Conv", "kernel": 5}),
+        _largest({"block": "BottleNeck", "kernel": 5, "expansion": 1}),
+        _largest({"block": "InvertedResidual", "kernel": 7, "expansion": 6, "se_ratio": 0.25}),
+    ]
     for cfg in largest:
         space.validate(cfg)  # really inside the space
         c = count(cfg, input_shape=(1, 8, 8), num_classes=10)

@@ -1,4 +1,5 @@
 """``nas inspect``'s engine: three counters agree, the text and JSON forms, one-line errors naming the file."""
+
 import json
 
 import pytest
@@ -6,10 +7,15 @@ import pytest
 from nas.errors import ConfigError
 from search_spaces.inspect import inspect_config, inspect_main, parse_input_shape
 
-CFG = {"stem": {"channels": 8, "stride": 2},
-       "stages": [{"block": "BottleNeck", "channels": 16, "stride": 2, "expansion": 2},
-                  {"block": "InvertedResidual", "channels": 16, "repeats": 2, "se_ratio": 0.25, "activation": "silu"}],
-       "head": {"channels": 32}, "classifier": {"dropout": 0.1, "num_classes": 5}}
+CFG = {
+    "stem": {"channels": 8, "stride": 2},
+    "stages": [
+        {"block": "BottleNeck", "channels": 16, "stride": 2, "expansion": 2},
+        {"block": "InvertedResidual", "channels": 16, "repeats": 2, "se_ratio": 0.25, "activation": "silu"},
+    ],
+    "head": {"channels": 32},
+    "classifier": {"dropout": 0.1, "num_classes": 5},
+}
 
 
 def test_three_counters_agree():
@@ -41,7 +47,7 @@ def test_trial_record_and_assumed_classes(tmp_path):
 
 def test_errors_are_one_line_and_name_the_file(tmp_path):
     bad_json = tmp_path / "bad.json"
-    bad_json.write_text("{\"stem\": ")
+    bad_json.write_text('{"stem": ')
     with pytest.raises(ConfigError, match=f"{bad_json}: not valid JSON") as info:
         inspect_main(bad_json, "3x8x8", False)
     assert "\n" not in str(info.value)

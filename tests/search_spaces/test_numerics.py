@@ -1,4 +1,5 @@
 """Denormal flushing: the probe sees the mode, the context turns it on and gives the caller's mode back."""
+
 import pytest
 import torch
 

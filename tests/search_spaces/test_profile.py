@@ -1,5 +1,6 @@
 """search_spaces.profile on a tiny network: fvcore's MACs against the hand count, latency rows, the model's
 mode and threads restored, and the text / HTML the report shows."""
+
 import pytest
 import torch
 
@@ -9,8 +10,14 @@ SHAPE = (3, 8, 8)
 
 
 def _tiny():
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10))
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 10),
+    )
 
 
 def test_profile_counts_and_times_a_tiny_network():

@@ -4,6 +4,7 @@ that the validator, builder, counter, size estimate, default space, a search and
 The toy (toy_block.DWSep, a depthwise-separable conv with one key, ``mult``) is registered only inside the
 ``toy`` fixture; every test checks on the way out that the registry is back to the three built-in blocks.
 """
+
 import ast
 import importlib
 import inspect
@@ -42,9 +43,14 @@ def _dwsep_activations(a, h, w):
     return ho * wo * (a["in_chs"] * a["mult"] + a["out_chs"])
 
 
-TOY = BlockDef("DWSep", toy_block.DWSep, count=_dwsep_count, activations=_dwsep_activations,
-               keys={"mult": Key(1, low=1, high=2, integer=True)},
-               space=lambda: [Integer("kernel", 3, 5, step=2), Integer("mult", 1, 2)])
+TOY = BlockDef(
+    "DWSep",
+    toy_block.DWSep,
+    count=_dwsep_count,
+    activations=_dwsep_activations,
+    keys={"mult": Key(1, low=1, high=2, integer=True)},
+    space=lambda: [Integer("kernel", 3, 5, step=2), Integer("mult", 1, 2)],
+)
 
 
 @pytest.fixture(autouse=True)
@@ -68,6 +74,7 @@ def _flops(model: nn.Module, shape) -> dict:
 
 # --- the built-in entries ---------------------------------------------------------------------
 
+
 def test_builtin_blocks_in_registration_order():
     assert registry.names() == BUILTIN
     assert dict(BLOCKS) == {"Conv": ConvBlock, "BottleNeck": BottleNeck, "InvertedResidual": InvertedResidual}
@@ -87,8 +94,9 @@ def test_block_modules_import_only_torch_and_sibling_block_modules(name):
         if isinstance(node, ast.Import):
             assert all(a.name.split(".")[0] == "torch" for a in node.names), ast.unparse(node)
         elif isinstance(node, ast.ImportFrom):
-            assert node.module.split(".")[0] == "torch" or node.module.startswith("search_spaces.blocks."), \
-                ast.unparse(node)
+            assert node.module.split(".")[0] == "torch" or node.module.startswith("search_spaces.blocks."), ast.unparse(
+                node
+            )
 
 
 def test_every_builtin_block_counts_as_the_flop_counter_measures():
@@ -108,14 +116,18 @@ def test_every_builtin_block_counts_as_the_flop_counter_measures():
 
 # --- register / unregister ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("change,error,message", [
-    (dict(name="Conv"), ValueError, "'Conv' is already registered"),
-    (dict(name="Dw-Sep"), ValueError, "must be a Python identifier"),
-    (dict(name="x'\nimport os"), ValueError, "must be a Python identifier"),
-    (dict(keys={"kernel": Key(3, low=1)}), ValueError, "'kernel' is a common stage key"),
-    (dict(keys={"mult": 2}), ValueError, "mapped to a Key"),
-    (dict(module=toy_block.DWSep(4, 4)), TypeError, "must be the nn.Module class"),
-])
+
+@pytest.mark.parametrize(
+    "change,error,message",
+    [
+        (dict(name="Conv"), ValueError, "'Conv' is already registered"),
+        (dict(name="Dw-Sep"), ValueError, "must be a Python identifier"),
+        (dict(name="x'\nimport os"), ValueError, "must be a Python identifier"),
+        (dict(keys={"kernel": Key(3, low=1)}), ValueError, "'kernel' is a common stage key"),
+        (dict(keys={"mult": 2}), ValueError, "mapped to a Key"),
+        (dict(module=toy_block.DWSep(4, 4)), TypeError, "must be the nn.Module class"),
+    ],
+)
 def test_register_refuses_bad_entries(change, error, message):
     with pytest.raises(error, match=message):
         registry.register(BlockDef(**{**TOY.__dict__, **change}))
@@ -138,8 +150,13 @@ def test_registered_is_undone_when_the_body_raises():
 
 # --- a registered toy block, everywhere ---------------------------------------------------------
 
-CFG = {"stem": {"channels": 8}, "stages": [{"block": "DWSep", "channels": 16, "stride": 2, "repeats": 2},
-                                           {"block": "DWSep", "channels": 24, "kernel": 5, "mult": 2}]}
+CFG = {
+    "stem": {"channels": 8},
+    "stages": [
+        {"block": "DWSep", "channels": 16, "stride": 2, "repeats": 2},
+        {"block": "DWSep", "channels": 24, "kernel": 5, "mult": 2},
+    ],
+}
 
 
 def test_validator_reads_the_toys_keys(toy):
@@ -148,11 +165,16 @@ def test_validator_reads_the_toys_keys(toy):
     assert first.args == {"in_chs": 8, "out_chs": 16, "stride": 2, "kernel_size": 3, "act": "relu", "mult": 1}
     assert second.args["stride"] == 1 and second.args["in_chs"] == 16
     assert third.args["mult"] == 2 and third.args["kernel_size"] == 5
-    bad = [({"mult": 3}, r"stages\[1\]\.mult: 3 is outside \[1, 2\]"),
-           ({"mult": 1.5}, r"stages\[1\]\.mult: expected an integer, got 1.5"),
-           ({"mult": 0}, r"stages\[1\]\.mult: 0 must be positive"),
-           ({"expansion": 2}, r"stages\[1\]\.expansion: unknown key for a DWSep stage "
-                              r"\(expected block, channels, stride, repeats, kernel, activation, mult\)")]
+    bad = [
+        ({"mult": 3}, r"stages\[1\]\.mult: 3 is outside \[1, 2\]"),
+        ({"mult": 1.5}, r"stages\[1\]\.mult: expected an integer, got 1.5"),
+        ({"mult": 0}, r"stages\[1\]\.mult: 0 must be positive"),
+        (
+            {"expansion": 2},
+            r"stages\[1\]\.expansion: unknown key for a DWSep stage "
+            r"\(expected block, channels, stride, repeats, kernel, activation, mult\)",
+        ),
+    ]
     for change, message in bad:
         cfg = {**CFG, "stages": [CFG["stages"][0], {**CFG["stages"][1], **change}]}
         with pytest.raises(ConfigError, match=message) as e:
@@ -193,8 +215,13 @@ def test_default_space_is_the_shipped_one_once_the_toy_is_gone():
 def test_export_refuses_a_block_module_that_imports_more_than_torch():
     from nas.export_source import model_source
 
-    local = BlockDef("Local", _LocalBlock, count=_dwsep_count, activations=_dwsep_activations,
-                     space=lambda: [Integer("kernel", 3, 3)])
+    local = BlockDef(
+        "Local",
+        _LocalBlock,
+        count=_dwsep_count,
+        activations=_dwsep_activations,
+        space=lambda: [Integer("kernel", 3, 3)],
+    )
     cfg = {"stem": {"channels": 8}, "stages": [{"block": "Local", "channels": 8}]}
     with registry.registered(local):
         build_model(cfg, num_classes=2)  # fine to build and search with
@@ -209,11 +236,17 @@ def test_export_refuses_a_block_class_nested_in_a_function():
     class Nested(ConvBlock):
         pass
 
-    nested = BlockDef("Nested", Nested, count=_dwsep_count, activations=_dwsep_activations,
-                      space=lambda: [Integer("kernel", 3, 3)])
+    nested = BlockDef(
+        "Nested", Nested, count=_dwsep_count, activations=_dwsep_activations, space=lambda: [Integer("kernel", 3, 3)]
+    )
     with registry.registered(nested), pytest.raises(ConfigError, match="not at the top level of its module"):
-        model_source({"stem": {"channels": 8}, "stages": [{"block": "Nested", "channels": 8}]},
-                     input_shape=(1, 8, 8), mean=[0.5], std=[0.5], class_names=["a", "b"])
+        model_source(
+            {"stem": {"channels": 8}, "stages": [{"block": "Nested", "channels": 8}]},
+            input_shape=(1, 8, 8),
+            mean=[0.5],
+            std=[0.5],
+            class_names=["a", "b"],
+        )
 
 
 class _LocalBlock(ConvBlock):
@@ -243,9 +276,18 @@ def test_toy_block_searched_built_counted_and_exported(toy, tmp_path):
     digits = load_digits()
     x = torch.tensor(digits.images[:300, None] / 16, dtype=torch.float32)
     y = torch.tensor(digits.target[:300])
-    space = Space(architecture_params(blocks=("DWSep",), max_stages=2, channels=(8, 16), stem_channels=(8, 8),
-                                      head_channels=(0, 0), max_repeats=1, allow_stem_stride=False)
-                  + training_params(batch_sizes=(64,)))
+    space = Space(
+        architecture_params(
+            blocks=("DWSep",),
+            max_stages=2,
+            channels=(8, 16),
+            stem_channels=(8, 8),
+            head_channels=(0, 0),
+            max_repeats=1,
+            allow_stem_stride=False,
+        )
+        + training_params(batch_sizes=(64,))
+    )
     view = api.search(data=(x, y), space=space, out=tmp_path / "s", trials=3, warmup=2, epochs=1, seed=0)
     assert [t.status for t in view.trials] == ["complete"] * 3, [t.error for t in view.trials]
     assert all(st["block"] == "DWSep" for t in view.trials for st in t.config["stages"])
@@ -262,8 +304,12 @@ def test_toy_block_searched_built_counted_and_exported(toy, tmp_path):
     export_study(tmp_path / "s", out=out, trial_id=best.id, retrain=False)
     source = (out / "model.py").read_text()
     assert inspect.getsource(toy_block.DWSep) in source and "'DWSep': DWSep," in source
-    assert {n.split(".")[0] for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Import)
-            for n in (a.name for a in node.names)} == {"torch"}
+    assert {
+        n.split(".")[0]
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Import)
+        for n in (a.name for a in node.names)
+    } == {"torch"}
     spec = importlib.util.spec_from_file_location("_toy_export", out / "model.py")
     exported = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(exported)

@@ -1,4 +1,5 @@
 """Fixtures shared by the trainer tests."""
+
 import pytest
 import torch
 

@@ -1,5 +1,6 @@
 """Training arithmetic: bfloat16 autocast and channels-last are chosen by hardware, can be forced or turned
 off, and train as well as float32 NCHW on a tiny problem."""
+
 import pytest
 import torch
 
@@ -13,9 +14,17 @@ CFG = {"optimizer": {"name": "adam"}, "lr": 0.01, "weight_decay": 0.0, "batch_si
 
 def net():
     nn = torch.nn
-    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-                         nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 10),
+    )
 
 
 @pytest.mark.parametrize("amx, native", [(True, True), (False, True), (False, False)])
@@ -25,8 +34,10 @@ def test_auto_uses_bf16_only_with_amx_and_cuda_keeps_float32(monkeypatch, amx, n
     monkeypatch.setattr(train_mod, "native_bf16", lambda: native)
     assert fast_defaults(torch.device("cpu")) == {"bf16": amx and native, "channels_last": True}
     assert fast_defaults(torch.device("cuda")) == {"bf16": False, "channels_last": False}
-    assert fast_defaults(torch.device("cpu"), precision="bf16", channels_last=False) == \
-        {"bf16": True, "channels_last": False}
+    assert fast_defaults(torch.device("cpu"), precision="bf16", channels_last=False) == {
+        "bf16": True,
+        "channels_last": False,
+    }
     assert fast_defaults(torch.device("cpu"), precision="fp32")["bf16"] is False
 
 
@@ -41,8 +52,16 @@ def test_unknown_precision_is_a_config_error(digits):
 
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_memory_format_reaches_the_weights(digits, channels_last):
-    r = train_trial({**CFG, "epochs": 1}, digits, model=net, device="cpu", num_threads=1, keep_weights=True,
-                    channels_last=channels_last, precision="fp32")
+    r = train_trial(
+        {**CFG, "epochs": 1},
+        digits,
+        model=net,
+        device="cpu",
+        num_threads=1,
+        keep_weights=True,
+        channels_last=channels_last,
+        precision="fp32",
+    )
     w = r.state_dict["3.weight"]  # (32, 16, 3, 3): the two formats differ (unlike a 1-channel input conv)
     assert w.is_contiguous(memory_format=torch.channels_last) is channels_last
 
@@ -50,8 +69,9 @@ def test_memory_format_reaches_the_weights(digits, channels_last):
 def test_bf16_and_channels_last_train_as_well_as_float32(digits):
     accs = {}
     for precision, cl in (("fp32", False), ("fp32", True), ("bf16", False)):
-        r = train_trial(CFG, digits, model=net, seed=3, device="cpu", num_threads=1, precision=precision,
-                        channels_last=cl)
+        r = train_trial(
+            CFG, digits, model=net, seed=3, device="cpu", num_threads=1, precision=precision, channels_last=cl
+        )
         accs[(precision, cl)] = r.val_acc
     base = accs[("fp32", False)]
     assert base > 0.6

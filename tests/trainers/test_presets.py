@@ -1,4 +1,5 @@
 """trainers.presets: every data set's defaults are sane, fit the default space, and read back as data."""
+
 import json
 
 import numpy as np
@@ -10,12 +11,13 @@ from trainers import PRESETS, get_preset, load_dataset
 
 def test_every_preset_has_a_loader_and_sane_bounds():
     from trainers.data import _LOADERS
+
     for name, p in PRESETS.items():
         assert p.name == name and name in _LOADERS
         assert 1 <= p.min_epochs < p.max_epochs and p.trials > 0
         # with eta = 3 the rungs min * 3^k end exactly on max_epochs (no truncated last rung)
         k = round(np.log(p.max_epochs / p.min_epochs) / np.log(3))
-        assert p.min_epochs * 3 ** k == p.max_epochs and k >= 2
+        assert p.min_epochs * 3**k == p.max_epochs and k >= 2
         b = p.space_bounds
         assert "epochs" not in b
         for key in ("channels", "stem_channels"):
@@ -46,9 +48,17 @@ def test_unknown_preset_lists_choices():
         load_dataset("svhn")
 
 
-@pytest.mark.parametrize("alias, name", [("digits", "digits"), ("MNIST", "mnist"), ("fashion_mnist", "fashion-mnist"),
-                                         ("FashionMNIST", "fashion-mnist"), ("CIFAR10", "cifar10"),
-                                         ("ImageFolder", "imagefolder")])
+@pytest.mark.parametrize(
+    "alias, name",
+    [
+        ("digits", "digits"),
+        ("MNIST", "mnist"),
+        ("fashion_mnist", "fashion-mnist"),
+        ("FashionMNIST", "fashion-mnist"),
+        ("CIFAR10", "cifar10"),
+        ("ImageFolder", "imagefolder"),
+    ],
+)
 def test_names_are_read_loosely(alias, name):
     assert get_preset(alias) is PRESETS[name]
 

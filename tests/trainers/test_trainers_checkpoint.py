@@ -1,5 +1,6 @@
 """Resumable training: a run stopped at rungs and continued is bit-identical (CPU) to one straight run,
 also when the state crosses a process boundary as bytes; a checkpoint from another run is refused."""
+
 import os
 import subprocess
 import sys
@@ -19,8 +20,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def net():
     # BatchNorm (buffers), dropout (global RNG) and a bias: every kind of state the loop touches.
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Dropout(0.3), nn.Linear(32, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(0.3),
+        nn.Linear(32, 10),
+    )
 
 
 OPTIMIZERS = {
@@ -32,8 +40,14 @@ OPTIMIZERS = {
 
 
 def config(opt):
-    return {"optimizer": OPTIMIZERS[opt], "lr": 0.01 if opt != "sgd" else 0.1, "batch_size": 128,
-            "weight_decay": 1e-3, "label_smoothing": 0.1, "warmup_epochs": 1}
+    return {
+        "optimizer": OPTIMIZERS[opt],
+        "lr": 0.01 if opt != "sgd" else 0.1,
+        "batch_size": 128,
+        "weight_decay": 1e-3,
+        "label_smoothing": 0.1,
+        "warmup_epochs": 1,
+    }
 
 
 def run(cfg, data, **kw):
@@ -44,8 +58,15 @@ def in_segments(cfg, data, rungs, max_epochs, *, through_bytes=True):
     """Train to each rung in turn, each segment continuing from the previous one's state."""
     state, curve, last = None, [], None
     for r in rungs + [max_epochs]:
-        last = run(cfg, data, max_epochs=max_epochs, stop_epoch=r, keep_state=True, keep_weights=True,
-                   resume=state.to_bytes() if (through_bytes and state is not None) else state)
+        last = run(
+            cfg,
+            data,
+            max_epochs=max_epochs,
+            stop_epoch=r,
+            keep_state=True,
+            keep_weights=True,
+            resume=state.to_bytes() if (through_bytes and state is not None) else state,
+        )
         assert last.start_epoch == (curve[-1]["epoch"] if curve else 0) and last.epoch == r
         curve += last.curve
         state = last.state
@@ -75,8 +96,18 @@ def test_rungs_1_and_3_of_9(digits):
     straight = train_trial(cfg, digits, model=lin, seed=5, device="cpu", max_epochs=9, keep_weights=True)
     state = None
     for r in (1, 3, 9):
-        seg = train_trial(cfg, digits, model=lin, seed=5, device="cpu", max_epochs=9, stop_epoch=r,
-                          resume=state, keep_state=True, keep_weights=True)
+        seg = train_trial(
+            cfg,
+            digits,
+            model=lin,
+            seed=5,
+            device="cpu",
+            max_epochs=9,
+            stop_epoch=r,
+            resume=state,
+            keep_state=True,
+            keep_weights=True,
+        )
         state = seg.state
     assert [e["epoch"] for e in seg.curve] == list(range(4, 10))
     assert_same_weights(straight.state_dict, seg.state_dict)
@@ -116,8 +147,13 @@ def test_state_as_bytes_continues_in_another_process(digits, tmp_path):
     first = run(cfg, digits, max_epochs=3, stop_epoch=1, keep_state=True)
     (tmp_path / "state.pt").write_bytes(first.state.to_bytes())
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / "state.pt"), str(tmp_path / "w.pt"), repr(cfg)],
-                   check=True, env=env, cwd=ROOT, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path / "state.pt"), str(tmp_path / "w.pt"), repr(cfg)],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert_same_weights(straight.state_dict, torch.load(tmp_path / "w.pt", weights_only=True))
 
 
@@ -131,8 +167,14 @@ def test_checkpoints_of_another_run_are_refused(digits):
     with pytest.raises(ConfigError, match="already trained 1 epochs"):
         run(cfg, digits, max_epochs=3, stop_epoch=1, resume=state)
     with pytest.raises(ConfigError, match="does not fit"):
-        train_trial(cfg, digits, model=lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), device="cpu",
-                    max_epochs=3, resume=state)
+        train_trial(
+            cfg,
+            digits,
+            model=lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 10)),
+            device="cpu",
+            max_epochs=3,
+            resume=state,
+        )
     with pytest.raises(ConfigError, match="not a readable training checkpoint"):
         run(cfg, digits, max_epochs=3, resume=b"not a checkpoint")
     with pytest.raises(ConfigError, match="stop_epoch"):

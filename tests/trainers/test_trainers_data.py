@@ -1,4 +1,5 @@
 """Data loading: shapes, seeded stratified splits, normalisation, image folders, and the errors users see."""
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +11,7 @@ from trainers.data import _stratified_split
 
 
 # ----------------------------------------------------------------------------------------------- digits
+
 
 def test_digits_shapes_and_sizes(digits):
     d = digits
@@ -28,6 +30,7 @@ def test_digits_normalised_with_train_statistics(digits):
     assert abs(d.x_train.std().item() - 1.0) < 1e-3
     # the stored statistics undo the normalisation back to the 0..16 pixel counts / 16
     from sklearn.datasets import load_digits
+
     raw = d.x_train * d.std[0] + d.mean[0]
     assert torch.allclose(raw * 16, (raw * 16).round(), atol=1e-3)
     assert abs(d.mean[0] - load_digits().images.mean() / 16) < 0.02  # train mean close to the full-set mean
@@ -64,6 +67,7 @@ def test_bad_fractions():
 
 
 # ----------------------------------------------------------------------------------------------- torchvision
+
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10", "cifar100"])
 def test_torchvision_missing_files(tmp_path, name):
@@ -139,6 +143,7 @@ def test_imagefolder_split_layout_and_grayscale(tmp_path):
     assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (16, 4, 6)
     # without val/ the val split is cut from train
     import shutil
+
     shutil.rmtree(tmp_path / "val")
     d2 = load_dataset("imagefolder", data_dir=tmp_path, image_size=16, val_fraction=0.25)
     assert (len(d2.y_train), len(d2.y_val), len(d2.y_test)) == (12, 4, 6)

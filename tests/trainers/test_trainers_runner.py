@@ -1,20 +1,37 @@
 """The trial objective: where the epochs come from, single-fidelity runs, and multi-fidelity segments that
 continue the same run (weights.pt rewritten at every segment end, checkpoints as bytes)."""
+
 import pytest
 import torch
 
 from nas.errors import ConfigError
 from trainers.runner import epochs_for, run_trial, weights_path
 
-CONFIG = {"stem": {"channels": 8}, "stages": [{"block": "Conv", "channels": 16, "stride": 2, "repeats": 1}],
-          "classifier": {"dropout": 0.2},
-          "optimizer": {"name": "adam", "beta1": 0.9, "beta2": 0.999}, "lr": 0.01, "weight_decay": 1e-4,
-          "batch_size": 128, "label_smoothing": 0.0, "warmup_epochs": 1}
+CONFIG = {
+    "stem": {"channels": 8},
+    "stages": [{"block": "Conv", "channels": 16, "stride": 2, "repeats": 1}],
+    "classifier": {"dropout": 0.2},
+    "optimizer": {"name": "adam", "beta1": 0.9, "beta2": 0.999},
+    "lr": 0.01,
+    "weight_decay": 1e-4,
+    "batch_size": 128,
+    "label_smoothing": 0.0,
+    "warmup_epochs": 1,
+}
 
 
 def spec(folder, **extra):
-    return {"trial_id": 1, "config": CONFIG, "seed": 4, "study_dir": str(folder), "dataset": "digits",
-            "data_seed": 0, "save_weights": True, "threads": 1, **extra}
+    return {
+        "trial_id": 1,
+        "config": CONFIG,
+        "seed": 4,
+        "study_dir": str(folder),
+        "dataset": "digits",
+        "data_seed": 0,
+        "save_weights": True,
+        "threads": 1,
+        **extra,
+    }
 
 
 def weights(folder):
@@ -42,8 +59,9 @@ def test_segments_continue_the_same_run(tmp_path):
     folder = tmp_path / "mf"
     ckpt, seen = None, []
     for start, stop in ((0, 1), (1, 3)):
-        out = run_trial(spec(folder, max_epochs=99, resource_from=start, resource_to=stop, max_resource=3,
-                             checkpoint=ckpt))
+        out = run_trial(
+            spec(folder, max_epochs=99, resource_from=start, resource_to=stop, max_resource=3, checkpoint=ckpt)
+        )
         assert [e["epoch"] for e in out["metrics"]["curve"]] == list(range(start + 1, stop + 1))
         assert out["resource"] == stop and weights_path(folder, 1).exists()
         seen.append(weights(folder))
@@ -90,8 +108,20 @@ def test_the_builtin_trainer_streams_a_dataset_through_loaders(tmp_path):
     stream = prepare_data(_Digits(), in_memory=False, num_classes=10, seed=0)
     assert isinstance(stream, StreamData)
     config = {**CONFIG, "epochs": 4, "batch_size": 16}
-    runs = [run_user_trial({"trial_id": 1, "config": config, "seed": 4, "study_dir": str(tmp_path / str(i)),
-                            "stream_data": stream, "threads": 1, "precision": "fp32"}) for i in range(2)]
+    runs = [
+        run_user_trial(
+            {
+                "trial_id": 1,
+                "config": config,
+                "seed": 4,
+                "study_dir": str(tmp_path / str(i)),
+                "stream_data": stream,
+                "threads": 1,
+                "precision": "fp32",
+            }
+        )
+        for i in range(2)
+    ]
     m = runs[0]["metrics"]
     assert [e["epoch"] for e in m["curve"]] == [1, 2, 3, 4] and m["epochs_run"] == 4
     assert runs[0]["value"] > 0.3  # 10 classes: chance is 0.1 (unnormalised pixels learn slower than in memory)

@@ -1,4 +1,5 @@
 """The training loop: agreement with a hand-written loop, determinism, optimizers, schedule, failures, stops."""
+
 import math
 
 import pytest
@@ -12,21 +13,44 @@ from trainers.train import _flip_crop, build_optimizer, build_scheduler
 
 def small_cnn(dropout=0.0):
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(32, 10))
+        nn.Conv2d(1, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(32, 10),
+    )
 
 
-SGD = {"optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True}, "lr": 0.1, "batch_size": 64,
-       "epochs": 5, "weight_decay": 5e-4, "label_smoothing": 0.0, "warmup_epochs": 1}
+SGD = {
+    "optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True},
+    "lr": 0.1,
+    "batch_size": 64,
+    "epochs": 5,
+    "weight_decay": 5e-4,
+    "label_smoothing": 0.0,
+    "warmup_epochs": 1,
+}
 
 
 def test_matches_hand_written_loop(digits):
     """Plain SGD + cosine per step, written out by hand from the same seed, gives the same weights."""
-    cfg = {"optimizer": {"name": "sgd", "momentum": 0.0}, "lr": 0.1, "weight_decay": 0.0, "batch_size": 100,
-           "epochs": 2, "label_smoothing": 0.1, "warmup_epochs": 0}
-    ours = train_trial(cfg, digits, model=small_cnn, seed=7, device="cpu", keep_weights=True,
-                       precision="fp32")  # the hand loop is float32, whatever this CPU has
+    cfg = {
+        "optimizer": {"name": "sgd", "momentum": 0.0},
+        "lr": 0.1,
+        "weight_decay": 0.0,
+        "batch_size": 100,
+        "epochs": 2,
+        "label_smoothing": 0.1,
+        "warmup_epochs": 0,
+    }
+    ours = train_trial(
+        cfg, digits, model=small_cnn, seed=7, device="cpu", keep_weights=True, precision="fp32"
+    )  # the hand loop is float32, whatever this CPU has
 
     torch.manual_seed(7)
     net = small_cnn()
@@ -38,7 +62,7 @@ def test_matches_hand_written_loop(digits):
     for _ in range(2):
         order = torch.randperm(n, generator=gen)
         for s in range(steps):
-            idx = order[s * b:(s + 1) * b]
+            idx = order[s * b : (s + 1) * b]
             loss = nn.functional.cross_entropy(net(digits.x_train[idx]), digits.y_train[idx], label_smoothing=0.1)
             net.zero_grad()
             loss.backward()
@@ -80,6 +104,7 @@ def test_same_module_different_shuffle_seed(digits):
     torch.manual_seed(0)
     base = small_cnn()
     import copy
+
     cfg = {**SGD, "epochs": 1}
     a = train_trial(cfg, digits, model=copy.deepcopy(base), seed=1, device="cpu", keep_weights=True)
     b = train_trial(cfg, digits, model=copy.deepcopy(base), seed=2, device="cpu", keep_weights=True)
@@ -94,16 +119,18 @@ def test_does_not_disturb_callers_rng(digits):
     assert torch.equal(torch.rand(3), expected)
 
 
-@pytest.mark.parametrize("opt, cls, check", [
-    ({"name": "sgd", "momentum": 0.8, "nesterov": False}, torch.optim.SGD,
-     {"momentum": 0.8, "nesterov": False}),
-    ({"name": "sgd", "momentum": 0.0, "nesterov": True}, torch.optim.SGD, {"momentum": 0.0, "nesterov": False}),
-    ({"name": "nesterov", "momentum": 0.7}, torch.optim.SGD, {"momentum": 0.7, "nesterov": True}),
-    ({"name": "momentum"}, torch.optim.SGD, {"momentum": 0.9, "nesterov": False}),
-    ({"name": "adam", "beta1": 0.8, "beta2": 0.99}, torch.optim.Adam, {"betas": (0.8, 0.99)}),
-    ({"name": "adamw", "beta1": 0.85, "beta2": 0.95}, torch.optim.AdamW, {"betas": (0.85, 0.95)}),
-    ({"name": "rmsprop", "alpha": 0.95, "momentum": 0.5}, torch.optim.RMSprop, {"alpha": 0.95, "momentum": 0.5}),
-])
+@pytest.mark.parametrize(
+    "opt, cls, check",
+    [
+        ({"name": "sgd", "momentum": 0.8, "nesterov": False}, torch.optim.SGD, {"momentum": 0.8, "nesterov": False}),
+        ({"name": "sgd", "momentum": 0.0, "nesterov": True}, torch.optim.SGD, {"momentum": 0.0, "nesterov": False}),
+        ({"name": "nesterov", "momentum": 0.7}, torch.optim.SGD, {"momentum": 0.7, "nesterov": True}),
+        ({"name": "momentum"}, torch.optim.SGD, {"momentum": 0.9, "nesterov": False}),
+        ({"name": "adam", "beta1": 0.8, "beta2": 0.99}, torch.optim.Adam, {"betas": (0.8, 0.99)}),
+        ({"name": "adamw", "beta1": 0.85, "beta2": 0.95}, torch.optim.AdamW, {"betas": (0.85, 0.95)}),
+        ({"name": "rmsprop", "alpha": 0.95, "momentum": 0.5}, torch.optim.RMSprop, {"alpha": 0.95, "momentum": 0.5}),
+    ],
+)
 def test_each_optimizer_gets_its_own_parameters(opt, cls, check):
     net = small_cnn()
     o = build_optimizer(net, {"optimizer": opt, "lr": 0.02, "weight_decay": 1e-3})
@@ -150,6 +177,7 @@ class NanAfter(nn.Module):
 def test_nan_loss_fails_the_trial(digits):
     def net():
         return nn.Sequential(nn.Flatten(), nn.Linear(64, 10), NanAfter(40))  # ~18 steps per epoch at 64
+
     with pytest.raises(TrialFailed, match="loss became nan at epoch 3") as e:
         train_trial({**SGD, "epochs": 5}, digits, model=net, device="cpu")
     assert isinstance(e.value, RuntimeError) and "epoch 3" in e.value.reason
@@ -166,8 +194,13 @@ def test_max_epochs_callback_and_time_limit(digits):
     r = train_trial({**SGD, "epochs": 10}, digits, model=small_cnn, max_epochs=2, device="cpu")
     assert r.epochs_run == 2 and r.stopped is None and r.curve[-1]["lr"] == pytest.approx(0.0, abs=1e-9)
     seen = []
-    r = train_trial({**SGD, "epochs": 5}, digits, model=small_cnn, device="cpu",
-                    on_epoch=lambda e: seen.append(e) or e["epoch"] == 2)
+    r = train_trial(
+        {**SGD, "epochs": 5},
+        digits,
+        model=small_cnn,
+        device="cpu",
+        on_epoch=lambda e: seen.append(e) or e["epoch"] == 2,
+    )
     assert r.epochs_run == 2 and r.stopped == "callback" and [e["epoch"] for e in seen] == [1, 2]
     assert "elapsed" in seen[0]
     r = train_trial({**SGD, "epochs": 5}, digits, model=small_cnn, device="cpu", time_limit=0.0)
@@ -179,8 +212,14 @@ def test_num_threads_is_set_and_restored(digits):
     before = torch.get_num_threads()  # 1, from the fixture
     seen = []
     linear = lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 10))  # noqa: E731  tiny: 2 threads spin on a busy box
-    train_trial({**SGD, "epochs": 1}, digits, model=linear, device="cpu", num_threads=2,
-                on_epoch=lambda e: seen.append(torch.get_num_threads()))
+    train_trial(
+        {**SGD, "epochs": 1},
+        digits,
+        model=linear,
+        device="cpu",
+        num_threads=2,
+        on_epoch=lambda e: seen.append(torch.get_num_threads()),
+    )
     assert seen == [2] and torch.get_num_threads() == before
 
 
@@ -202,7 +241,7 @@ def test_flip_crop_matches_pad_and_slice():
     for i in range(6):
         xi = x[i].flip(2) if flip[i] else x[i]
         xi = nn.functional.pad(xi, (1, 1, 1, 1))
-        assert torch.equal(out[i], xi[:, dy[i]:dy[i] + 8, dx[i]:dx[i] + 8])
+        assert torch.equal(out[i], xi[:, dy[i] : dy[i] + 8, dx[i] : dx[i] + 8])
     assert flip.any() and not flip.all()
 
 
@@ -215,9 +254,11 @@ def test_sampled_config_end_to_end(digits):
     """A config drawn from the shipped space with the digits preset builds and trains for an epoch."""
     ss = pytest.importorskip("search_spaces")
     from trainers import get_preset
+
     config = ss.default_space(**get_preset("digits").space_bounds).sample(seed=1)
-    r = train_trial(config, digits, max_epochs=1, device="cpu",
-                    model=lambda: ss.build_model(config, num_classes=10, in_chans=1))
+    r = train_trial(
+        config, digits, max_epochs=1, device="cpu", model=lambda: ss.build_model(config, num_classes=10, in_chans=1)
+    )
     assert r.epochs_run == 1 and 0.0 <= r.val_acc <= 1.0
 
 
