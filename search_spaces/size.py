@@ -36,7 +36,9 @@ def activations(arch: Arch, h: int, w: int) -> int:
 
 
 def measure(config: dict, *, input_shape, num_classes: int | None = None) -> dict:
-    """``{"params", "macs", "activations", "train_bytes"}`` of ``config`` (ConfigError if it is malformed)."""
+    """``{"params", "macs", "activations", "train_bytes", "arch"}`` of ``config`` (ConfigError if it is
+    malformed); ``arch`` is the decoded, checked architecture, so a caller can build the network from it
+    (``search_spaces.builder.Net(arch)``) without validating the config again."""
     c, h, w = _shape(tuple(input_shape))
     arch = validate_arch(config, num_classes=num_classes, in_chans=c)
     counts = count_arch(arch, h, w)
@@ -44,7 +46,7 @@ def measure(config: dict, *, input_shape, num_classes: int | None = None) -> dic
     batch = config.get("batch_size", DEFAULT_BATCH) if isinstance(config, dict) else DEFAULT_BATCH
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         batch = DEFAULT_BATCH  # the trainer reports a bad batch size itself
-    return {**counts, "activations": acts, "train_bytes": 4 * (3 * batch * acts + 4 * counts["params"])}
+    return {**counts, "activations": acts, "train_bytes": 4 * (3 * batch * acts + 4 * counts["params"]), "arch": arch}
 
 
 def over_caps(

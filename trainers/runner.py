@@ -175,7 +175,7 @@ def _segment(spec: TrialSpec, max_epochs: int) -> tuple[int, int, bytes | None]:
 def run_trial(spec) -> dict:
     from nas.errors import ConfigError
     from nas.user_fn import report_for
-    from search_spaces.builder import build_model
+    from search_spaces.builder import Net
     from trainers.checkpoint import as_state
     from trainers.train import train_trial
 
@@ -183,7 +183,6 @@ def run_trial(spec) -> dict:
     x = spec.extra
     data = trial_data(spec)
     config = fixed_epochs(spec, spec.config)
-    c, _, _ = data.input_shape
     # Proposals are already under the caps; a trial queued by an older study, or a config edited in the
     # database, is checked again here, before anything is allocated.
     size = measured(config, data)
@@ -201,7 +200,7 @@ def run_trial(spec) -> dict:
         data,
         seed=int(spec.seed),
         keep_weights=bool(x.get("save_weights", True)),
-        model=lambda: build_model(config, num_classes=data.num_classes, in_chans=c),
+        model=lambda: Net(size["arch"]),  # the architecture measured() validated: not decoded again
         device=x.get("device"),
         num_threads=threads,
         max_epochs=max_epochs,

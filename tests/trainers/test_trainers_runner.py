@@ -127,3 +127,20 @@ def test_the_builtin_trainer_streams_a_dataset_through_loaders(tmp_path):
     assert runs[0]["value"] > 0.3  # 10 classes: chance is 0.1 (unnormalised pixels learn slower than in memory)
     assert runs[0]["value"] == runs[1]["value"] and m["curve"] == runs[1]["metrics"]["curve"]
     assert weights_path(tmp_path / "0", 1).is_file()
+
+
+def test_a_trial_decodes_its_config_once(tmp_path, monkeypatch):
+    import search_spaces.builder as builder
+    import search_spaces.size as size
+
+    calls = []
+    real = size.validate_arch
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(size, "validate_arch", counting)
+    monkeypatch.setattr(builder, "validate_arch", counting)
+    out = run_trial(spec(tmp_path, max_epochs=1))
+    assert out["value"] > 0 and len(calls) == 1  # the size check's decode is the one the network is built from
