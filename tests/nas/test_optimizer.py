@@ -7,12 +7,7 @@ from nas.optimizer import Limit, Optimizer
 from nas.score import MnasScore, WeightedScore
 from nas.space import Categorical, Float, Integer, Space
 
-SPACE = Space(
-    [
-        Float("x", 0.0, 1.0),
-        Categorical("kind", {"a": [Float("y", 0.0, 1.0)], "b": [Integer("n", 1, 8)]}),
-    ]
-)
+SPACE = Space([Float("x", 0.0, 1.0), Categorical("kind", {"a": [Float("y", 0.0, 1.0)], "b": [Integer("n", 1, 8)]})])
 
 
 def f(c):
