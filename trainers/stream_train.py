@@ -26,6 +26,7 @@ from trainers.train import (
     build_scheduler,
     fast_defaults,
     optimizer_lr_wd,
+    train_step,
 )
 
 
@@ -76,15 +77,18 @@ def train_streamed(
             loss_sum, done = torch.zeros((), device=dev), 0
             for xb, yb in loader:
                 xb, yb = xb.to(dev), torch.as_tensor(yb).to(dev)
-                if aug is not None:
-                    xb = aug(xb, gen)
-                if use_cl:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=fast["bf16"]):
-                    loss = loss_fn(net(xb), yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                loss = train_step(
+                    net,
+                    optimizer,
+                    loss_fn,
+                    xb,
+                    yb,
+                    augment=aug,
+                    gen=gen,
+                    channels_last=use_cl,
+                    bf16=fast["bf16"],
+                    dev=dev,
+                )
                 update += 1
                 scheduler.step_update(num_updates=update)
                 loss_sum += loss.detach()

@@ -223,6 +223,21 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct.item() / len(y)
 
 
+def train_step(net, optimizer, loss_fn, xb, yb, *, augment, gen, channels_last: bool, bf16: bool, dev):
+    """One optimizer step on a batch (augmented, channels-last and bfloat16 autocast where asked); the
+    detached-able loss tensor. Shared by the in-memory loop and the streamed one (``stream_train``)."""
+    if augment is not None:
+        xb = augment(xb, gen)
+    if channels_last:
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = loss_fn(net(xb), yb)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
@@ -419,16 +434,18 @@ def _run(
         done = 0
         for s in range(steps):
             idx = order[s * batch_size : (s + 1) * batch_size]
-            xb, yb = x_train[idx], y_train[idx]
-            if augment is not None:
-                xb = augment(xb, gen)
-            if channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = loss_fn(net(xb), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = train_step(
+                net,
+                optimizer,
+                loss_fn,
+                x_train[idx],
+                y_train[idx],
+                augment=augment,
+                gen=gen,
+                channels_last=channels_last,
+                bf16=bf16,
+                dev=dev,
+            )
             update += 1
             scheduler.step_update(num_updates=update)
             loss_sum += loss.detach()
