@@ -552,6 +552,9 @@ def report(raw: Path, out: Path, errors: list[dict]) -> int:
         if not runs:
             continue
         o = Namespace(**runs[-1]["opts"])
+        o.methods = [
+            m for m in METHODS if any(r["method"] == m for r in runs)
+        ]  # every method logged, not the last command's
         commands = list(dict.fromkeys(r["bench_command"] for r in runs))  # seeds added by a later command too
         lines += table(runs, o, "\n    ".join(commands))
     return finish_results(
