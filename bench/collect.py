@@ -39,6 +39,7 @@ TITLES = {
     "lr_ranges": "Per-optimizer learning-rate and weight-decay ranges vs one shared range",
     "precision": "Channels-last and bfloat16 autocast against float32 (AMD EPYC with AVX512-BF16, no AMX)",
     "precision_avx2": "Channels-last and bfloat16 autocast against float32 (earlier run: AMD EPYC, AVX2 only)",
+    "pareto_digits": "Pareto search on digits with real training: accuracy against MACs and params",
     "pareto": "Pareto search: accuracy against latency on NAS-Bench-201 (EHVI with known costs)",
 }
 
