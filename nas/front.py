@@ -2,7 +2,8 @@
 most accurate member within a budget.
 
 The posterior comes from a GP refitted at report time on the study's complete trials (the space is stored
-in the study), in the objective's own units with no output warping, so ``post_mean +- post_std`` reads as
+in the study; a multi-fidelity study's model also reads every rung value, with the resource as an input, and
+predicts at the top rung, as the search does), in the objective's own units with no output warping, so ``post_mean +- post_std`` reads as
 "accuracy, within noise". Two front members whose intervals overlap are not told apart by the data.
 """
 
@@ -13,6 +14,7 @@ import warnings
 import numpy as np
 
 from nas.errors import NasError
+from nas.fidelity import Fidelity
 from nas.trial import COMPLETE
 
 
@@ -21,23 +23,27 @@ def front_posterior(view, front) -> tuple[np.ndarray, np.ndarray]:
     stores no space or has fewer than 3 complete trials."""
     nan = np.full(len(front), np.nan)
     space_dict = view.meta.get("space")
-    done = [t for t in view.trials if t.status == COMPLETE and t.value is not None]
-    if not space_dict or len(done) < 3 or len(front) == 0:
+    if view.meta.get("fidelity"):
+        obs, zs = _rung_observations(view)
+    else:
+        obs = [(t.config, t.value) for t in view.trials if t.status == COMPLETE and t.value is not None]
+        zs = None
+    if not space_dict or len(obs) < 3 or len(front) == 0:
         return nan, nan.copy()
-    from nas.gp import GP
     from nas.space import Space
+    from nas.surrogate import Surrogate
 
     try:
         space = Space.from_dict(space_dict, source="study space")
-        X, A = space.encode_many([t.config for t in done])
-        y = np.array([t.value for t in done], dtype=float)
-        gp = GP.from_space(space, seed=0)
+        fid = Fidelity.from_dict(view.meta["fidelity"]) if zs is not None else None
+        # No output warp: the interval reads in the objective's own units. Multi-fidelity: every rung value
+        # informs the prediction at the top rung, as in the search (a few top-rung trials alone cannot).
+        model = Surrogate(space, maximize=True, rng=np.random.default_rng(0), warp="none", fidelity=fid)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a fallback fit is still a fit; the report shows the numbers
-            gp.fit(X, A, y)
+            model.fit(obs, zs or [])
         by_id = {t.id: t for t in view.trials}
-        Xf, Af = space.encode_many([by_id[int(i)].config for i in front["id"]])
-        mean, std = gp.predict(Xf, Af)
+        mean, std = model.posterior()([by_id[int(i)].config for i in front["id"]])
     except (
         NasError,
         KeyError,
@@ -46,6 +52,19 @@ def front_posterior(view, front) -> tuple[np.ndarray, np.ndarray]:
     ):  # a stored space or config that no longer reads: report the front without a posterior
         return nan, nan.copy()
     return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+
+
+def _rung_observations(view) -> tuple[list, list]:
+    """Multi-fidelity: every recorded rung value as ((config, value), scaled resource)."""
+    fid = Fidelity.from_dict(view.meta["fidelity"])
+    obs, zs = [], []
+    for t in view.trials:
+        for entry in (t.metrics or {}).get("rungs", []):
+            v = entry.get("value")
+            if v is not None and np.isfinite(v):
+                obs.append((t.config, float(v)))
+                zs.append(fid.scaled(entry["resource"]))
+    return obs, zs
 
 
 def pick_within(view, *, max_macs: float | None = None, max_params: float | None = None):
