@@ -49,7 +49,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from nas.errors import NasError
 
@@ -316,7 +316,14 @@ class ASHA:
                     return t, k + 1
         return None
 
-    def finishing_promotion(self, left: float, key: Callable[[list], Iterable] | None = None):
+    def finishing_promotion(
+        self,
+        left: float,
+        key: Callable[[list], Iterable] | None = None,
+        *,
+        cost: Callable[[Any], float] | None = None,
+        new_cost: float | None = None,
+    ):
         """Near the end of a resource budget: the paused trial worth finishing, as ``(tid, next rung)``, or None.
 
         When ``left`` (the budget not yet spent or running) cannot take a new trial to the top rung, a new
@@ -325,16 +332,20 @@ class ASHA:
         best 9-epoch network beat every finished one on 4 of 5 seeds). Among the paused trials that can reach
         the top within ``left``, the one with the highest ``key(tids)`` (higher is better, comparable across
         rungs: the predicted top-rung value; without a key, or where it returns None, the highest rung reached,
-        then its value) goes on, whatever the rung's 1/eta cap says.
+        then its value) goes on, whatever the rung's 1/eta cap says. ``left`` is in resource units by default;
+        with ``cost(tid)`` (what taking that trial to the top costs) and ``new_cost`` (what a new trial would) it
+        can be anything else: seconds, for a time budget.
         """
         top = self.fidelity.max_resource
-        if left >= top:
-            return None
         rungs = self.fidelity.rungs
+        if cost is None:
+            cost, new_cost = (lambda t: top - rungs[self.reached[t]]), top
+        if new_cost is None or left >= new_cost:
+            return None
         tids = sorted(
             t
             for t, s in self.state.items()
-            if s == PAUSED and 0 <= self.reached[t] < self.fidelity.top and top - rungs[self.reached[t]] <= left
+            if s == PAUSED and 0 <= self.reached[t] < self.fidelity.top and cost(t) <= left
         )
         if not tids:
             return None

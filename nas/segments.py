@@ -6,7 +6,8 @@ returns; the rung's value is committed at once, the checkpoint the objective ret
 is free, ASHA promotes a paused trial that is in the top 1/eta of its rung by the GP's predicted top-rung
 score; if none is, the optimizer proposes a new config (UCB at max_resource). No worker ever waits. Once the
 epochs left cannot take a new trial to the top, the paused trial with the best predicted top-rung score that
-can still reach the top goes on instead (``ASHA.finishing_promotion``), so the budget ends on finished trials.
+can still reach the top goes on instead (``ASHA.finishing_promotion``), so the budget ends on finished trials;
+with a time budget the same holds in seconds, each trial costed at its own seconds per epoch.
 
 Budget: ``--trials N`` buys ``N * max_resource`` epochs (the cost of N full trainings); a job starts while
 the epochs trained plus the epochs of running jobs are below it (so the last jobs may overrun it by at most
@@ -29,6 +30,8 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from nas.errors import NasError
 from nas.fidelity import ASHA, Fidelity, blend_keys, read_live
@@ -155,7 +158,7 @@ class SegmentLoop:
         try:
             while True:
                 while len(self.running) < ex.capacity and self.budget_left(spent()):
-                    job = queue.pop(0) if queue else self._next_job()
+                    job = queue.pop(0) if queue else self._next_job(spent())
                     self._submit(job)
                 self.report(prog, spent())
                 if not self.running:
@@ -211,9 +214,32 @@ class SegmentLoop:
             return None
         return self.epoch_budget - self.epochs_trained() - self._in_flight()
 
-    def _next_job(self) -> Job:
+    def _time_finish(self, spent: float):
+        """The finishing promotion for a time budget: what a trial costs is its own seconds per epoch times the
+        epochs it still needs; a new trial, the median seconds per epoch so far times max_resource."""
+        seconds = self.study.budget.seconds
+        if seconds is None:
+            return None
+        rate = {}  # trial id -> seconds per epoch of its committed segments
+        for tid, t in self.trials.items():
+            secs, done = float(t.metrics.get("segment_seconds") or 0.0), float(t.resource or 0.0)
+            if secs > 0 and done > 0:
+                rate[tid] = secs / done
+        if not rate:
+            return None
+        top = self.fid.max_resource
+        new_cost = float(np.median(list(rate.values()))) * top
+        return self.sched.finishing_promotion(
+            seconds - spent,
+            self._finish_key,
+            cost=lambda t: rate.get(t, math.inf) * (top - float(self.trials[t].resource or 0.0)),
+            new_cost=new_cost,
+        )
+
+    def _next_job(self, spent: float = 0.0) -> Job:
         left = self._left()
         promo = None if left is None else self.sched.finishing_promotion(left, self._finish_key)
+        promo = promo or self._time_finish(spent)
         promo = promo or self.sched.next_promotion(self._rank)
         if promo is not None:
             tid, k = promo

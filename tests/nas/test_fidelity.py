@@ -405,3 +405,49 @@ def test_fidelity_none_is_the_plain_optimizer():
             opt.tell(c, -((c["x"] - 0.4) ** 2) + (c["k"] == "a"))
         runs.append(got)
     assert runs[0] == runs[1]
+
+
+def test_finishing_by_time_costs_each_trial_at_its_own_speed():
+    sched = ASHA(Fidelity(1, 27, 3))
+    for tid in (0, 1):
+        sched.start(tid)
+        for k in range(3):
+            sched.record(tid, k, 0.5 + 0.1 * tid)  # both paused at 9 epochs, 18 to go
+    speed = {0: 1.0, 1: 10.0}  # seconds per epoch: trial 1 needs 180 s to finish, trial 0 18 s
+
+    def cost(t):
+        return speed[t] * (27 - 9)
+
+    def key(tids):
+        return [float(t) for t in tids]  # the model prefers trial 1
+
+    assert sched.finishing_promotion(100, key, cost=cost, new_cost=300) == (0, 3)  # 1 cannot finish in 100 s
+    assert sched.finishing_promotion(200, key, cost=cost, new_cost=300) == (1, 3)
+    assert sched.finishing_promotion(200, key, cost=cost, new_cost=150) is None  # a new trial still fits
+
+
+def test_the_segment_loop_finishes_by_time_from_measured_speeds():
+    from types import SimpleNamespace
+
+    from nas.segments import SegmentLoop
+    from nas.study import Budget
+    from nas.trial import Trial
+
+    fid = Fidelity(1, 27, 3)
+    loop = SegmentLoop.__new__(SegmentLoop)
+    loop.fid, loop.sched = fid, ASHA(fid)
+    loop.opt = Optimizer(Space([Float("x", 0.0, 1.0)]), fidelity=fid, seed=0)  # no model yet: highest rung first
+    loop.study = SimpleNamespace(budget=Budget(seconds=1000))
+    loop.trials = {}
+    for tid, (rung, secs) in enumerate([(2, 9 * 2.0), (1, 3 * 1.0), (0, 1 * 50.0)]):
+        loop.trials[tid] = Trial(
+            id=tid, config={"x": tid / 3}, resource=fid.rungs[rung], metrics={"segment_seconds": secs}
+        )
+        loop.sched.start(tid)
+        for k in range(rung + 1):
+            loop.sched.record(tid, k, 0.5)
+    # seconds per epoch 2, 1, 50: median 2, so a new trial costs 54 s
+    assert loop._time_finish(spent=990) is None  # 10 s left: trial 1 needs 24 s, trial 0 36 s
+    assert loop._time_finish(spent=970) == (1, 2)  # 30 s: only trial 1 (24 s) can finish
+    assert loop._time_finish(spent=960) == (0, 3)  # 40 s: both can; the higher rung goes first
+    assert loop._time_finish(spent=900) is None  # 100 s: a new trial (54 s) still fits
