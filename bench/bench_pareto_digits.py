@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from bench.bench_search import SEED_STRIDE, _init_worker, fmt_q, log  # noqa: E402
+from bench.bench_search import trial_record as run_objective  # noqa: E402
 
 SPACE = Path(__file__).with_name("pareto_digits_space.yaml")
 LABELS = {
@@ -89,27 +90,6 @@ def cli_study(trials: int, seed: int, epochs: int, folder: Path):
     study, _ = cli_wiring.make_study(args)
     study.objective_args.update(threads=1, save_weights=False)
     return study
-
-
-def run_objective(study, config: dict, trial_id: int, seed: int) -> dict:
-    known = study.opt.known(config)
-    rec = {
-        "trial": trial_id,
-        "seed": seed * SEED_STRIDE + trial_id,
-        "macs": known["macs"],
-        "params": known["params"],
-        "config": config,
-    }
-    spec = {"trial_id": trial_id, "config": config, "seed": rec["seed"], "study_dir": None, **study.objective_args}
-    t0 = time.perf_counter()
-    try:
-        out = study.objective(spec)
-        val = float(out["value"])
-        rec.update(val=val, test=float(out["metrics"]["test_acc"]), failed=not math.isfinite(val))
-    except Exception as exc:  # a NaN loss etc.: a failed trial, as in the Study
-        rec.update(val=None, test=None, failed=True, error=f"{type(exc).__name__}: {exc}")
-    rec["seconds"] = time.perf_counter() - t0
-    return rec
 
 
 def run_one(task: dict) -> dict:

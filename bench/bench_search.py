@@ -96,8 +96,8 @@ def cli_study(trials: int, seed: int, folder: Path):
     return study
 
 
-def run_objective(study, config: dict, trial_id: int, seed: int) -> dict:
-    """One trial as the Study would run it: a record with val / test accuracy, MACs, params, score."""
+def trial_record(study, config: dict, trial_id: int, seed: int) -> dict:
+    """One trial as the Study would run it: a record with val / test accuracy, MACs, params, seconds."""
     known = study.opt.known(config)
     rec = {
         "trial": trial_id,
@@ -115,6 +115,12 @@ def run_objective(study, config: dict, trial_id: int, seed: int) -> dict:
     except Exception as exc:  # a NaN loss etc.: a failed trial, as in the Study
         rec.update(val=None, test=None, failed=True, error=f"{type(exc).__name__}: {exc}")
     rec["seconds"] = time.perf_counter() - t0
+    return rec
+
+
+def run_objective(study, config: dict, trial_id: int, seed: int) -> dict:
+    """``trial_record`` plus the trial's score."""
+    rec = trial_record(study, config, trial_id, seed)
     rec["score"] = None if rec["failed"] else float(study.opt.score_of([config], [rec["val"]])[0])
     return rec
 
