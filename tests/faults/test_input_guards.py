@@ -18,6 +18,7 @@ from nas.storage import Storage
 from fault_tools import (
     SMALL_CONFIG,
     _image_folder,
+    _search_argv,
     address_space_guard,
     assert_our_error,
     call,
@@ -27,23 +28,7 @@ from fault_tools import (
 
 
 def _search(space, out, *extra, trials="2"):
-    return [
-        "search",
-        "--fidelity",
-        "off",
-        "--max-epochs",
-        "2",
-        "--dataset",
-        "digits",
-        "--space",
-        space,
-        "--trials",
-        trials,
-        "--out",
-        out,
-        "--quiet",
-        *extra,
-    ]
+    return _search_argv(space, out, trials, *extra)
 
 
 SMALL_SPACE = """

@@ -14,27 +14,11 @@ from hypothesis import given, strategies as st
 
 from nas.defining import DEFINING_KEYS
 from nas.storage import Storage
-from fault_tools import FUZZ_SEARCH, _image_folder, assert_our_error, call, fake_training, snapshot
+from fault_tools import FUZZ_SEARCH, _image_folder, _search_argv, assert_our_error, call, fake_training, snapshot
 
 
 def _argv(space, out, *extra):
-    return [
-        "search",
-        "--fidelity",
-        "off",
-        "--max-epochs",
-        "2",
-        "--dataset",
-        "digits",
-        "--space",
-        space,
-        "--trials",
-        "2",
-        "--out",
-        out,
-        "--quiet",
-        *extra,
-    ]
+    return _search_argv(space, out, "2", *extra)
 
 
 def _defining_meta(folder: Path) -> dict:
