@@ -70,23 +70,22 @@ def maximize(
     for s in seeds or []:
         cands.append(s)
         cands.extend(c for c in space.neighbours(s, rng) if feasible(c))
-    cands = _unique(cands)
+    cands, keys = _unique(cands)
     values = np.asarray(acquisition(cands), dtype=float)
     best_c, best_v = None, -np.inf
-    allowed = [config_key(c) not in exclude for c in cands]
-    for i in np.argsort(-values):
-        if allowed[i]:
+    order = np.argsort(-values)
+    for i in order:
+        if keys[i] not in exclude:
             best_c, best_v = cands[i], values[i]
             break
-    # Hill-climb from the top starts (excluded ones too: their neighbours are new).
-    seen = {config_key(c) for c in cands}
-    for i in np.argsort(-values)[:n_starts]:
+    # Hill-climb from the top starts (excluded ones too: their neighbours are new). A neighbour met twice is
+    # only scored twice, so keys are made just for the few that beat the best (to check ``exclude``).
+    for i in order[:n_starts]:
         cur, cur_v = cands[i], values[i]
         for _ in range(n_rounds):
-            nbrs = [c for c in space.neighbours(cur, rng) if config_key(c) not in seen and feasible(c)]
+            nbrs = [c for c in space.neighbours(cur, rng) if feasible(c)]
             if not nbrs:
                 break
-            seen.update(config_key(c) for c in nbrs)
             nv = np.asarray(acquisition(nbrs), dtype=float)
             for j in np.argsort(-nv):
                 if nv[j] <= best_v:
@@ -106,14 +105,16 @@ def maximize(
     return best_c, float(best_v)
 
 
-def _unique(configs: list) -> list:
-    seen, out = set(), []
+def _unique(configs: list) -> tuple[list, list]:
+    """The configs without repeats, and their ``config_key``s."""
+    seen, out, keys = set(), [], []
     for c in configs:
         k = config_key(c)
         if k not in seen:
             seen.add(k)
             out.append(c)
-    return out
+            keys.append(k)
+    return out, keys
 
 
 def farthest(space: Space, candidates: list, taken: list) -> dict:

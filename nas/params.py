@@ -107,8 +107,16 @@ class Float(Param):
         if self.high == self.low:
             return 0.0
         if self.log:
-            return (math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+            lo, span = self._log_span()
+            return (math.log(v) - lo) / span
         return (v - self.low) / (self.high - self.low)
+
+    def _log_span(self) -> tuple[float, float]:
+        """``(log low, log high - log low)``, computed once (encoding calls ``to_unit`` for every candidate)."""
+        span = self.__dict__.get("_log_cache")
+        if span is None:
+            span = self.__dict__["_log_cache"] = (math.log(self.low), math.log(self.high) - math.log(self.low))
+        return span
 
     def from_unit(self, u: float) -> float:
         u = min(max(float(u), 0.0), 1.0)

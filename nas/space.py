@@ -198,28 +198,56 @@ class Space:
     def encode_many(self, configs: list, *, validate: bool = True) -> tuple[np.ndarray, np.ndarray]:
         if not configs:
             return np.zeros((0, self.n_dims)), np.zeros((0, self.n_dims), dtype=bool)
-        xs, masks = zip(*(self.encode(c, validate=validate) for c in configs))
-        return np.stack(xs), np.stack(masks)
+        plan = self._encode_plan(self.root, "", "")
+        if self.n_conditional or any(kind > 1 for kind, *_ in plan):
+            xs, masks = zip(*(self.encode(c, validate=validate) for c in configs))
+            return np.stack(xs), np.stack(masks)
+        # A flat space (no branch, group or repeat holds a parameter): column by column, vectorised.
+        if validate:
+            for c in configs:
+                self.validate(c)
+        x = np.zeros((len(configs), self.n_dims))
+        for kind, p, j, _ in plan:
+            v = [c[p.name] for c in configs]
+            x[:, j] = [p.index(u) for u in v] if kind == 1 else _to_unit_many(p, np.asarray(v, dtype=float))
+        return x, np.ones_like(x, dtype=bool)
 
     def _encode_level(self, level, cfg, path, branch, x, active) -> None:
-        for p in level.params:
-            key = _join(path, p.name) + branch
+        for kind, p, j, extra in self._encode_plan(level, path, branch):
             v = cfg[p.name]
-            if isinstance(p, (Float, Integer)):
-                j = self._index[key]
+            if kind == 0:  # float / int
                 x[j], active[j] = p.to_unit(v), True
-            elif isinstance(p, Categorical):
-                j = self._index[key]
+            elif kind == 1:  # categorical: its index, then the chosen branch
                 i = p.index(v)
                 x[j], active[j] = i, True
-                self._encode_level(p.branches[i], cfg, path, f"{branch}@{p.name}={p.choices[i]}", x, active)
-            elif isinstance(p, Group):
-                self._encode_level(p.level, v, key, "", x, active)
-            elif isinstance(p, Repeat):
-                j = self._index[_join(path, p.name) + "#" + branch]
+                self._encode_level(p.branches[i], cfg, path, extra[i], x, active)
+            elif kind == 2:  # group
+                self._encode_level(p.level, v, extra, "", x, active)
+            elif kind == 3:  # repeat: its count, then one slot per item
                 x[j], active[j] = p.count.to_unit(len(v)), True
                 for i, item in enumerate(v):
-                    self._encode_level(p.level, item, f"{_join(path, p.name)}[{i}]{branch}", "", x, active)
+                    self._encode_level(p.level, item, f"{extra}[{i}]{branch}", "", x, active)
+
+    def _encode_plan(self, level, path: str, branch: str) -> list:
+        """``(kind, param, dim index, extra)`` per parameter of ``level`` at ``(path, branch)``, built once: the
+        dimension keys are strings joined from the path, and encoding thousands of candidates per proposal
+        would otherwise rebuild them every time. ``(path, branch)`` names one level of the space."""
+        cache = self.__dict__.setdefault("_plans", {})
+        plan = cache.get((path, branch))
+        if plan is None:
+            plan = []
+            for p in level.params:
+                key = _join(path, p.name) + branch
+                if isinstance(p, (Float, Integer)):
+                    plan.append((0, p, self._index[key], None))
+                elif isinstance(p, Categorical):
+                    plan.append((1, p, self._index[key], [f"{branch}@{p.name}={c}" for c in p.choices]))
+                elif isinstance(p, Group):
+                    plan.append((2, p, -1, key))
+                elif isinstance(p, Repeat):
+                    plan.append((3, p, self._index[_join(path, p.name) + "#" + branch], _join(path, p.name)))
+            cache[(path, branch)] = plan
+        return plan
 
     def decode(self, x: np.ndarray) -> Config:
         """The config that ``x`` encodes; numeric values are snapped to their grid and clipped."""
@@ -388,3 +416,12 @@ class Space:
 
     def __repr__(self) -> str:
         return f"Space({self.name!r}, {self.n_dims} dims)"
+
+
+def _to_unit_many(p, v: np.ndarray) -> np.ndarray:
+    """``p.to_unit`` over an array of values (a Float or Integer parameter)."""
+    if p.high == p.low:
+        return np.zeros(len(v))
+    if p.log:
+        return (np.log(v) - math.log(p.low)) / (math.log(p.high) - math.log(p.low))
+    return (v - p.low) / (p.high - p.low)

@@ -118,6 +118,30 @@ def test_encoding_has_fixed_length_and_marks_active_dims():
     assert len(lengths) == 1
 
 
+FLAT = Space(
+    [
+        Float("lr", 1e-5, 1.0, log=True),
+        Float("beta", 0.0, 0.99),
+        Float("fixed", 0.5, 0.5),
+        Integer("width", 8, 512, log=True),
+        Integer("depth", 1, 9, step=2),
+        Categorical("act", ["relu", "gelu", 3, None]),
+    ]
+)
+
+
+@pytest.mark.parametrize("space", [FLAT, SPACE], ids=["flat", "conditional"])
+def test_encode_many_matches_one_by_one(space):
+    # encode_many takes a column-wise path on flat spaces; it must agree with encode config by config.
+    configs = space.sample_many(300, seed=11)
+    X, A = space.encode_many(configs)
+    one = [space.encode(c) for c in configs]
+    np.testing.assert_allclose(X, np.stack([x for x, _ in one]), rtol=0, atol=1e-12)
+    assert (A == np.stack([a for _, a in one])).all()
+    with pytest.raises(SpaceError):
+        space.encode_many([*configs[:3], {**configs[3], "lr": -1.0}])
+
+
 def test_decode_inverts_encode():
     for cfg in SPACE.sample_many(200, seed=6):
         x, active = SPACE.encode(cfg)
