@@ -12,8 +12,9 @@ every method's proposals are snapped to the nearest unused pool member; checkpoi
 sequential (one worker). A method is *charged the checkpoints it actually trained*: a stop-and-go segment
 from rung r to r' costs r' - r (a promoted trial continues, it is never retrained), an Optuna trial costs
 the steps it reported before it was pruned, a full run 50. Budgets are counted in full-run equivalents
-(B x 50 checkpoints); none of the methods plans with the budget, so the regret at 10 and 30 is read off the
-same run as the regret at 100 (what the method had recorded once it had spent that much).
+(B x 50 checkpoints). Ours plans with its budget (once a new config could no longer reach the top rung, it
+finishes its best paused trials), so it runs once per budget; the peers do not, so their regret at 10 and 30 is
+read off their budget-100 run (what they had recorded once they had spent that much).
 
 The pick at a budget: the trial with the lowest observed validation loss among those trained to 50; when
 none reached 50 yet, among those at the highest checkpoint reached. Regret: the pick's final validation
@@ -48,6 +49,7 @@ MIN_STEP, ETA = 1, 3
 BUDGETS = (10, 30, 100)
 METHODS = ("ours", "ours-off", "tpe-hb", "tpe-sh", "random-asha")
 VARIANTS = ("ours-nofinish",)  # run only when named: ours without finishing its best paused trials at the end
+PLANNERS = ("ours",)  # finish their best paused trials as the budget ends: one run per budget
 PEERS = ("tpe-hb", "tpe-sh", "random-asha")  # the other tools; ours-off is reported beside them
 LABELS = {
     "ours": "ours (multi-fidelity)",
@@ -343,7 +345,7 @@ def summarise(results: list[dict], methods, budgets, tasks) -> tuple[list[str], 
         for t in tasks:
             meds, cells = {}, []
             for m in methods:
-                rs = by.get((t, m), [])
+                rs = [r for r in by.get((t, m), []) if f"b{b}" in r]
                 if not rs:
                     cells.append("-")
                     continue
@@ -375,14 +377,11 @@ def summarise(results: list[dict], methods, budgets, tasks) -> tuple[list[str], 
             "| --- | --- | --- | --- |",
         ]
         for m in methods:
+            at_b = {t: [r[f"b{b}"] for r in by.get((t, m), []) if f"b{b}" in r] for t in tasks}
             per = [
-                (
-                    _q([r[f"b{b}"]["test"] for r in by[(t, m)]])[0],
-                    _q([r[f"b{b}"]["spent"] for r in by[(t, m)]])[0],
-                    _q([r[f"b{b}"]["configs"] for r in by[(t, m)]])[0],
-                )
-                for t in tasks
-                if (t, m) in by
+                (_q([x["test"] for x in xs])[0], _q([x["spent"] for x in xs])[0], _q([x["configs"] for x in xs])[0])
+                for xs in at_b.values()
+                if xs
             ]
             if per:
                 a = np.array(per)
@@ -422,11 +421,14 @@ def main(argv=None) -> None:
         files = [f for i, f in enumerate(files) if i in set(a.task_index)]
     budgets = sorted(a.budgets)
     # Seed by seed, task by task: a run cut short (--report) still holds whole (task, seed) groups.
+    # A method that plans with its budget (PLANNERS) runs once per budget; the others run once, at the largest,
+    # and the smaller budgets are read off that run.
     jobs = [
-        {"path": str(f), "method": m, "seed": s, "budget": budgets[-1], "budgets": budgets}
+        {"path": str(f), "method": m, "seed": s, "budget": b, "budgets": [b] if m in PLANNERS else budgets}
         for s in range(a.first_seed, a.first_seed + a.seeds)
         for f in files
         for m in a.methods
+        for b in (budgets if m in PLANNERS else budgets[-1:])
     ]
     t0 = time.perf_counter()
     results = []
@@ -460,7 +462,14 @@ def main(argv=None) -> None:
     errors = [r for r in results if "error" in r]
     cmd = " ".join([".venv/bin/python -m bench.bench_multifidelity"] + (argv if argv is not None else sys.argv[1:]))
     walls = {
-        m: _q([r["wall_s"] for r in results if r.get("method") == m and "error" not in r] or [0.0])[0]
+        m: _q(
+            [
+                r["wall_s"]
+                for r in results
+                if r.get("method") == m and r.get("budget") == budgets[-1] and "error" not in r
+            ]
+            or [0.0]
+        )[0]
         for m in a.methods
     }
     import nas
@@ -483,7 +492,8 @@ def main(argv=None) -> None:
         f"max_resource {MAX_STEP}, eta {ETA} for every multi-fidelity method (rungs 1, 3, 9, 27, 50). "
         "A pool of 1,000 configurations per task; proposals snapped to the nearest unused member (log scale, "
         "1 - beta for the betas; `bench/taskset.py`). Each method is charged the checkpoints it trained; the "
-        "smaller budgets are read off the same runs (no method plans with its budget). Diverged runs: NaN is a "
+        "peers' smaller budgets are read off their largest-budget run; ours runs once per budget (it plans with it). "
+        "Diverged runs: NaN is a "
         f"failed trial, losses are shown capped at {CAP:g}; a pick's NaN final loss counts as {CAP:g}.",
         "",
         "Median wall time of one run (largest budget): "

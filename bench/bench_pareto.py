@@ -43,6 +43,7 @@ LABELS = {
     "ours-ehvi": "ours, EHVI (log latency, default)",
     "ours-ucb": "ours, HVI of the UCB (log latency)",
     "ours-ehvi-lin": "ours, EHVI (linear latency: log_costs=False)",
+    "ours-ehvi-nofeat": "ours, EHVI, latency not a GP input (cost_features=False)",
     "ours-ehvi-ref": "ours, EHVI (log latency), reference accuracy given: the measure's 87.31 %",
     "random": "random",
     "tpe-mo": "Optuna TPE (2 objectives)",
@@ -91,6 +92,7 @@ def _run_one(method: str, device: str, seed: int, budget: int, nb201_path=None) 
             value_bounds=(0.0, 100.0),
             pareto="ucb" if method == "ours-ucb" else "ehvi",
             log_costs=not method.endswith("-lin"),
+            cost_features=not method.endswith("-nofeat"),
             pending="variance" if method.endswith("variance") else "fantasy",
             reference={"val": float(np.median(nb.columns[VAL]))} if method.endswith("-ref") else None,
         )

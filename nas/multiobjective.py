@@ -179,3 +179,25 @@ def pareto_indices(values, U) -> np.ndarray:
         return np.zeros(0, dtype=int)
     Q = np.column_stack([-values, np.asarray(U, dtype=float).reshape(len(values), -1)])
     return np.flatnonzero(nondominated(Q))
+
+
+def cost_features(objs: Objectives, sample_known: Sequence[Mapping]):
+    """``f(knowns) -> (n, k)``: each known objective as a GP input, ``log(cost + offset)`` (the offset as in
+    ``with_cost_scale``) scaled to [0, 1] over ``sample_known`` (random feasible configs). A network's accuracy
+    tracks its size, so a cost the search knows before training is a feature the model can read."""
+    cols = []
+    for name, _ in objs.known:
+        seen = np.array([float(k[name]) for k in sample_known])
+        pos = seen[seen > 0]
+        off = float(np.quantile(pos, OFFSET_QUANTILE)) if len(pos) else 1.0
+        logs = np.log(np.maximum(seen, 0.0) + off)
+        cols.append((name, off, float(logs.min()), float(max(np.ptp(logs), 1e-12))))
+
+    def features(knowns: Sequence[Mapping]) -> np.ndarray:
+        out = np.zeros((len(knowns), len(cols)))
+        for j, (name, off, lo, span) in enumerate(cols):
+            c = np.array([float(k[name]) for k in knowns])
+            out[:, j] = (np.log(np.maximum(c, 0.0) + off) - lo) / span
+        return out
+
+    return features

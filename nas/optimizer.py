@@ -21,6 +21,11 @@ that breaks a constraint is never proposed. Asked configs that are not told yet 
 ``ask`` treats them as observed for the variance only (GP-BUCB), so parallel workers get spread-out
 proposals.
 
+Pareto search (``objectives={"acc": "maximize", "macs": "minimize"}``): the acquisition is the expected
+hypervolume improvement of (modelled value, known costs) (``nas.multiobjective``), and with
+``cost_features=True`` (the default) each known cost, ``log(cost + offset)`` scaled to [0, 1] over the space,
+is also an input of the GP: accuracy tracks network size, and the model reads it before any training.
+
 Multi-fidelity (``fidelity=Fidelity(min_resource, max_resource, eta)``, see ``nas.fidelity``): values are
 told at a resource (``tell(config, value, resource=r)``; without ``resource`` a value counts as one at
 ``max_resource``). The GP takes the resource as one more always-active input, ``log(r / min) / log(max /
@@ -85,6 +90,7 @@ class Optimizer:
         reference: dict | None = None,
         pending: str = "fantasy",
         log_costs: bool = True,
+        cost_features: bool = True,
     ):
         self.objectives = None
         if objectives is not None:  # Pareto search (nas.multiobjective): the modelled objective's direction
@@ -143,6 +149,10 @@ class Optimizer:
             probe = sample_feasible(space, mo.REF_SAMPLES, np.random.default_rng(seed), self.feasible)
             self.objectives.check_known(self.known(probe[0]))
             self.objectives = mo.with_cost_scale(self.objectives, [self.known(c) for c in probe])
+            if cost_features:
+                feats = mo.cost_features(self.objectives, [self.known(c) for c in probe])
+                self.surrogate.features = lambda cs: feats([self.known(c) for c in cs])
+                self.surrogate.n_features = len(self.objectives.known)
             self._ref_value, self._ref_costs = mo.reference_point(
                 self.objectives,
                 [self.known(c) for c in probe],

@@ -38,8 +38,13 @@ class Surrogate:
         max_fit_points: int = 300,
         warp: str = "copula",
         fidelity: Fidelity | None = None,
+        features=None,
+        n_features: int = 0,
     ):
         self.space, self.maximize, self.rng = space, maximize, rng
+        # Known features (``features(configs) -> (n, k)``, about [0, 1]): more always-active input columns,
+        # such as the known costs of a Pareto search (accuracy tracks the size of a network).
+        self.features, self.n_features = features, int(n_features) if features is not None else 0
         self.kernel, self.max_fit_points, self.warp, self.fidelity = kernel, max_fit_points, warp, fidelity
         self._warp: CopulaWarp | None = None
         self._trend = (0.0, 0.0)  # multi-fidelity: (intercept, slope) of the modelled value in the scaled resource
@@ -50,20 +55,26 @@ class Surrogate:
     def encode(self, configs: list, zs=None, *, validate: bool = True):
         """``space.encode_many``, plus the scaled resource as the last column in multi-fidelity mode."""
         X, A = self.space.encode_many(configs, validate=validate)
-        if self.fidelity is None:
+        extra = []
+        if self.features is not None:
+            extra.append(np.asarray(self.features(configs), dtype=float).reshape(len(configs), self.n_features))
+        if self.fidelity is not None:
+            extra.append(np.asarray(zs, dtype=float).reshape(-1, 1))
+        if not extra:
             return X, A
-        z = np.asarray(zs, dtype=float).reshape(-1, 1)
-        return np.hstack([X, z]), np.hstack([A, np.ones_like(z, dtype=bool)])
+        E = np.hstack(extra)
+        return np.hstack([X, E]), np.hstack([A, np.ones_like(E, dtype=bool)])
 
     def _new_gp(self) -> GP:
         seed = int(self.rng.integers(2**31))
-        if self.fidelity is None:
+        n_extra = (self.fidelity is not None) + self.n_features
+        if not n_extra:
             return GP.from_space(self.space, conditional=self.kernel, seed=seed, max_fit_points=self.max_fit_points)
         dims = self.space.dims
         return GP(
-            [dm.kind for dm in dims] + ["float"],
-            conditional_mask=[dm.conditional for dm in dims] + [False],
-            n_choices=[dm.n_choices for dm in dims] + [0],
+            [dm.kind for dm in dims] + ["float"] * n_extra,
+            conditional_mask=[dm.conditional for dm in dims] + [False] * n_extra,
+            n_choices=[dm.n_choices for dm in dims] + [0] * n_extra,
             conditional=self.kernel,
             seed=seed,
             max_fit_points=self.max_fit_points,
