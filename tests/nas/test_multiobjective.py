@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nas import Limit, NasError, Optimizer
-from nas.multiobjective import parse_objectives, reference_point, value_reference, with_cost_scale
+from nas.multiobjective import cost_features, parse_objectives, reference_point, value_reference, with_cost_scale
 from nas.space import Categorical, Float, Integer, Space
 
 
@@ -122,6 +122,61 @@ def test_log_costs_are_offset_by_a_low_quantile_of_the_space():
     assert U[1, 0] - U[0, 0] < math.log(100.0)
     lin = parse_objectives({"acc": "maximize", "macs": "minimize"}, log_costs=False)
     assert with_cost_scale(lin, sample) is lin
+
+
+def test_cost_features_are_scaled_log_costs():
+    objs = parse_objectives({"acc": "maximize", "macs": "minimize", "params": "maximize"})
+    sample = [{"macs": float(m), "params": 5.0} for m in [0] * 10 + list(range(1, 201))]
+    f = cost_features(objs, sample)
+    F = f(sample)
+    assert F.shape == (len(sample), 2) and np.isfinite(F).all()
+    assert F[:, 0].min() == pytest.approx(0.0) and F[:, 0].max() == pytest.approx(1.0)  # spans [0, 1] over the space
+    assert (np.diff(F[10:, 0]) > 0).all()  # monotone in the cost
+    off = float(np.quantile(np.arange(1, 201), 0.05))  # the same offset as the log-cost scale
+    assert F[50, 0] == pytest.approx((math.log(41 + off) - math.log(off)) / (math.log(200 + off) - math.log(off)))
+    assert (F[:, 1] == 0).all()  # a constant cost: no spread, no division by zero
+    assert f([]).shape == (0, 2)
+
+
+def _size_only_problem():
+    """Six slots, five operations each; the value depends on the known cost alone (a smooth function of it),
+    not on which slots hold what: the case where the config encoding hides what the cost shows."""
+    ops = ["none", "skip", "pool", "c1", "c3"]
+    cost = {"none": 0.0, "skip": 0.0, "pool": 1.0, "c1": 4.0, "c3": 9.0}
+    space = Space([Categorical(f"e{i}", ops) for i in range(6)])
+
+    def known(c):
+        return {"macs": sum(cost[c[f"e{i}"]] for i in range(6))}
+
+    def acc(c):
+        return 1.0 - 1.0 / (1.0 + known(c)["macs"])
+
+    return space, known, acc
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_known_costs_as_gp_inputs_predict_unseen_configs(seed):
+    space, known, acc = _size_only_problem()
+    train = space.sample_many(20, seed=seed)
+    test = space.sample_many(300, seed=100 + seed)
+    errors = {}
+    for feats in (True, False):
+        opt = Optimizer(
+            space,
+            seed=seed,
+            objectives={"acc": "maximize", "macs": "minimize"},
+            known=known,
+            value_bounds=(0.0, 1.0),
+            cost_features=feats,
+        )
+        for c in train:
+            opt.tell(c, acc(c))
+        opt._fit()
+        mean, _ = opt.surrogate.posterior()(test)
+        pred = opt.surrogate.to_objective(mean)
+        errors[feats] = float(np.median(np.abs(pred - np.array([acc(c) for c in test]))))
+    assert errors[True] < 0.3 * errors[False]
+    assert errors[True] < 0.01
 
 
 def test_value_reference_is_the_median_and_moves_with_the_data():
