@@ -351,7 +351,9 @@ def main(argv=None) -> int:
         "`Optimizer(space, objectives={'val': 'maximize', 'lat': 'minimize'}, known=latency lookup, "
         "value_bounds=(0, 100), seed=s)` with its defaults (10 space-filling warm-up trials, copula warp, "
         "costs as log(latency + its 5 % quantile over the space), reference point: 1.1 x the worst latency, "
-        "and the median of the accuracies observed so far, recomputed at each proposal); Optuna samplers at their defaults (`seed=s`); BoTorch "
+        "and the median of the accuracies observed so far, recomputed at each proposal; the latency, as "
+        "log(latency + offset) scaled to [0, 1], is also a GP input: `cost_features=True`); Optuna samplers at "
+        "their defaults (`seed=s`); BoTorch "
         "qLogNEHVI with 10 random initial cells, a SingleTaskGP on one-hot edges, the latency as a "
         "`GenericDeterministicModel`, given the measure's own reference point, maximised over 2,000 random "
         "unevaluated cells per step.",

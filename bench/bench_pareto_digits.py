@@ -19,6 +19,7 @@ Methods
     ours         ``nas.cli_wiring.make_study`` on ``nas search --dataset digits --objective pareto --fidelity off
                  --epochs E --space ... --trials T --seed s``, run as is (EHVI, 8 space-filling warm-up trials)
     ours-lin     the same study with the Optimizer's costs on a linear scale (``log_costs=False``)
+    ours-nofeat  the same study without the known costs as GP inputs (``cost_features=False``)
     tpe-mo       ``optuna.samplers.TPESampler(seed=s)``, three directions (max val acc, min MACs, min params)
     random       ``space.sample`` with ``numpy.random.default_rng(s)``
 
@@ -54,6 +55,7 @@ SPACE = Path(__file__).with_name("pareto_digits_space.yaml")
 LABELS = {
     "ours": "ours, EHVI (--objective pareto)",
     "ours-lin": "ours, EHVI on linear MACs and params",
+    "ours-nofeat": "ours, EHVI, MACs and params not GP inputs (cost_features=False)",
     "tpe-mo": "Optuna TPE (3 objectives)",
     "random": "random search",
 }
@@ -103,9 +105,11 @@ def _run_one(method: str, seed: int, trials: int, epochs: int) -> dict:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_pdigits_") as tmp:
         study = cli_study(trials, seed, epochs, Path(tmp) / "study")
-        if method in ("ours", "ours-lin"):
+        if method in ("ours", "ours-lin", "ours-nofeat"):
             if method == "ours-lin":
                 _linear_costs(study.opt, seed)
+            if method == "ours-nofeat":  # before the GP is made (at its first fit): config inputs only
+                study.opt.surrogate.features, study.opt.surrogate.n_features = None, 0
             records = _ours(study, seed)
         elif method == "random":
             rng = np.random.default_rng(seed)
