@@ -69,7 +69,7 @@ def maximize(
     cands = sample_feasible(space, n_random, rng, feasible)
     for s in seeds or []:
         cands.append(s)
-        cands.extend(c for c in space.neighbours(s, rng) if feasible(c))
+        cands.extend(c for c in space.neighbours(s, rng, validate=False) if feasible(c))
     cands, keys = _unique(cands)
     values = np.asarray(acquisition(cands), dtype=float)
     best_c, best_v = None, -np.inf
@@ -83,7 +83,7 @@ def maximize(
     for i in order[:n_starts]:
         cur, cur_v = cands[i], values[i]
         for _ in range(n_rounds):
-            nbrs = [c for c in space.neighbours(cur, rng) if feasible(c)]
+            nbrs = [c for c in space.neighbours(cur, rng, validate=False) if feasible(c)]
             if not nbrs:
                 break
             nv = np.asarray(acquisition(nbrs), dtype=float)

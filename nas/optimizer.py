@@ -134,6 +134,7 @@ class Optimizer:
             fidelity=fidelity,
         )
         self._obs: list[tuple[dict, float]] = []  # (config, value as told), finite values only
+        self._obs_keys: set[str] = set()  # config_key of every config in _obs (one per config, any rung)
         self._obs_z: list[float] = []  # multi-fidelity only: each observation's scaled resource
         self._pending_z: dict[str, float] = {}  # multi-fidelity only: the resource each pending job trains to
         self._failed: list[tuple[dict, str]] = []
@@ -212,6 +213,7 @@ class Optimizer:
             self._failed.append((config, f"non-finite value {value}"))
             return
         self._obs.append((config, value))
+        self._obs_keys.add(key)
         if self.fidelity is not None:
             self._obs_z.append(z)
 
@@ -292,7 +294,7 @@ class Optimizer:
         """Configs with a value: the warm-up counts configs, not rungs."""
         if self.fidelity is None:
             return len(self._obs)
-        return len({config_key(c) for c, _ in self._obs})
+        return len(self._obs_keys)
 
     def _fit(self):
         return self.surrogate.fit(self._obs, self._obs_z)

@@ -278,10 +278,14 @@ class Space:
         return cfg
 
     # ---------------------------------------------------------------- neighbours
-    def neighbours(self, config: Config, rng: np.random.Generator | None = None) -> list[Config]:
+    def neighbours(
+        self, config: Config, rng: np.random.Generator | None = None, *, validate: bool = True
+    ) -> list[Config]:
         """Configs one move away: one numeric value nudged, one category switched (its new branch
-        sampled), one repeated item added (a copy of the last) or removed. All are valid."""
-        self.validate(config)
+        sampled), one repeated item added (a copy of the last) or removed. All are valid. ``validate=False``
+        skips the check of ``config`` (for configs this space made, as in ``encode``)."""
+        if validate:
+            self.validate(config)
         rng = rng if rng is not None else np.random.default_rng(0)
         out: list = []
         self._moves_level(self.root, config, rng, lambda new: out.append(new))
