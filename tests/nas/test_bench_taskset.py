@@ -65,3 +65,23 @@ def test_charged_checkpoints_are_the_ones_trained(method):
         reached[i] = step
         assert spent == total
     assert total == run.spent <= 2 * MAX_STEP
+
+
+def test_ours_runs_once_per_budget_and_is_read_at_its_own():
+    # ours plans with its budget (it finishes its best paused trials at the end), so a budget-10 run and a
+    # budget-30 run differ; the table at each budget must read ours' run of that budget, the peers' one run.
+    def res(method, budget, values):
+        cells = {f"b{b}": {"valid": v, "test": v, "spent": b * MAX_STEP, "configs": 5} for b, v in values.items()}
+        return {"task": "t", "method": method, "seed": 0, "budget": budget, **cells}
+
+    results = [
+        res("ours", 10, {10: 0.0123}),
+        res("ours", 30, {30: 0.0456}),
+        *(res(m, 30, {10: 0.2, 30: 0.1}) for m in mf.PEERS),
+    ]
+    lines, ratios = mf.summarise(results, ["ours", *mf.PEERS], [10, 30], ["t"])
+    rows = [ln for ln in lines if ln.startswith("| t |")]
+    assert "0.0123" in rows[0] and "0.0456" not in rows[0]
+    assert "0.0456" in rows[1] and "0.0123" not in rows[1]
+    assert ratios[10][0] == pytest.approx((0.0123 + mf.EPS) / (0.2 + mf.EPS))
+    assert ratios[30][0] == pytest.approx((0.0456 + mf.EPS) / (0.1 + mf.EPS))
