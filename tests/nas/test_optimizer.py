@@ -131,3 +131,16 @@ def test_warped_and_plain_models_both_find_the_optimum():
     for warp in ("copula", "none"):
         opt = run(Optimizer(SPACE, seed=0, n_warmup=6, warp=warp), 25)
         assert opt.best[1] > 0.95, warp
+
+
+def test_the_maximisers_cheap_key_has_config_keys_equality():
+    import itertools
+
+    from nas.acq_maximizer import _dedup_key, config_key
+
+    values = [1, 1.0, True, 0, 0.0, -0.0, False, None, "a", "1", [1, 2], (1, 2), [1.0, 2], {"x": 1}, {"x": True}, 2.5]
+    values.append([{"a": 1, "b": [0.5]}, {"b": [0.5], "a": 1}])
+    for a, b in itertools.product(values, values):
+        same_json = config_key({"v": a}) == config_key({"v": b})
+        assert (_dedup_key({"v": a}) == _dedup_key({"v": b})) == same_json, (a, b)
+    assert _dedup_key({"a": 1, "b": 2}) == _dedup_key({"b": 2, "a": 1})  # key order does not matter
