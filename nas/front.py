@@ -23,8 +23,9 @@ def front_posterior(view, front) -> tuple[np.ndarray, np.ndarray]:
     stores no space or has fewer than 3 complete trials."""
     nan = np.full(len(front), np.nan)
     space_dict = view.meta.get("space")
-    if view.meta.get("fidelity"):
-        obs, zs = _rung_observations(view)
+    fid = Fidelity.from_dict(view.meta["fidelity"]) if view.meta.get("fidelity") else None
+    if fid is not None:
+        obs, zs = _rung_observations(view, fid)
     else:
         obs = [(t.config, t.value) for t in view.trials if t.status == COMPLETE and t.value is not None]
         zs = None
@@ -35,7 +36,6 @@ def front_posterior(view, front) -> tuple[np.ndarray, np.ndarray]:
 
     try:
         space = Space.from_dict(space_dict, source="study space")
-        fid = Fidelity.from_dict(view.meta["fidelity"]) if zs is not None else None
         # No output warp: the interval reads in the objective's own units. Multi-fidelity: every rung value
         # informs the prediction at the top rung, as in the search (a few top-rung trials alone cannot).
         model = Surrogate(space, maximize=True, rng=np.random.default_rng(0), warp="none", fidelity=fid)
@@ -54,9 +54,8 @@ def front_posterior(view, front) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
 
 
-def _rung_observations(view) -> tuple[list, list]:
+def _rung_observations(view, fid: Fidelity) -> tuple[list, list]:
     """Multi-fidelity: every recorded rung value as ((config, value), scaled resource)."""
-    fid = Fidelity.from_dict(view.meta["fidelity"])
     obs, zs = [], []
     for t in view.trials:
         for entry in (t.metrics or {}).get("rungs", []):

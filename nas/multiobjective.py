@@ -108,12 +108,15 @@ def with_cost_scale(objs: Objectives, sample_known: Sequence[Mapping]) -> Object
     measured at 0.003 ms) from spanning most of the log axis."""
     if not objs.log_costs:
         return objs
-    offs = []
-    for name, _ in objs.known:
-        seen = np.array([float(k[name]) for k in sample_known])
-        seen = seen[seen > 0]
-        offs.append(float(np.quantile(seen, OFFSET_QUANTILE)) if len(seen) else 0.0)
-    return replace(objs, offsets=tuple(offs))
+    offs = [_cost_offset([float(k[name]) for k in sample_known]) for name, _ in objs.known]
+    return replace(objs, offsets=tuple(0.0 if o is None else o for o in offs))
+
+
+def _cost_offset(values) -> float | None:
+    """The ``OFFSET_QUANTILE`` quantile of the positive ``values``; None where none is positive."""
+    pos = np.asarray(values, dtype=float)
+    pos = pos[pos > 0]
+    return float(np.quantile(pos, OFFSET_QUANTILE)) if len(pos) else None
 
 
 def value_reference(values) -> float:
@@ -188,8 +191,8 @@ def cost_features(objs: Objectives, sample_known: Sequence[Mapping]):
     cols = []
     for name, _ in objs.known:
         seen = np.array([float(k[name]) for k in sample_known])
-        pos = seen[seen > 0]
-        off = float(np.quantile(pos, OFFSET_QUANTILE)) if len(pos) else 1.0
+        off = _cost_offset(seen)
+        off = 1.0 if off is None else off  # no positive cost: any offset keeps log finite
         logs = np.log(np.maximum(seen, 0.0) + off)
         cols.append((name, off, float(logs.min()), float(max(np.ptp(logs), 1e-12))))
 

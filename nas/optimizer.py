@@ -149,14 +149,15 @@ class Optimizer:
             self.pareto, self.pending = pareto, pending
             probe = sample_feasible(space, mo.REF_SAMPLES, np.random.default_rng(seed), self.feasible)
             self.objectives.check_known(self.known(probe[0]))
-            self.objectives = mo.with_cost_scale(self.objectives, [self.known(c) for c in probe])
+            probe_known = [self.known(c) for c in probe]
+            self.objectives = mo.with_cost_scale(self.objectives, probe_known)
             if cost_features:
-                feats = mo.cost_features(self.objectives, [self.known(c) for c in probe])
+                feats = mo.cost_features(self.objectives, probe_known)
                 self.surrogate.features = lambda cs: feats([self.known(c) for c in cs])
                 self.surrogate.n_features = len(self.objectives.known)
             self._ref_value, self._ref_costs = mo.reference_point(
                 self.objectives,
-                [self.known(c) for c in probe],
+                probe_known,
                 limits=self.constraints.limits(),
                 value_bounds=value_bounds,
                 reference=reference,

@@ -90,7 +90,40 @@ class Param:
             raise SpaceError(f"parameter name {self.name!r} must be a non-empty string without . [ ] @ = #")
 
 
-class Float(Param):
+class _Numeric(Param):
+    """What Float and Integer share: ``low``, ``high``, ``log`` and the map onto [0, 1] the GP reads."""
+
+    low: float
+    high: float
+    log: bool
+
+    def to_unit(self, v: float) -> float:
+        if self.high == self.low:
+            return 0.0
+        if self.log:
+            lo, span = self._log_span()
+            return (math.log(v) - lo) / span
+        return (v - self.low) / (self.high - self.low)
+
+    def to_unit_many(self, v: np.ndarray) -> np.ndarray:
+        """``to_unit`` over an array of values (the column-wise encoding of a flat space)."""
+        v = np.asarray(v, dtype=float)
+        if self.high == self.low:
+            return np.zeros(len(v))
+        if self.log:
+            lo, span = self._log_span()
+            return (np.log(v) - lo) / span
+        return (v - self.low) / (self.high - self.low)
+
+    def _log_span(self) -> tuple[float, float]:
+        """``(log low, log high - log low)``, computed once (encoding calls ``to_unit`` for every candidate)."""
+        span = self.__dict__.get("_log_cache")
+        if span is None:
+            span = self.__dict__["_log_cache"] = (math.log(self.low), math.log(self.high) - math.log(self.low))
+        return span
+
+
+class Float(_Numeric):
     def __init__(self, name: str, low: float, high: float, *, log: bool = False):
         self.name, self.log = name, bool(log)
         self._check_name()
@@ -102,21 +135,6 @@ class Float(Param):
         if log and low <= 0:
             raise SpaceError(f"{name}: a log scale needs low > 0, got {low}")
         self.low, self.high = float(low), float(high)
-
-    def to_unit(self, v: float) -> float:
-        if self.high == self.low:
-            return 0.0
-        if self.log:
-            lo, span = self._log_span()
-            return (math.log(v) - lo) / span
-        return (v - self.low) / (self.high - self.low)
-
-    def _log_span(self) -> tuple[float, float]:
-        """``(log low, log high - log low)``, computed once (encoding calls ``to_unit`` for every candidate)."""
-        span = self.__dict__.get("_log_cache")
-        if span is None:
-            span = self.__dict__["_log_cache"] = (math.log(self.low), math.log(self.high) - math.log(self.low))
-        return span
 
     def from_unit(self, u: float) -> float:
         u = min(max(float(u), 0.0), 1.0)
@@ -158,7 +176,7 @@ class Float(Param):
         return f"float [{self.low:g}, {self.high:g}]" + (" log" if self.log else "")
 
 
-class Integer(Param):
+class Integer(_Numeric):
     def __init__(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False):
         self.name, self.log = name, bool(log)
         self._check_name()
@@ -180,13 +198,6 @@ class Integer(Param):
         if log and step != 1:
             raise SpaceError(f"{name}: log and step cannot be combined")
         self.low, self.high, self.step = low, high, step
-
-    def to_unit(self, v: int) -> float:
-        if self.high == self.low:
-            return 0.0
-        if self.log:
-            return (math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
-        return (v - self.low) / (self.high - self.low)
 
     def from_unit(self, u: float) -> int:
         u = min(max(float(u), 0.0), 1.0)

@@ -209,7 +209,7 @@ class Space:
         x = np.zeros((len(configs), self.n_dims))
         for kind, p, j, _ in plan:
             v = [c[p.name] for c in configs]
-            x[:, j] = [p.index(u) for u in v] if kind == 1 else _to_unit_many(p, np.asarray(v, dtype=float))
+            x[:, j] = [p.index(u) for u in v] if kind == 1 else p.to_unit_many(v)
         return x, np.ones_like(x, dtype=bool)
 
     def _encode_level(self, level, cfg, path, branch, x, active) -> None:
@@ -420,12 +420,3 @@ class Space:
 
     def __repr__(self) -> str:
         return f"Space({self.name!r}, {self.n_dims} dims)"
-
-
-def _to_unit_many(p, v: np.ndarray) -> np.ndarray:
-    """``p.to_unit`` over an array of values (a Float or Integer parameter)."""
-    if p.high == p.low:
-        return np.zeros(len(v))
-    if p.log:
-        return (np.log(v) - math.log(p.low)) / (math.log(p.high) - math.log(p.low))
-    return (v - p.low) / (p.high - p.low)
