@@ -54,8 +54,13 @@ import numpy as np  # noqa: E402
 
 from bench.common import finish_results, log  # noqa: E402
 
-METHODS = ("ours", "ours-off", "tpe-hb")
-LABELS = {"ours": "ours (multi-fidelity)", "ours-off": "ours (--fidelity off)", "tpe-hb": "TPE + Hyperband"}
+METHODS = ("ours", "ours-off", "tpe-hb", "ours-feat")
+LABELS = {
+    "ours": "ours (multi-fidelity)",
+    "ours-off": "ours (--fidelity off)",
+    "tpe-hb": "TPE + Hyperband",
+    "ours-feat": "ours, MACs and params as GP inputs",
+}
 CIFAR_DEV = Path("/work/shared/datasets/cifar10-dev")
 
 
@@ -150,12 +155,14 @@ def run_ours(opts, method: str, seed: int, work: Path) -> dict:
         "--workers",
         "1",
         "--fidelity",
-        "on" if method == "ours" else "off",
+        "off" if method == "ours-off" else "on",
     ]
     if opts.max_epochs:
         argv += ["--max-epochs", str(opts.max_epochs), "--min-epochs", str(opts.min_epochs)]
     args = build_parser().parse_args(argv)
     study, _ = make_study(args)
+    if method == "ours-feat":  # the ablation: MACs and params as GP inputs (off by default on the scalar path)
+        study.opt.use_cost_features()
     rec = Recorder(study.objective)
     study.objective = rec
     study.objective_args["threads"] = 1  # two runs share the machine's two cores
@@ -567,7 +574,7 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", choices=["digits", "cifar10-dev"], default="digits")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--budget", type=int, default=8, help="full-run equivalents (x max_epochs epochs)")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS[:3]))
     p.add_argument("--jobs", type=int, default=2, help="runs side by side (one core each)")
     p.add_argument("--subsample", type=int, default=2000, help="cifar10-dev: training images kept")
     p.add_argument("--image-size", type=int, default=16, help="cifar10-dev: images resized to this side")

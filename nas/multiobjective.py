@@ -184,12 +184,12 @@ def pareto_indices(values, U) -> np.ndarray:
     return np.flatnonzero(nondominated(Q))
 
 
-def cost_features(objs: Objectives, sample_known: Sequence[Mapping]):
-    """``f(knowns) -> (n, k)``: each known objective as a GP input, ``log(cost + offset)`` (the offset as in
+def cost_features(names: Sequence[str], sample_known: Sequence[Mapping]):
+    """``f(knowns) -> (n, k)``: each known objective of ``names`` as a GP input, ``log(cost + offset)`` (the offset as in
     ``with_cost_scale``) scaled to [0, 1] over ``sample_known`` (random feasible configs). A network's accuracy
     tracks its size, so a cost the search knows before training is a feature the model can read."""
     cols = []
-    for name, _ in objs.known:
+    for name in names:
         seen = np.array([float(k[name]) for k in sample_known])
         off = _cost_offset(seen)
         off = 1.0 if off is None else off  # no positive cost: any offset keeps log finite

@@ -22,9 +22,12 @@ that breaks a constraint is never proposed. Asked configs that are not told yet 
 proposals.
 
 Pareto search (``objectives={"acc": "maximize", "macs": "minimize"}``): the acquisition is the expected
-hypervolume improvement of (modelled value, known costs) (``nas.multiobjective``), and with
-``cost_features=True`` (the default) each known cost, ``log(cost + offset)`` scaled to [0, 1] over the space,
-is also an input of the GP: accuracy tracks network size, and the model reads it before any training.
+hypervolume improvement of (modelled value, known costs) (``nas.multiobjective``), and each known cost,
+``log(cost + offset)`` scaled to [0, 1] over the space, is also an input of the GP: accuracy tracks network
+size, and the model reads it before any training. ``cost_features`` (None: on in a Pareto search, off for a
+score) turns this on or off; on the scalar path it takes every numeric key of ``known(config)``
+(``use_cost_features(names)`` picks some). On real training with a score it measured even with it off
+(bench/results_mf_real.md), so the scalar default stays off.
 
 Multi-fidelity (``fidelity=Fidelity(min_resource, max_resource, eta)``, see ``nas.fidelity``): values are
 told at a resource (``tell(config, value, resource=r)``; without ``resource`` a value counts as one at
@@ -90,7 +93,7 @@ class Optimizer:
         reference: dict | None = None,
         pending: str = "fantasy",
         log_costs: bool = True,
-        cost_features: bool = True,
+        cost_features: bool | None = None,
     ):
         self.objectives = None
         if objectives is not None:  # Pareto search (nas.multiobjective): the modelled objective's direction
@@ -151,10 +154,8 @@ class Optimizer:
             self.objectives.check_known(self.known(probe[0]))
             probe_known = [self.known(c) for c in probe]
             self.objectives = mo.with_cost_scale(self.objectives, probe_known)
-            if cost_features:
-                feats = mo.cost_features(self.objectives, probe_known)
-                self.surrogate.features = lambda cs: feats([self.known(c) for c in cs])
-                self.surrogate.n_features = len(self.objectives.known)
+            if cost_features is not False:
+                self._cost_inputs([n for n, _ in self.objectives.known], probe_known)
             self._ref_value, self._ref_costs = mo.reference_point(
                 self.objectives,
                 probe_known,
@@ -162,6 +163,27 @@ class Optimizer:
                 value_bounds=value_bounds,
                 reference=reference,
             )
+        elif cost_features and known is not None:
+            self.use_cost_features()
+
+    # ------------------------------------------------------------------ known objectives as GP inputs
+    def use_cost_features(self, names: Sequence[str] | None = None) -> None:
+        """Make the known costs ``names`` (default: every numeric key of ``known(config)``) GP inputs, each
+        ``log(cost + offset)`` scaled to [0, 1] over 1,000 random feasible configs (``nas.multiobjective
+        .cost_features``). Call it before the first ``tell``."""
+        if self._obs or self._failed:
+            raise NasError("use_cost_features(): call it before the first tell")
+        probe = sample_feasible(self.space, mo.REF_SAMPLES, np.random.default_rng(self.seed), self.feasible)
+        probe_known = [self.known(c) for c in probe]
+        if not probe_known or not probe_known[0]:
+            raise NasError("use_cost_features() needs known= (a function giving each config's costs)")
+        if names is None:
+            names = [n for n, v in probe_known[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        self._cost_inputs(list(names), probe_known)
+
+    def _cost_inputs(self, names: list, probe_known: list) -> None:
+        feats = mo.cost_features(names, probe_known)
+        self.surrogate.set_features(lambda cs: feats([self.known(c) for c in cs]), len(names))
 
     # ------------------------------------------------------------------ known objectives
     def known(self, config: dict) -> dict:

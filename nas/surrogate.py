@@ -51,6 +51,8 @@ class Surrogate:
         self._gp: GP | None = None
         self._gp_n = -1  # observations the GP holds
         self._gp_fit_n = 0  # observations at the last hyper-parameter fit
+        self._enc_X = self._enc_A = self._enc_last = None  # ``_encoded_obs``: the first _enc_n observations
+        self._enc_n = 0
 
     def encode(self, configs: list, zs=None, *, validate: bool = True):
         """``space.encode_many``, plus the scaled resource as the last column in multi-fidelity mode."""
@@ -64,6 +66,25 @@ class Surrogate:
             return X, A
         E = np.hstack(extra)
         return np.hstack([X, E]), np.hstack([A, np.ones_like(E, dtype=bool)])
+
+    def set_features(self, features, n_features: int) -> None:
+        """Known features as more GP input columns (see ``__init__``); the next ``fit`` starts a new GP."""
+        self.features, self.n_features = features, int(n_features)
+        self._gp, self._gp_n, self._enc_n = None, -1, 0
+
+    def _encoded_obs(self, obs: list, obs_z: list):
+        """The encodings of every observation, kept between fits: the lists only grow (an observation is
+        never changed or dropped), so only the new rows are encoded. Told configs were validated by ``tell``."""
+        n, done = len(obs), self._enc_n
+        if done and (done > n or obs[done - 1][0] is not self._enc_last):  # not the lists encoded before
+            done = 0
+        if done < n:
+            zs = obs_z[done:] if self.fidelity is not None else None
+            X, A = self.encode([c for c, _ in obs[done:]], zs, validate=False)
+            if done:
+                X, A = np.vstack([self._enc_X[:done], X]), np.vstack([self._enc_A[:done], A])
+            self._enc_X, self._enc_A, self._enc_n, self._enc_last = X, A, n, obs[n - 1][0]
+        return self._enc_X[:n], self._enc_A[:n]
 
     def _new_gp(self) -> GP:
         seed = int(self.rng.integers(2**31))
@@ -92,6 +113,7 @@ class Surrogate:
         n = len(obs)
         if self._gp is not None and self._gp_n == n:
             return self._gp
+        X_all, A_all = self._encoded_obs(obs, obs_z)
         y = np.array([v for _, v in obs], dtype=float)
         if not self.maximize:
             y = -y
@@ -107,8 +129,7 @@ class Surrogate:
             y = y - self._trend_at(np.array(obs_z))
 
         def encoded(start: int = 0):
-            zs = obs_z[start:] if self.fidelity is not None else None
-            return self.encode([c for c, _ in obs[start:]], zs)
+            return X_all[start:], A_all[start:]
 
         refit = self._gp is None or n <= REFIT_ALWAYS_BELOW or n >= (1 + REFIT_GROWTH) * self._gp_fit_n
         if not refit and (self._warp is not None or self.fidelity is not None):
@@ -148,8 +169,7 @@ class Surrogate:
         """Multi-fidelity: the posterior mean at (config, max_resource) for each config, in the objective's
         units (after ``fit``)."""
         X, A = self.encode(configs, [1.0] * len(configs), validate=False)
-        mean, _ = self._gp.predict(X, A)
-        mean = mean + self._trend_at(1.0)
+        mean = self._gp.predict(X, A, return_std=False) + self._trend_at(1.0)
         if self._warp is not None:
             mean = self._warp.inverse(mean)
         return mean if self.maximize else -mean

@@ -261,11 +261,11 @@ def test_blend_keys_interpolates_between_own_value_and_model_ranking():
 
 def test_blend_keys_lets_own_evidence_overrule_a_confident_model():
     # Six trials at a rung: the model ranks trial 0 first, but its own value is the worst; trial 5 is second by
-    # the model and best by its own value. The prediction alone (the default weight) promotes 0; an even
-    # blend promotes 5.
+    # the model and best by its own value. The prediction alone (weight 1) promotes 0; an even blend (the
+    # default) promotes 5.
     own = [0.1, 0.2, 0.3, 0.4, 0.5, 0.9]
     model = [0.9, 0.1, 0.2, 0.3, 0.4, 0.8]
-    assert _order(blend_keys(own, model))[0] == 0 and _order(blend_keys(own, model, 0.5))[0] == 5
+    assert _order(blend_keys(own, model, 1.0))[0] == 0 and _order(blend_keys(own, model))[0] == 5
     assert _order(blend_keys([0.1, 0.7], [0.5, 0.5]))[0] == 1  # a tie of the model goes to the own value
     with pytest.raises(NasError, match="predictions"):
         blend_keys([1.0, 2.0], [1.0])

@@ -125,9 +125,8 @@ def test_log_costs_are_offset_by_a_low_quantile_of_the_space():
 
 
 def test_cost_features_are_scaled_log_costs():
-    objs = parse_objectives({"acc": "maximize", "macs": "minimize", "params": "maximize"})
     sample = [{"macs": float(m), "params": 5.0} for m in [0] * 10 + list(range(1, 201))]
-    f = cost_features(objs, sample)
+    f = cost_features(["macs", "params"], sample)
     F = f(sample)
     assert F.shape == (len(sample), 2) and np.isfinite(F).all()
     assert F[:, 0].min() == pytest.approx(0.0) and F[:, 0].max() == pytest.approx(1.0)  # spans [0, 1] over the space
@@ -240,3 +239,34 @@ def test_scalar_path_is_untouched_by_the_hook():
         b.tell(cb, _acc(cb))
     with pytest.raises(NasError, match="objectives"):
         a.pareto_front()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_known_costs_as_gp_inputs_on_the_scalar_path(seed):
+    space, known, acc = _size_only_problem()
+    train = space.sample_many(20, seed=seed)
+    test = space.sample_many(300, seed=100 + seed)
+    errors = {}
+    for feats in (True, None):  # None: the scalar default, no cost inputs
+        opt = Optimizer(space, seed=seed, known=known, value_bounds=(0.0, 1.0), cost_features=feats)
+        assert opt.surrogate.n_features == (1 if feats else 0)
+        for c in train:
+            opt.tell(c, acc(c))
+        opt._fit()
+        mean, _ = opt.surrogate.posterior()(test)
+        pred = opt.surrogate.to_objective(mean)
+        errors[feats] = float(np.median(np.abs(pred - np.array([acc(c) for c in test]))))
+    assert errors[True] < 0.3 * errors[None]
+
+
+def test_use_cost_features_refuses_after_a_tell_or_without_known_costs():
+    space, known, acc = _size_only_problem()
+    opt = Optimizer(space, seed=0, known=known)
+    opt.use_cost_features(["macs"])
+    assert opt.surrogate.n_features == 1
+    c = space.sample_many(1, seed=0)[0]
+    opt.tell(c, acc(c))
+    with pytest.raises(NasError, match="before the first tell"):
+        opt.use_cost_features()
+    with pytest.raises(NasError, match="known="):
+        Optimizer(space, seed=0).use_cost_features()

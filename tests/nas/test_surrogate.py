@@ -84,3 +84,19 @@ def test_multi_fidelity_predicts_at_the_top_rung_with_the_trend():
     assert b == pytest.approx(1.0, abs=0.6)
     top = s.predict_top([c for c, _ in obs[10:]])
     np.testing.assert_allclose(top, [v for _, v in obs[10:]], atol=0.15)
+
+
+def test_kept_encodings_equal_a_fresh_encoding_as_the_lists_grow_or_change():
+    fid = Fidelity(1, 9)
+    s = Surrogate(SPACE, maximize=True, rng=np.random.default_rng(0), fidelity=fid)
+    obs = _obs(30)
+    zs = [float(i % 3) / 2 for i in range(30)]
+    for n in (5, 6, 6, 20, 30):  # grow, repeat, grow in a jump
+        X, A = s._encoded_obs(obs[:n], zs[:n])
+        Xf, Af = s.encode([c for c, _ in obs[:n]], zs[:n])
+        np.testing.assert_array_equal(X, Xf)
+        np.testing.assert_array_equal(A, Af)
+    other = _obs(10, seed=7)  # another list of the same length as a prefix: encoded anew, not read from the cache
+    X, _ = s._encoded_obs(other, zs[:10])
+    np.testing.assert_array_equal(X, s.encode([c for c, _ in other], zs[:10])[0])
+
