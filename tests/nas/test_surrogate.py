@@ -99,4 +99,3 @@ def test_kept_encodings_equal_a_fresh_encoding_as_the_lists_grow_or_change():
     other = _obs(10, seed=7)  # another list of the same length as a prefix: encoded anew, not read from the cache
     X, _ = s._encoded_obs(other, zs[:10])
     np.testing.assert_array_equal(X, s.encode([c for c, _ in other], zs[:10])[0])
-
