@@ -153,21 +153,18 @@ def _size_only_problem():
     return space, known, acc
 
 
+@pytest.mark.parametrize("pareto", [True, False])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_known_costs_as_gp_inputs_predict_unseen_configs(seed):
+def test_known_costs_as_gp_inputs_predict_unseen_configs(seed, pareto):
+    """In a Pareto search (on by default) and with a single score (off by default, on with cost_features=True)."""
     space, known, acc = _size_only_problem()
     train = space.sample_many(20, seed=seed)
     test = space.sample_many(300, seed=100 + seed)
+    mode = {"objectives": {"acc": "maximize", "macs": "minimize"}} if pareto else {}
     errors = {}
     for feats in (True, False):
-        opt = Optimizer(
-            space,
-            seed=seed,
-            objectives={"acc": "maximize", "macs": "minimize"},
-            known=known,
-            value_bounds=(0.0, 1.0),
-            cost_features=feats,
-        )
+        opt = Optimizer(space, seed=seed, known=known, value_bounds=(0.0, 1.0), cost_features=feats, **mode)
+        assert opt.surrogate.n_features == (1 if feats else 0)
         for c in train:
             opt.tell(c, acc(c))
         opt._fit()
@@ -176,6 +173,8 @@ def test_known_costs_as_gp_inputs_predict_unseen_configs(seed):
         errors[feats] = float(np.median(np.abs(pred - np.array([acc(c) for c in test]))))
     assert errors[True] < 0.3 * errors[False]
     assert errors[True] < 0.01
+    if not pareto:
+        assert Optimizer(space, seed=seed, known=known).surrogate.n_features == 0  # the scalar default: off
 
 
 def test_value_reference_is_the_median_and_moves_with_the_data():
@@ -239,24 +238,6 @@ def test_scalar_path_is_untouched_by_the_hook():
         b.tell(cb, _acc(cb))
     with pytest.raises(NasError, match="objectives"):
         a.pareto_front()
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_known_costs_as_gp_inputs_on_the_scalar_path(seed):
-    space, known, acc = _size_only_problem()
-    train = space.sample_many(20, seed=seed)
-    test = space.sample_many(300, seed=100 + seed)
-    errors = {}
-    for feats in (True, None):  # None: the scalar default, no cost inputs
-        opt = Optimizer(space, seed=seed, known=known, value_bounds=(0.0, 1.0), cost_features=feats)
-        assert opt.surrogate.n_features == (1 if feats else 0)
-        for c in train:
-            opt.tell(c, acc(c))
-        opt._fit()
-        mean, _ = opt.surrogate.posterior()(test)
-        pred = opt.surrogate.to_objective(mean)
-        errors[feats] = float(np.median(np.abs(pred - np.array([acc(c) for c in test]))))
-    assert errors[True] < 0.3 * errors[None]
 
 
 def test_use_cost_features_refuses_after_a_tell_or_without_known_costs():
