@@ -99,7 +99,9 @@ def _stop_and_go(run: Run, sched, propose, rank, tell, finish_key=None):
     """The segment loop of nas/segments.py, sequential: promote a paused trial that ASHA allows (ranked by
     ``rank``), else start a new config (``propose() -> (pool index, config) | None``). With ``finish_key``
     (ours, as SegmentLoop), once the budget left cannot take a new trial to the top, the paused trial with the
-    best key that can still finish goes on (``ASHA.finishing_promotion``); plain ASHA (None) does not."""
+    best key that can still finish goes on (``ASHA.finishing_promotion``), and once the pool is exhausted the
+    best paused trial goes on to its next rung (``ASHA.exhausted_promotion``); plain ASHA (None) does neither
+    and ends when the pool is exhausted."""
     rungs = sched.fidelity.rungs
     trials: dict[int, tuple[int, dict]] = {}
     while run.left > 0:
@@ -107,13 +109,15 @@ def _stop_and_go(run: Run, sched, propose, rank, tell, finish_key=None):
         if finish_key is not None:
             promo = sched.finishing_promotion(run.left, lambda tids: finish_key(tids, trials))
         promo = promo or sched.next_promotion(lambda k, tids: rank(k, tids, trials))
+        got = None if promo is not None else propose(rungs[0])
+        if promo is None and got is None and finish_key is not None:  # pool exhausted: ours goes on with the
+            promo = sched.exhausted_promotion(lambda tids: finish_key(tids, trials))  # paused trials (SegmentLoop)
         if promo is not None:
             tid, k = promo
             sched.resume(tid)
+        elif got is None:
+            break  # pool exhausted and nothing to promote
         else:
-            got = propose(rungs[0])
-            if got is None:
-                break  # pool exhausted and nothing to promote
             tid, k = len(trials), 0
             trials[tid] = got
             sched.start(tid)

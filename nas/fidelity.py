@@ -348,6 +348,19 @@ class ASHA:
             for t, s in self.state.items()
             if s == PAUSED and 0 <= self.reached[t] < self.fidelity.top and cost(t) <= left
         )
+        return self._best_paused(tids, key)
+
+    def exhausted_promotion(self, key: Callable[[list], Iterable] | None = None):
+        """When no new config can be started (a finite space, every config tried): the paused trial with the
+        highest ``key`` (as in ``finishing_promotion``) goes on to its next rung, whatever the rung's 1/eta cap
+        says, so the budget left is spent on the trials there are instead of ending the search early. None when
+        no trial is paused below the top."""
+        tids = sorted(t for t, s in self.state.items() if s == PAUSED and 0 <= self.reached[t] < self.fidelity.top)
+        return self._best_paused(tids, key)
+
+    def _best_paused(self, tids: list, key):
+        """``(tid, next rung)`` of the best of ``tids`` by ``key(tids)`` (higher is better); without a key, or where
+        it returns None, the highest rung reached, then the better value there. None when ``tids`` is empty."""
         if not tids:
             return None
         keys = None if key is None else key(tids)

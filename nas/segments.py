@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.errors import NasError
+from nas.errors import NasError, SpaceExhausted
 from nas.fidelity import ASHA, Fidelity, blend_keys, read_live
 from nas.fsutil import atomic_write_bytes, fsync_dir, remove_stale_temps
 from nas.options import shown
@@ -158,7 +158,11 @@ class SegmentLoop:
         try:
             while True:
                 while len(self.running) < ex.capacity and self.budget_left(spent()):
-                    job = queue.pop(0) if queue else self._next_job(spent())
+                    try:
+                        job = queue.pop(0) if queue else self._next_job(spent())
+                    except SpaceExhausted as e:  # nothing new and nothing paused: wait for what runs, then end
+                        self.study.stop_reason = str(e)
+                        break
                     self._submit(job)
                 self.report(prog, spent())
                 if not self.running:
@@ -241,10 +245,16 @@ class SegmentLoop:
         promo = None if left is None else self.sched.finishing_promotion(left, self._finish_key)
         promo = promo or self._time_finish(spent)
         promo = promo or self.sched.next_promotion(self._rank)
+        if promo is None:
+            try:
+                (config,) = self.opt.ask(1)
+            except SpaceExhausted:  # every config tried: the budget left goes on the paused trials, best first
+                promo = self.sched.exhausted_promotion(self._finish_key)
+                if promo is None:
+                    raise
         if promo is not None:
             tid, k = promo
             return self._job(self.trials[tid], k)
-        (config,) = self.opt.ask(1)
         trial = self.storage.add_trial(
             config,
             status=RUNNING,

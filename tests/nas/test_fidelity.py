@@ -242,6 +242,33 @@ def test_finishing_promotion_without_a_model_prefers_the_highest_rung_then_the_v
     assert sched.finishing_promotion(23) is None  # nothing can reach the top any more
 
 
+def test_exhausted_promotion_matches_brute_force_on_random_small_cases():
+    """No new config can start: the best paused trial below the top by key goes on, whatever the 1/eta cap."""
+    for seed in range(300):
+        sched, rng = _paused_asha(seed, maximize=seed % 2 == 0)
+        keys = {t: rng.random() for t in sched.state}
+        got = sched.exhausted_promotion(lambda tids, keys=keys: [keys[t] for t in tids])
+        can = [t for t, st in sched.state.items() if st == PAUSED and 0 <= sched.reached[t] < sched.fidelity.top]
+        if not can:
+            assert got is None
+        else:
+            best = max(can, key=lambda t: (keys[t], sched.reached[t], -t))
+            assert got == (best, sched.reached[best] + 1)
+
+
+def test_exhausted_promotion_goes_past_the_cap_and_without_a_model_prefers_the_highest_rung():
+    sched = ASHA(Fidelity(1, 27, 3), maximize=False)
+    for tid, rungs in enumerate([[0.9], [0.5, 0.6], [0.5, 0.4], [0.1]]):
+        sched.start(tid)
+        for k, v in enumerate(rungs):
+            sched.record(tid, k, v)
+    assert sched.next_promotion() is None  # the cap: 4 trials at rung 0 and 2 at rung 1 allow no more
+    assert sched.exhausted_promotion() == (2, 2)
+    for t in (0, 1, 2, 3):
+        sched.fail(t)
+    assert sched.exhausted_promotion() is None
+
+
 def test_blend_keys_interpolates_between_own_value_and_model_ranking():
     rng = random.Random(1)
     for _ in range(200):

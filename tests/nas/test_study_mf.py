@@ -242,3 +242,22 @@ def test_progress_line_shows_epochs_and_running_targets():
     print_progress(4, stream=buf)(p)
     line = buf.getvalue()
     assert "12/36 ep  1 full" in line and "#4:5/9ep 0.812" in line and "#5:->1ep" in line and "paused 3" in line
+
+
+def test_a_finite_space_spends_the_budget_left_on_its_paused_trials(tmp_path):
+    """Every config tried: instead of ending (or failing) with trials paused below the top, the best paused ones
+    go on past the 1/eta cap; with epochs enough, every config is trained to the top and the search ends."""
+    space = Space([Categorical("x", [0.1, 0.3, 0.5, 0.9]), Categorical("mode", ["ok"])])
+    fid = Fidelity(1, 9, 3)
+    study = Study(
+        tmp_path / "s",
+        optimizer=Optimizer(space, seed=0, n_warmup=2, fidelity=fid),
+        objective=objective,
+        budget=Budget(trials=6),  # 54 epochs for 4 configs of 9 epochs each
+        meta={"space": space.to_dict(), "direction": "maximize"},
+    )
+    study.run()
+    trials, _ = rows(tmp_path / "s")
+    check_consistent(trials, fid)
+    assert len(trials) == 4 and all(t.status == COMPLETE for t in trials), [(t.id, t.status) for t in trials]
+    assert sum(t.resource for t in trials) == 36 and "tried" in study.stop_reason
