@@ -26,8 +26,8 @@ hypervolume improvement of (modelled value, known costs) (``nas.multiobjective``
 ``log(cost + offset)`` scaled to [0, 1] over the space, is also an input of the GP: accuracy tracks network
 size, and the model reads it before any training. ``cost_features`` (None: on in a Pareto search, off for a
 score) turns this on or off; on the scalar path it takes every numeric key of ``known(config)``
-(``use_cost_features(names)`` picks some). On real training with a score it measured even with it off
-(bench/results_mf_real.md), so the scalar default stays off.
+(``use_cost_features(names)`` picks some). On real training with a score it measured worse than without
+(cifar10-dev, bench/results_mf_real.md), so the scalar default stays off.
 
 Multi-fidelity (``fidelity=Fidelity(min_resource, max_resource, eta)``, see ``nas.fidelity``): values are
 told at a resource (``tell(config, value, resource=r)``; without ``resource`` a value counts as one at
@@ -150,9 +150,8 @@ class Optimizer:
                     f"got {pareto!r} and {pending!r}"
                 )
             self.pareto, self.pending = pareto, pending
-            probe = sample_feasible(space, mo.REF_SAMPLES, np.random.default_rng(seed), self.feasible)
-            self.objectives.check_known(self.known(probe[0]))
-            probe_known = [self.known(c) for c in probe]
+            probe_known = self._probe_known()
+            self.objectives.check_known(probe_known[0])
             self.objectives = mo.with_cost_scale(self.objectives, probe_known)
             if cost_features is not False:
                 self._cost_inputs([n for n, _ in self.objectives.known], probe_known)
@@ -163,7 +162,7 @@ class Optimizer:
                 value_bounds=value_bounds,
                 reference=reference,
             )
-        elif cost_features and known is not None:
+        elif cost_features:
             self.use_cost_features()
 
     # ------------------------------------------------------------------ known objectives as GP inputs
@@ -173,13 +172,18 @@ class Optimizer:
         .cost_features``). Call it before the first ``tell``."""
         if self._obs or self._failed:
             raise NasError("use_cost_features(): call it before the first tell")
-        probe = sample_feasible(self.space, mo.REF_SAMPLES, np.random.default_rng(self.seed), self.feasible)
-        probe_known = [self.known(c) for c in probe]
+        probe_known = self._probe_known()
         if not probe_known or not probe_known[0]:
             raise NasError("use_cost_features() needs known= (a function giving each config's costs)")
         if names is None:
             names = [n for n, v in probe_known[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
         self._cost_inputs(list(names), probe_known)
+
+    def _probe_known(self) -> list:
+        """The known objectives of ``mo.REF_SAMPLES`` seeded random feasible configs: the sample that scales the
+        costs (log offsets, GP inputs) and, in a Pareto search, places the reference point."""
+        probe = sample_feasible(self.space, mo.REF_SAMPLES, np.random.default_rng(self.seed), self.feasible)
+        return [self.known(c) for c in probe]
 
     def _cost_inputs(self, names: list, probe_known: list) -> None:
         feats = mo.cost_features(names, probe_known)

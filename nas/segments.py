@@ -4,10 +4,12 @@ A job trains one trial from ``resource_from`` (0 for a new trial) to ``resource_
 returns; the rung's value is committed at once, the checkpoint the objective returned is stored under
 ``trials/<id>/checkpoint.pt``, and the trial is *paused* (``complete`` at the top rung). Whenever a worker
 is free, ASHA promotes a paused trial that is in the top 1/eta of its rung by an even blend of its own rung
-score and the GP's predicted top-rung score (``nas.fidelity.blend_keys``); if none is, the optimizer proposes a new config (UCB at max_resource). No worker ever waits. Once the
-epochs left cannot take a new trial to the top, the paused trial with the best predicted top-rung score that
-can still reach the top goes on instead (``ASHA.finishing_promotion``), so the budget ends on finished trials;
-with a time budget the same holds in seconds, each trial costed at its own seconds per epoch.
+score and the GP's predicted top-rung score (``nas.fidelity.blend_keys``); if none is, the optimizer proposes
+a new config (UCB at max_resource). No worker ever waits. Once the epochs left cannot take a new trial to the
+top, the paused trial with the best predicted top-rung score that can still reach the top goes on instead
+(``ASHA.finishing_promotion``), so the budget ends on finished trials; with a time budget the same holds in
+seconds, each trial costed at its own seconds per epoch. Once a finite space has no new config, the best paused
+trial goes on past the 1/eta cap (``ASHA.exhausted_promotion``).
 
 Budget: ``--trials N`` buys ``N * max_resource`` epochs (the cost of N full trainings); a job starts while
 the epochs trained plus the epochs of running jobs are below it (so the last jobs may overrun it by at most

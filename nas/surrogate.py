@@ -128,25 +128,19 @@ class Surrogate:
             self._trend = _linear_trend(np.array(obs_z), y)
             y = y - self._trend_at(np.array(obs_z))
 
-        def encoded(start: int = 0):
-            return X_all[start:], A_all[start:]
-
         refit = self._gp is None or n <= REFIT_ALWAYS_BELOW or n >= (1 + REFIT_GROWTH) * self._gp_fit_n
         if not refit and (self._warp is not None or self.fidelity is not None):
             # Ranks move with every new point, so every target changes: same hyper-parameters, all points.
-            X, A = encoded()
-            self._gp.fit(X, A, y, optimize=False)
+            self._gp.fit(X_all, A_all, y, optimize=False)
         elif not refit:
-            Xn, An = encoded(self._gp_n)
-            self._gp.condition_on(Xn, An, y[self._gp_n :])
+            self._gp.condition_on(X_all[self._gp_n :], A_all[self._gp_n :], y[self._gp_n :])
         else:
-            X, A = encoded()
             if self._gp is None:
                 # Above max_fit_points the GP fits hyper-parameters on a subset, then conditions on all.
                 self._gp = self._new_gp()
             else:
                 self._gp.n_restarts = 1  # warm start from the last fit; the relevance probe still runs
-            self._gp.fit(X, A, y)
+            self._gp.fit(X_all, A_all, y)
             self._gp_fit_n = n
         self._gp_n = n
         return self._gp

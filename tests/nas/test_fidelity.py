@@ -208,23 +208,26 @@ def _paused_asha(seed: int, maximize: bool = True):
     return sched, rng
 
 
-def test_finishing_promotion_matches_brute_force_on_random_small_cases():
+def test_finishing_and_exhausted_promotions_match_brute_force_on_random_small_cases():
+    def best_of(can, keys):  # the best key among the candidates, on to its next rung
+        best = max(can, key=lambda t: (keys[t], sched.reached[t], -t))
+        return best, sched.reached[best] + 1
+
     for seed in range(300):
         sched, rng = _paused_asha(seed, maximize=seed % 2 == 0)
         left = rng.choice([0.5, 5, 18, 24, 26, 27, 40])
         keys = {t: rng.random() for t in sched.state}
-        got = sched.finishing_promotion(left, lambda tids, keys=keys: [keys[t] for t in tids])
+
+        def key(tids, keys=keys):
+            return [keys[t] for t in tids]
+
         rungs = sched.fidelity.rungs
-        can = [
-            t
-            for t, st in sched.state.items()
-            if st == PAUSED and sched.reached[t] >= 0 and 27 - rungs[sched.reached[t]] <= left
-        ]
-        if left >= 27 or not can:
-            assert got is None
-        else:  # the best key among those that can still reach the top, on to their next rung
-            best = max(can, key=lambda t: (keys[t], sched.reached[t], -t))
-            assert got == (best, sched.reached[best] + 1)
+        paused = [t for t, st in sched.state.items() if st == PAUSED and 0 <= sched.reached[t] < sched.fidelity.top]
+        can = [t for t in paused if 27 - rungs[sched.reached[t]] <= left]  # can still reach the top within left
+        got = sched.finishing_promotion(left, key)
+        assert got == (None if left >= 27 or not can else best_of(can, keys))
+        # No new config can start: the best paused trial below the top goes on, whatever the 1/eta cap.
+        assert sched.exhausted_promotion(key) == (best_of(paused, keys) if paused else None)
 
 
 def test_finishing_promotion_without_a_model_prefers_the_highest_rung_then_the_value():
@@ -240,20 +243,6 @@ def test_finishing_promotion_without_a_model_prefers_the_highest_rung_then_the_v
     sched.fail(1)
     assert sched.finishing_promotion(24) is None and sched.finishing_promotion(26) == (3, 1)  # rung 0: 0.1 < 0.9
     assert sched.finishing_promotion(23) is None  # nothing can reach the top any more
-
-
-def test_exhausted_promotion_matches_brute_force_on_random_small_cases():
-    """No new config can start: the best paused trial below the top by key goes on, whatever the 1/eta cap."""
-    for seed in range(300):
-        sched, rng = _paused_asha(seed, maximize=seed % 2 == 0)
-        keys = {t: rng.random() for t in sched.state}
-        got = sched.exhausted_promotion(lambda tids, keys=keys: [keys[t] for t in tids])
-        can = [t for t, st in sched.state.items() if st == PAUSED and 0 <= sched.reached[t] < sched.fidelity.top]
-        if not can:
-            assert got is None
-        else:
-            best = max(can, key=lambda t: (keys[t], sched.reached[t], -t))
-            assert got == (best, sched.reached[best] + 1)
 
 
 def test_exhausted_promotion_goes_past_the_cap_and_without_a_model_prefers_the_highest_rung():

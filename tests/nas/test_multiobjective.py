@@ -251,3 +251,5 @@ def test_use_cost_features_refuses_after_a_tell_or_without_known_costs():
         opt.use_cost_features()
     with pytest.raises(NasError, match="known="):
         Optimizer(space, seed=0).use_cost_features()
+    with pytest.raises(NasError, match="known="):  # asked for at construction: refused too, not ignored
+        Optimizer(space, seed=0, cost_features=True)
