@@ -365,21 +365,31 @@ class GP:
 
         The standardisation is recomputed over all observations (cheap: it only changes alpha, not L).
         """
-        if self._n_pending:
-            raise ValueError(
-                "condition_on: this GP holds pending points; condition the GP without pending "
-                "points, then call with_pending again"
-            )
         X, a = self._check_X(X, active, "GP.condition_on")
         y = self._check_y(y, X.shape[0], "GP.condition_on")
+        return self.extend(X, a, np.concatenate([self._y_obs, y]), what="GP.condition_on")
+
+    def extend(self, X, active, y_all, *, what: str = "GP.extend") -> "GP":
+        """Add the observations ``X`` with the hyper-parameters fixed and replace every target by ``y_all``
+        (the old ones, then the new; a monotone output warp moves them all); equals
+        ``fit(all X, y_all, optimize=False)`` up to round-off: the factor grows by a block update, O(n^2 k),
+        instead of a new O(n^3) factorisation."""
+        if self._n_pending:
+            raise ValueError(
+                f"{what}: this GP holds pending points; condition the GP without pending "
+                "points, then call with_pending again"
+            )
+        X, a = self._check_X(X, active, what)
+        y_all = self._check_y(y_all, self.n_obs + X.shape[0], what)
         U = self._emb(X, a)
         had_rows = len(self._t_rows) > 0
-        self._y_obs, self._U_obs = np.concatenate([self._y_obs, y]), np.vstack([self._U_obs, U])
+        self._y_obs, self._U_obs = y_all.copy(), np.vstack([self._U_obs, U])
         self._standardise()
         if not had_rows:
             self._refactor()
             return self
-        self._append_rows(U, np.zeros(len(y)))
+        if len(U):
+            self._append_rows(U, np.zeros(len(U)))
         self._t_rows = self._t_obs()
         self._alpha = cho_solve((self._L, True), self._t_rows)
         return self
@@ -417,7 +427,7 @@ class GP:
         else:
             Ks = self._kf(U, self._U_rows)  # (m, n)
             mean = self._y_mean + self._y_std * (Ks @ self._alpha)  # Alg. 2.1, line 4
-            V = solve_triangular(self._L, Ks.T, lower=True)  # line 5, (n, m)
+            V = solve_triangular(self._L, Ks.T, lower=True, check_finite=False)  # line 5, (n, m); finite by make
         var = np.maximum(self._s2 - np.einsum("nm,nm->m", V, V), 0.0)  # line 6; k(x, x) = s2
         return mean, np.sqrt(var) * self._y_std
 

@@ -130,8 +130,9 @@ class Surrogate:
 
         refit = self._gp is None or n <= REFIT_ALWAYS_BELOW or n >= (1 + REFIT_GROWTH) * self._gp_fit_n
         if not refit and (self._warp is not None or self.fidelity is not None):
-            # Ranks move with every new point, so every target changes: same hyper-parameters, all points.
-            self._gp.fit(X_all, A_all, y, optimize=False)
+            # Ranks move with every new point, so every target changes: same hyper-parameters, the new points
+            # added to the factor, all targets replaced.
+            self._gp.extend(X_all[self._gp_n :], A_all[self._gp_n :], y)
         elif not refit:
             self._gp.condition_on(X_all[self._gp_n :], A_all[self._gp_n :], y[self._gp_n :])
         else:

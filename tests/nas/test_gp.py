@@ -125,6 +125,29 @@ def test_condition_on_one_by_one_equals_full_refit():
     assert inc.n_obs == 15
 
 
+def test_extend_with_new_targets_equals_full_refit():
+    # The surrogate's path when an output warp moves every target: rows added in blocks, all targets replaced.
+    space, X, active = _mixed_data(30, seed=7)
+    rng = np.random.default_rng(7)
+    ell = rng.uniform(0.5, 3.0, space.n_dims)
+    kw = dict(conditional_mask=[d.conditional for d in space.dims], n_choices=[d.n_choices for d in space.dims])
+    inc = _fixed_gp(space.kinds, ell, 0.8, 0.02, **kw).fit(X[:1], active[:1], [0.0], optimize=False)
+    _, Xs, As = _mixed_data(12, seed=8)
+    n = 1
+    for k in (1, 4, 0, 9, 15):  # an empty block too: only the targets move
+        y = rng.normal(size=n + k)  # new values for the old rows as well
+        inc.extend(X[n : n + k], active[n : n + k], y)
+        n += k
+        full = _fixed_gp(space.kinds, ell, 0.8, 0.02, **kw).fit(X[:n], active[:n], y, optimize=False)
+        for a, b in zip(inc.predict(Xs, As), full.predict(Xs, As)):
+            np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+        assert inc.log_marginal_likelihood() == pytest.approx(full.log_marginal_likelihood(), rel=1e-9)
+    with pytest.raises(ValueError, match="y has 29 values for 31 rows"):
+        inc.extend(X[:1], active[:1], np.zeros(29))
+    with pytest.raises(ValueError, match="pending"):
+        inc.with_pending(Xs[:1], As[:1]).extend(X[:1], active[:1], np.zeros(31))
+
+
 def test_reproduces_noiseless_training_points():
     rng = np.random.default_rng(6)
     X = rng.random((12, 2))
