@@ -129,12 +129,10 @@ class Surrogate:
             y = y - self._trend_at(np.array(obs_z))
 
         refit = self._gp is None or n <= REFIT_ALWAYS_BELOW or n >= (1 + REFIT_GROWTH) * self._gp_fit_n
-        if not refit and (self._warp is not None or self.fidelity is not None):
-            # Ranks move with every new point, so every target changes: same hyper-parameters, the new points
-            # added to the factor, all targets replaced.
+        if not refit:
+            # Same hyper-parameters: the new points added to the factor and every target replaced (with the warp
+            # or the trend every target moves as ranks change; without, the old ones are as before).
             self._gp.extend(X_all[self._gp_n :], A_all[self._gp_n :], y)
-        elif not refit:
-            self._gp.condition_on(X_all[self._gp_n :], A_all[self._gp_n :], y[self._gp_n :])
         else:
             if self._gp is None:
                 # Above max_fit_points the GP fits hyper-parameters on a subset, then conditions on all.

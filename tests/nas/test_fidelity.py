@@ -230,12 +230,18 @@ def test_finishing_and_exhausted_promotions_match_brute_force_on_random_small_ca
         assert sched.exhausted_promotion(key) == (best_of(paused, keys) if paused else None)
 
 
-def test_finishing_promotion_without_a_model_prefers_the_highest_rung_then_the_value():
+def _four_paused() -> ASHA:
+    """Four paused trials, losses by rung: 0.9 | 0.5, 0.6 | 0.5, 0.4 | 0.1 (rungs 1/3/9/27)."""
     sched = ASHA(Fidelity(1, 27, 3), maximize=False)
     for tid, rungs in enumerate([[0.9], [0.5, 0.6], [0.5, 0.4], [0.1]]):
         sched.start(tid)
         for k, v in enumerate(rungs):
             sched.record(tid, k, v)
+    return sched
+
+
+def test_finishing_promotion_without_a_model_prefers_the_highest_rung_then_the_value():
+    sched = _four_paused()
     assert sched.finishing_promotion(27) is None  # a new trial can still reach the top: plain ASHA decides
     assert sched.finishing_promotion(26) == (2, 2)  # every paused trial fits: the highest rung, the lower loss
     assert sched.finishing_promotion(24) == (2, 2)  # only rung-1 trials (24 epochs to go) fit
@@ -246,11 +252,7 @@ def test_finishing_promotion_without_a_model_prefers_the_highest_rung_then_the_v
 
 
 def test_exhausted_promotion_goes_past_the_cap_and_without_a_model_prefers_the_highest_rung():
-    sched = ASHA(Fidelity(1, 27, 3), maximize=False)
-    for tid, rungs in enumerate([[0.9], [0.5, 0.6], [0.5, 0.4], [0.1]]):
-        sched.start(tid)
-        for k, v in enumerate(rungs):
-            sched.record(tid, k, v)
+    sched = _four_paused()
     assert sched.next_promotion() is None  # the cap: 4 trials at rung 0 and 2 at rung 1 allow no more
     assert sched.exhausted_promotion() == (2, 2)
     for t in (0, 1, 2, 3):
