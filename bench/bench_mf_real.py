@@ -52,15 +52,16 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing; appende
 
 import numpy as np  # noqa: E402
 
-from bench.common import finish_results, log  # noqa: E402
+from bench.common import finish_results, log, set_attributes  # noqa: E402
 
 DEFAULT_METHODS = ("ours", "ours-off", "tpe-hb")
-METHODS = DEFAULT_METHODS + ("ours-feat",)  # ours-feat: an ablation, run when asked for
+METHODS = DEFAULT_METHODS + ("ours-feat", "ours-x")  # ablations, run when asked for (ours-x: see run_ours)
 LABELS = {
     "ours": "ours (multi-fidelity)",
     "ours-off": "ours (--fidelity off)",
     "tpe-hb": "TPE + Hyperband",
     "ours-feat": "ours, MACs and params as GP inputs",
+    "ours-x": "ours with $BENCH_OPT_SET",
 }
 CIFAR_DEV = Path("/work/shared/datasets/cifar10-dev")
 
@@ -164,6 +165,8 @@ def run_ours(opts, method: str, seed: int, work: Path) -> dict:
     study, _ = make_study(args)
     if method == "ours-feat":  # the ablation: MACs and params as GP inputs (off by default on the scalar path)
         study.opt.use_cost_features()
+    if method == "ours-x":  # an experiment: Optimizer attributes from $BENCH_OPT_SET (bench.common.set_attributes)
+        set_attributes(study.opt, os.environ.get("BENCH_OPT_SET", ""))
     rec = Recorder(study.objective)
     study.objective = rec
     study.objective_args["threads"] = 1  # two runs share the machine's two cores

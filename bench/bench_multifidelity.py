@@ -43,13 +43,16 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing; appende
 
 import numpy as np  # noqa: E402
 
+from bench.common import set_attributes  # noqa: E402
 from bench.taskset import CAP, DEFAULT_DIR, MAX_STEP, Pool, load_task, task_files  # noqa: E402
 
 MIN_STEP, ETA = 1, 3
 BUDGETS = (10, 30, 100)
 METHODS = ("ours", "ours-off", "tpe-hb", "tpe-sh", "random-asha")
-VARIANTS = ("ours-nofinish",)  # run only when named: ours without finishing its best paused trials at the end
-PLANNERS = ("ours",)  # finish their best paused trials as the budget ends: one run per budget
+# Run only when named: ours without finishing its best paused trials at the end; ours-x, an experiment with
+# Optimizer attributes set from $BENCH_OPT_SET (bench.common.set_attributes).
+VARIANTS = ("ours-nofinish", "ours-x")
+PLANNERS = ("ours", "ours-x")  # finish their best paused trials as the budget ends: one run per budget
 PEERS = ("tpe-hb", "tpe-sh", "random-asha")  # the other tools; ours-off is reported beside them
 LABELS = {
     "ours": "ours (multi-fidelity)",
@@ -58,6 +61,7 @@ LABELS = {
     "tpe-sh": "TPE + SuccessiveHalving",
     "random-asha": "random + ASHA",
     "ours-nofinish": "ours, no finishing promotions",
+    "ours-x": "ours with $BENCH_OPT_SET",
 }
 EPS = 1e-3  # added to both medians in the ratio, so a zero regret (the pool's best found) stays finite
 
@@ -133,12 +137,13 @@ def _stop_and_go(run: Run, sched, propose, rank, tell, finish_key=None):
             sched.record(tid, k, v)
 
 
-def run_ours(run: Run, seed: int, finish: bool = True):
+def run_ours(run: Run, seed: int, finish: bool = True, tweak: str = ""):
     from nas.fidelity import ASHA, Fidelity, blend_keys
     from nas.optimizer import Optimizer
 
     fid = Fidelity(MIN_STEP, MAX_STEP, eta=ETA)
     opt = Optimizer(_space(run.pool), direction="minimize", seed=seed, fidelity=fid)
+    set_attributes(opt, tweak)
     sched = ASHA(fid, maximize=False)
 
     def propose(first_rung):
@@ -242,6 +247,7 @@ def run_optuna(run: Run, seed: int, pruner_name: str):
 RUNNERS = {
     "ours": run_ours,
     "ours-nofinish": lambda r, s: run_ours(r, s, finish=False),
+    "ours-x": lambda r, s: run_ours(r, s, tweak=os.environ.get("BENCH_OPT_SET", "")),
     "ours-off": run_ours_off,
     "random-asha": run_random_asha,
     "tpe-hb": lambda r, s: run_optuna(r, s, "hyperband"),

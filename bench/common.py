@@ -1,5 +1,5 @@
-"""What every benchmark script does the same way: log to stderr, and end its results file with the failed runs
-and where the raw trials are, then write it and print it."""
+"""What every benchmark script does the same way: log to stderr, end its results file with the failed runs and
+where the raw trials are (then write it and print it), and set an experiment's optimizer attributes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,16 @@ from typing import Callable
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def set_attributes(obj, spec: str) -> None:
+    """An experiment's settings: ``spec`` "name=value,name=value" sets each existing attribute of ``obj`` (an
+    ``Optimizer``), the value converted to the attribute's current type (``beta_scale=1.0,n_warmup=16``)."""
+    for item in filter(None, spec.split(",")):
+        name, _, value = item.partition("=")
+        if not hasattr(obj, name):
+            raise SystemExit(f"set_attributes: {type(obj).__name__} has no attribute {name!r}")
+        setattr(obj, name, type(getattr(obj, name))(value))
 
 
 def finish_results(
