@@ -107,6 +107,15 @@ def test_score_ceiling_prunes_configs_that_cannot_win():
         best_score = max(best_score, opt.score_of([c], [f(c)])[0])
 
 
+def test_warm_up_covers_the_costs_a_soft_score_penalises():
+    # The warm-up fills the space: with a soft cost penalty it does not keep to the cheaper configs (the score's
+    # ceiling prefers them before anything is known, and that warm-up left large networks untried).
+    score = MnasScore(targets={"macs": 300.0}, alpha=-0.07, beta=-0.07)
+    opt = Optimizer(Space([Float("x", 0.0, 1.0)]), seed=0, n_warmup=8, known=cost, score=score, value_bounds=(0, 1))
+    xs = [c["x"] for c in opt.ask(8)]
+    assert max(xs) > 0.8 and min(xs) < 0.2
+
+
 def test_best_uses_the_score():
     score = WeightedScore(weights={"macs": 1.0})
     opt = Optimizer(SPACE, seed=0, known=cost, score=score)
