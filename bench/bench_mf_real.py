@@ -184,7 +184,10 @@ def run_ours(opts, method: str, seed: int, work: Path) -> dict:
         ev["macs"] = t.macs
         if ev["value"] is not None:
             ev["score"] = float(score(ev["value"], {"macs": t.macs, "params": t.params}))
-    return {"events": rec.events, "max_epochs": top, "command": "nas " + " ".join(argv)}
+    command = "nas " + " ".join(argv)
+    if method == "ours-x":  # the experiment's settings travel with its log line
+        command += f" (Optimizer attributes: BENCH_OPT_SET={os.environ.get('BENCH_OPT_SET', '')!r})"
+    return {"events": rec.events, "max_epochs": top, "command": command}
 
 
 # ------------------------------------------------------------------------------------------ TPE + Hyperband

@@ -310,6 +310,8 @@ def run_one(job: dict) -> dict:
             "spent": run.spent,
             "configs": len({i for _, i, _, _ in run.obs}),
         }
+        if job["method"] == "ours-x":  # the experiment's settings travel with its rows
+            out["opt_set"] = os.environ.get("BENCH_OPT_SET", "")
         for b in job["budgets"]:
             rv, rt = regrets(task, run.obs, b * MAX_STEP)
             spent = max([s for s, *_ in run.obs if s <= b * MAX_STEP], default=0)

@@ -4,9 +4,12 @@ import sys
 from argparse import Namespace
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is not an installed package
 
 from bench.bench_mf_real import at, one_run, reach, space_file, trajectory  # noqa: E402
+from bench.common import set_attributes  # noqa: E402
 
 
 def test_trajectory_counts_segments_and_only_full_runs_pick():
@@ -44,3 +47,16 @@ def test_one_real_run_of_each_kind(tmp_path):  # 2 trials of 1 epoch each
         assert spent == 2  # the budget: 2 runs of 1 epoch
         assert all(len(e["curve"]) == e["to"] - e["from"] for e in r["events"])
         assert trajectory(r)[-1][1] is not None  # some trial was trained to the full length
+
+
+def test_set_attributes_converts_to_the_attributes_type_and_refuses_unknown_names():
+    from nas.optimizer import Optimizer
+    from nas.space import Float, Space
+
+    opt = Optimizer(Space([Float("x", 0.0, 1.0)]), seed=0)
+    set_attributes(opt, "beta_scale=1,n_warmup=16")
+    assert opt.beta_scale == 1.0 and isinstance(opt.beta_scale, float)
+    assert opt.n_warmup == 16 and isinstance(opt.n_warmup, int)
+    set_attributes(opt, "")  # nothing to set
+    with pytest.raises(SystemExit, match="no attribute 'beta'"):
+        set_attributes(opt, "beta=2")
