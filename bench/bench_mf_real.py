@@ -52,7 +52,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing; appende
 
 import numpy as np  # noqa: E402
 
-from bench.common import finish_results, log, set_attributes  # noqa: E402
+from bench.common import finish_results, log, opt_set, set_attributes  # noqa: E402
 
 DEFAULT_METHODS = ("ours", "ours-off", "tpe-hb")
 METHODS = DEFAULT_METHODS + ("ours-feat", "ours-x")  # ablations, run when asked for (ours-x: see run_ours)
@@ -166,7 +166,7 @@ def run_ours(opts, method: str, seed: int, work: Path) -> dict:
     if method == "ours-feat":  # the ablation: MACs and params as GP inputs (off by default on the scalar path)
         study.opt.use_cost_features()
     if method == "ours-x":  # an experiment: Optimizer attributes from $BENCH_OPT_SET (bench.common.set_attributes)
-        set_attributes(study.opt, os.environ.get("BENCH_OPT_SET", ""))
+        set_attributes(study.opt, opt_set())
     rec = Recorder(study.objective)
     study.objective = rec
     study.objective_args["threads"] = 1  # two runs share the machine's two cores
@@ -186,7 +186,7 @@ def run_ours(opts, method: str, seed: int, work: Path) -> dict:
             ev["score"] = float(score(ev["value"], {"macs": t.macs, "params": t.params}))
     command = "nas " + " ".join(argv)
     if method == "ours-x":  # the experiment's settings travel with its log line
-        command += f" (Optimizer attributes: BENCH_OPT_SET={os.environ.get('BENCH_OPT_SET', '')!r})"
+        command += f" (Optimizer attributes: BENCH_OPT_SET={opt_set()!r})"
     return {"events": rec.events, "max_epochs": top, "command": command}
 
 

@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing; appende
 
 import numpy as np  # noqa: E402
 
-from bench.common import set_attributes  # noqa: E402
+from bench.common import opt_set, set_attributes  # noqa: E402
 from bench.taskset import CAP, DEFAULT_DIR, MAX_STEP, Pool, load_task, task_files  # noqa: E402
 
 MIN_STEP, ETA = 1, 3
@@ -247,7 +247,7 @@ def run_optuna(run: Run, seed: int, pruner_name: str):
 RUNNERS = {
     "ours": run_ours,
     "ours-nofinish": lambda r, s: run_ours(r, s, finish=False),
-    "ours-x": lambda r, s: run_ours(r, s, tweak=os.environ.get("BENCH_OPT_SET", "")),
+    "ours-x": lambda r, s: run_ours(r, s, tweak=opt_set()),
     "ours-off": run_ours_off,
     "random-asha": run_random_asha,
     "tpe-hb": lambda r, s: run_optuna(r, s, "hyperband"),
@@ -311,7 +311,7 @@ def run_one(job: dict) -> dict:
             "configs": len({i for _, i, _, _ in run.obs}),
         }
         if job["method"] == "ours-x":  # the experiment's settings travel with its rows
-            out["opt_set"] = os.environ.get("BENCH_OPT_SET", "")
+            out["opt_set"] = opt_set()
         for b in job["budgets"]:
             rv, rt = regrets(task, run.obs, b * MAX_STEP)
             spent = max([s for s, *_ in run.obs if s <= b * MAX_STEP], default=0)

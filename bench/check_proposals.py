@@ -129,7 +129,8 @@ def pareto(acquisition: str, pending: str) -> list:
 
 
 def minimize_nowarp() -> list:
-    """Past 40 observations without the warp: the path that adds points without refitting (condition_on)."""
+    """Past 40 observations without the warp: the path that adds points without refitting (GP.extend
+    with the old targets unchanged)."""
     opt = Optimizer(
         _small_space(), direction="minimize", seed=5, n_warmup=4, warp="none", constraints=[lambda c: c["w"] != 3]
     )

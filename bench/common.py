@@ -3,6 +3,7 @@ where the raw trials are (then write it and print it), and set an experiment's o
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -10,6 +11,12 @@ from typing import Callable
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def opt_set() -> str:
+    """The ``ours-x`` experiment's settings, ``$BENCH_OPT_SET`` (empty when unset): given to ``set_attributes`` and
+    written into the run's log, so a variant's rows say what they were."""
+    return os.environ.get("BENCH_OPT_SET", "")
 
 
 def set_attributes(obj, spec: str) -> None:
