@@ -51,8 +51,11 @@ BUDGETS = (10, 30, 100)
 METHODS = ("ours", "ours-off", "tpe-hb", "tpe-sh", "random-asha")
 # Run only when named: ours without finishing its best paused trials at the end; ours-x, an experiment with
 # Optimizer attributes set from $BENCH_OPT_SET (bench.common.set_attributes).
-VARIANTS = ("ours-nofinish", "ours-x")
-PLANNERS = ("ours", "ours-x")  # finish their best paused trials as the budget ends: one run per budget
+# ours-finish-cap / ours-finish-blend: paused trials compared for finishing by the prediction capped at the trial's
+# own latest value (a run already at 0.56 is not predicted worse than that), or by a blend of the two ranks.
+VARIANTS = ("ours-nofinish", "ours-x", "ours-finish-cap", "ours-finish-blend")
+# These finish their best paused trials as the budget ends: one run per budget.
+PLANNERS = ("ours", "ours-x", "ours-finish-cap", "ours-finish-blend")
 PEERS = ("tpe-hb", "tpe-sh", "random-asha")  # the other tools; ours-off is reported beside them
 LABELS = {
     "ours": "ours (multi-fidelity)",
@@ -62,6 +65,8 @@ LABELS = {
     "random-asha": "random + ASHA",
     "ours-nofinish": "ours, no finishing promotions",
     "ours-x": "ours with $BENCH_OPT_SET",
+    "ours-finish-cap": "ours, finishing key capped at the own value",
+    "ours-finish-blend": "ours, finishing key blended with the own value",
 }
 EPS = 1e-3  # added to both medians in the ratio, so a zero regret (the pool's best found) stays finite
 
@@ -137,7 +142,7 @@ def _stop_and_go(run: Run, sched, propose, rank, tell, finish_key=None):
             sched.record(tid, k, v)
 
 
-def run_ours(run: Run, seed: int, finish: bool = True, tweak: str = ""):
+def run_ours(run: Run, seed: int, finish: bool = True, tweak: str = "", finish_rule: str = "model"):
     from nas.fidelity import ASHA, Fidelity, blend_keys
     from nas.optimizer import Optimizer
 
@@ -164,7 +169,14 @@ def run_ours(run: Run, seed: int, finish: bool = True, tweak: str = ""):
 
     def finish_key(tids, trials):  # as SegmentLoop._finish_key: the predicted top-rung value (minimised)
         pred = opt.predict_top([trials[t][1] for t in tids])
-        return None if pred is None else [-p for p in pred]
+        if pred is None:
+            return None
+        own = [sched.values[sched.reached[t]][t] for t in tids]  # each trial's latest rung value
+        if finish_rule == "cap":  # variant: never predicted worse than it already is
+            return [-min(p, v) for p, v in zip(pred, own)]
+        if finish_rule == "blend":  # variant: the promotions' blend, the own value taken at different rungs
+            return blend_keys([-v for v in own], [-p for p in pred])
+        return [-p for p in pred]
 
     _stop_and_go(
         run, sched, propose, rank, lambda c, v, r: opt.tell(c, v, resource=r), finish_key=finish_key if finish else None
@@ -248,6 +260,8 @@ RUNNERS = {
     "ours": run_ours,
     "ours-nofinish": lambda r, s: run_ours(r, s, finish=False),
     "ours-x": lambda r, s: run_ours(r, s, tweak=opt_set()),
+    "ours-finish-cap": lambda r, s: run_ours(r, s, finish_rule="cap"),
+    "ours-finish-blend": lambda r, s: run_ours(r, s, finish_rule="blend"),
     "ours-off": run_ours_off,
     "random-asha": run_random_asha,
     "tpe-hb": lambda r, s: run_optuna(r, s, "hyperband"),

@@ -48,9 +48,11 @@ def test_pick_prefers_the_highest_checkpoint_then_the_lowest_loss():
     assert mf.regrets(t, [], 10)[0] == CAP - t.best_valid
 
 
-@pytest.mark.parametrize("method", ["random-asha", "tpe-sh", "tpe-hb", "ours-off", "ours"])
+@pytest.mark.parametrize(
+    "method", ["random-asha", "tpe-sh", "tpe-hb", "ours-off", "ours", "ours-finish-cap", "ours-finish-blend"]
+)
 def test_charged_checkpoints_are_the_ones_trained(method):
-    if method in ("random-asha", "ours"):
+    if method != "ours-off" and not method.startswith("tpe"):
         pytest.importorskip("nas.fidelity")
     t = fake_task(n=40)
     run = mf.Run(t, 2 * MAX_STEP)
