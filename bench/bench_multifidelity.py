@@ -169,14 +169,14 @@ def run_ours(run: Run, seed: int, finish: bool = True, tweak: str = "", finish_r
 
     def finish_key(tids, trials):  # as SegmentLoop._finish_key: the predicted top-rung value (minimised)
         pred = opt.predict_top([trials[t][1] for t in tids])
-        if pred is None:
-            return None
-        own = [sched.values[sched.reached[t]][t] for t in tids]  # each trial's latest rung value
-        if finish_rule == "cap":  # variant: never predicted worse than it already is
+        if pred is None or finish_rule == "model":
+            return None if pred is None else [-p for p in pred]
+        own = [sched.values[sched.reached[t]][t] for t in tids]  # variants: each trial's latest rung value
+        if finish_rule == "cap":  # never predicted worse than it already is
             return [-min(p, v) for p, v in zip(pred, own)]
-        if finish_rule == "blend":  # variant: the promotions' blend, the own value taken at different rungs
+        if finish_rule == "blend":  # the promotions' blend, the own values taken at different rungs
             return blend_keys([-v for v in own], [-p for p in pred])
-        return [-p for p in pred]
+        raise ValueError(f"finish_rule: 'model', 'cap' or 'blend', got {finish_rule!r}")
 
     _stop_and_go(
         run, sched, propose, rank, lambda c, v, r: opt.tell(c, v, resource=r), finish_key=finish_key if finish else None

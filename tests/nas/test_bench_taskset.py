@@ -52,8 +52,6 @@ def test_pick_prefers_the_highest_checkpoint_then_the_lowest_loss():
     "method", ["random-asha", "tpe-sh", "tpe-hb", "ours-off", "ours", "ours-finish-cap", "ours-finish-blend"]
 )
 def test_charged_checkpoints_are_the_ones_trained(method):
-    if method != "ours-off" and not method.startswith("tpe"):
-        pytest.importorskip("nas.fidelity")
     t = fake_task(n=40)
     run = mf.Run(t, 2 * MAX_STEP)
     mf._init_worker()
