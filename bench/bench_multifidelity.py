@@ -13,7 +13,8 @@ sequential (one worker). A method is *charged the checkpoints it actually traine
 from rung r to r' costs r' - r (a promoted trial continues, it is never retrained), an Optuna trial costs
 the steps it reported before it was pruned, a full run 50. Budgets are counted in full-run equivalents
 (B x 50 checkpoints). Ours plans with its budget (once a new config could no longer reach the top rung, it
-finishes its best paused trials), so it runs once per budget; the peers do not, so their regret at 10 and 30 is
+finishes its best paused trials: the best predicted top-rung value, never worse than the trial's own latest
+value, as ``SegmentLoop._finish_key``), so it runs once per budget; the peers do not, so their regret at 10 and 30 is
 read off their budget-100 run (what they had recorded once they had spent that much).
 
 The pick at a budget: the trial with the lowest observed validation loss among those trained to 50; when
@@ -51,11 +52,11 @@ BUDGETS = (10, 30, 100)
 METHODS = ("ours", "ours-off", "tpe-hb", "tpe-sh", "random-asha")
 # Run only when named: ours without finishing its best paused trials at the end; ours-x, an experiment with
 # Optimizer attributes set from $BENCH_OPT_SET (bench.common.set_attributes).
-# ours-finish-cap / ours-finish-blend: paused trials compared for finishing by the prediction capped at the trial's
-# own latest value (a run already at 0.56 is not predicted worse than that), or by a blend of the two ranks.
-VARIANTS = ("ours-nofinish", "ours-x", "ours-finish-cap", "ours-finish-blend")
+# ours-finish-model / ours-finish-blend: paused trials compared for finishing by the prediction alone (the engine's
+# key before it was floored at the trial's own latest value), or by a blend of the ranks of the two.
+VARIANTS = ("ours-nofinish", "ours-x", "ours-finish-model", "ours-finish-blend")
 # These finish their best paused trials as the budget ends: one run per budget.
-PLANNERS = ("ours", "ours-x", "ours-finish-cap", "ours-finish-blend")
+PLANNERS = ("ours", "ours-x", "ours-finish-model", "ours-finish-blend")
 PEERS = ("tpe-hb", "tpe-sh", "random-asha")  # the other tools; ours-off is reported beside them
 LABELS = {
     "ours": "ours (multi-fidelity)",
@@ -65,7 +66,7 @@ LABELS = {
     "random-asha": "random + ASHA",
     "ours-nofinish": "ours, no finishing promotions",
     "ours-x": "ours with $BENCH_OPT_SET",
-    "ours-finish-cap": "ours, finishing key capped at the own value",
+    "ours-finish-model": "ours, finishing key the prediction alone",
     "ours-finish-blend": "ours, finishing key blended with the own value",
 }
 EPS = 1e-3  # added to both medians in the ratio, so a zero regret (the pool's best found) stays finite
@@ -142,7 +143,7 @@ def _stop_and_go(run: Run, sched, propose, rank, tell, finish_key=None):
             sched.record(tid, k, v)
 
 
-def run_ours(run: Run, seed: int, finish: bool = True, tweak: str = "", finish_rule: str = "model"):
+def run_ours(run: Run, seed: int, finish: bool = True, tweak: str = "", finish_rule: str = "cap"):
     from nas.fidelity import ASHA, Fidelity, blend_keys
     from nas.optimizer import Optimizer
 
@@ -167,12 +168,12 @@ def run_ours(run: Run, seed: int, finish: bool = True, tweak: str = "", finish_r
         pred = opt.predict_top([trials[t][1] for t in tids])
         return own if pred is None else blend_keys(own, [-p for p in pred])
 
-    def finish_key(tids, trials):  # as SegmentLoop._finish_key: the predicted top-rung value (minimised)
-        pred = opt.predict_top([trials[t][1] for t in tids])
+    def finish_key(tids, trials):  # as SegmentLoop._finish_key: the predicted top-rung value (minimised), never
+        pred = opt.predict_top([trials[t][1] for t in tids])  # worse than the trial's own latest rung value
         if pred is None or finish_rule == "model":
             return None if pred is None else [-p for p in pred]
-        own = [sched.values[sched.reached[t]][t] for t in tids]  # variants: each trial's latest rung value
-        if finish_rule == "cap":  # never predicted worse than it already is
+        own = [sched.values[sched.reached[t]][t] for t in tids]
+        if finish_rule == "cap":
             return [-min(p, v) for p, v in zip(pred, own)]
         if finish_rule == "blend":  # the promotions' blend, the own values taken at different rungs
             return blend_keys([-v for v in own], [-p for p in pred])
@@ -260,7 +261,7 @@ RUNNERS = {
     "ours": run_ours,
     "ours-nofinish": lambda r, s: run_ours(r, s, finish=False),
     "ours-x": lambda r, s: run_ours(r, s, tweak=opt_set()),
-    "ours-finish-cap": lambda r, s: run_ours(r, s, finish_rule="cap"),
+    "ours-finish-model": lambda r, s: run_ours(r, s, finish_rule="model"),
     "ours-finish-blend": lambda r, s: run_ours(r, s, finish_rule="blend"),
     "ours-off": run_ours_off,
     "random-asha": run_random_asha,

@@ -6,10 +6,11 @@ returns; the rung's value is committed at once, the checkpoint the objective ret
 is free, ASHA promotes a paused trial that is in the top 1/eta of its rung by an even blend of its own rung
 score and the GP's predicted top-rung score (``nas.fidelity.blend_keys``); if none is, the optimizer proposes
 a new config (UCB at max_resource). No worker ever waits. Once the epochs left cannot take a new trial to the
-top, the paused trial with the best predicted top-rung score that can still reach the top goes on instead
-(``ASHA.finishing_promotion``), so the budget ends on finished trials; with a time budget the same holds in
-seconds, each trial costed at its own seconds per epoch. Once a finite space has no new config, the best paused
-trial goes on past the 1/eta cap (``ASHA.exhausted_promotion``).
+top, the paused trial with the best predicted top-rung score (never below its own latest score) that can
+still reach the top goes on instead (``ASHA.finishing_promotion``), so the budget ends on finished trials;
+with a time budget the same holds in seconds, each trial costed at its own seconds per epoch. Once a finite
+space has no new config, the best paused trial by the same key goes on past the 1/eta cap
+(``ASHA.exhausted_promotion``).
 
 Budget: ``--trials N`` buys ``N * max_resource`` epochs (the cost of N full trainings); a job starts while
 the epochs trained plus the epochs of running jobs are below it (so the last jobs may overrun it by at most
@@ -205,15 +206,23 @@ class SegmentLoop:
         return blend_keys(list(own), list(self.opt.score_of(configs, pred)))
 
     def _finish_key(self, tids: list) -> list | None:
-        """Paused trials compared across rungs (higher is better): the score of the GP's predicted top-rung
-        value; None without a model (ASHA then prefers the highest rung reached, then its value)."""
+        """Paused trials compared across rungs (higher is better): the score of the GP's predicted top-rung value,
+        never worse than the trial's own latest rung value; None without a model (ASHA then prefers the highest
+        rung reached, then its value).
+
+        The floor is the prior that training on does not undo what a run has reached. Without it a model fitted
+        on a top rung full of runs that never learnt (on the TaskSet tables: validation loss ln 2 from the first
+        checkpoint, promoted early because learners start with a bump above it) predicted ln 2 at the top for
+        every config, a trial at 0.556 after 9 checkpoints included, and the budget's last epochs went to runs
+        at ln 2 (bench/RESULTS.md)."""
         configs = [self.trials[t].config for t in tids]
         pred = self.opt.predict_top(configs)
         if pred is None:
             return None
+        own = [self.sched.values[self.sched.reached[t]][t] for t in tids]
         if self.opt.direction == "minimize":
-            return [-p for p in pred]
-        return list(self.opt.score_of(configs, pred))
+            return [-min(p, v) for p, v in zip(pred, own)]
+        return list(self.opt.score_of(configs, [max(p, v) for p, v in zip(pred, own)]))
 
     def _left(self) -> float | None:
         if self.epoch_budget is None:

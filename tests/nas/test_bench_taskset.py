@@ -49,7 +49,7 @@ def test_pick_prefers_the_highest_checkpoint_then_the_lowest_loss():
 
 
 @pytest.mark.parametrize(
-    "method", ["random-asha", "tpe-sh", "tpe-hb", "ours-off", "ours", "ours-finish-cap", "ours-finish-blend"]
+    "method", ["random-asha", "tpe-sh", "tpe-hb", "ours-off", "ours", "ours-finish-model", "ours-finish-blend"]
 )
 def test_charged_checkpoints_are_the_ones_trained(method):
     t = fake_task(n=40)

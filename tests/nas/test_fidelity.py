@@ -469,3 +469,37 @@ def test_the_segment_loop_finishes_by_time_from_measured_speeds():
     assert loop._time_finish(spent=970) == (1, 2)  # 30 s: only trial 1 (24 s) can finish
     assert loop._time_finish(spent=960) == (0, 3)  # 40 s: both can; the higher rung goes first
     assert loop._time_finish(spent=900) is None  # 100 s: a new trial (54 s) still fits
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_finishing_key_is_the_prediction_never_worse_than_the_trials_own_value(direction):
+    """The model has seen the top rung only at a poor level (0.2, as a top rung filled with runs that never
+    learnt); trial 0 has reached 0.8 at rung 1, trial 1 0.3, trial 2 0.25 at rung 0. The finishing key is each
+    trial's predicted top-rung value floored at its own latest value (brute force below), so trial 0 goes on
+    to finish although the model alone predicts it no better than the others."""
+    from nas.segments import SegmentLoop
+    from nas.trial import Trial
+
+    sign = 1.0 if direction == "maximize" else -1.0  # values below are "higher is better"; minimised as -v
+    fid = Fidelity(1, 27, 3)
+    opt = Optimizer(Space([Float("x", 0.0, 1.0)]), fidelity=fid, seed=0, direction=direction, n_warmup=1)
+    for i in range(8):
+        opt.tell({"x": i / 7}, sign * 0.2, resource=27)
+    loop = SegmentLoop.__new__(SegmentLoop)
+    loop.fid, loop.opt = fid, opt
+    loop.sched = ASHA(fid, maximize=direction == "maximize")
+    loop.trials = {}
+    for tid, (x, rung, value) in enumerate([(0.15, 1, 0.8), (0.5, 1, 0.3), (0.85, 0, 0.25)]):
+        loop.trials[tid] = Trial(id=tid, config={"x": x}, resource=fid.rungs[rung])
+        loop.sched.start(tid)
+        for k in range(rung + 1):
+            loop.sched.record(tid, k, sign * value)
+    tids = [0, 1, 2]
+    pred = opt.predict_top([loop.trials[t].config for t in tids])
+    own = [loop.sched.values[loop.sched.reached[t]][t] for t in tids]
+    better = [max(sign * p, sign * v) for p, v in zip(pred, own)]  # brute force, "higher is better" units
+    keys = loop._finish_key(tids)
+    assert np.allclose(keys, better), (keys, better)
+    assert max(sign * p for p in pred) < 0.3  # the model alone sees no trial above the poor top level
+    assert loop.sched.finishing_promotion(26, loop._finish_key) == (0, 2)
+    assert loop.sched.exhausted_promotion(loop._finish_key) == (0, 2)
