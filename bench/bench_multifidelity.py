@@ -168,14 +168,18 @@ def run_ours(run: Run, seed: int, finish: bool = True, tweak: str = "", finish_r
         pred = opt.predict_top([trials[t][1] for t in tids])
         return own if pred is None else blend_keys(own, [-p for p in pred])
 
-    def finish_key(tids, trials):  # as SegmentLoop._finish_key: the predicted top-rung value (minimised), never
-        pred = opt.predict_top([trials[t][1] for t in tids])  # worse than the trial's own latest rung value
-        if pred is None or finish_rule == "model":
-            return None if pred is None else [-p for p in pred]
-        own = [sched.values[sched.reached[t]][t] for t in tids]
+    def finish_key(tids, trials):
+        """As SegmentLoop._finish_key ("cap"): the predicted top-rung value (minimised), never worse than the
+        trial's own latest rung value; "model": the prediction alone; "blend": the promotions' rank blend."""
+        pred = opt.predict_top([trials[t][1] for t in tids])
+        if pred is None:
+            return None
+        if finish_rule == "model":
+            return [-p for p in pred]
+        own = [sched.latest(t) for t in tids]
         if finish_rule == "cap":
             return [-min(p, v) for p, v in zip(pred, own)]
-        if finish_rule == "blend":  # the promotions' blend, the own values taken at different rungs
+        if finish_rule == "blend":  # the own values taken at different rungs
             return blend_keys([-v for v in own], [-p for p in pred])
         raise ValueError(f"finish_rule: 'model', 'cap' or 'blend', got {finish_rule!r}")
 

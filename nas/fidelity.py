@@ -288,6 +288,10 @@ class ASHA:
         self.reached[tid] = k
         self.state[tid] = DONE if k == self.fidelity.top else PAUSED
 
+    def latest(self, tid) -> float:
+        """Trial ``tid``'s value at the highest rung it has reached."""
+        return self.values[self.reached[tid]][tid]
+
     def resume(self, tid) -> None:
         """A paused trial goes on (promotion, or a run interrupted by a crash)."""
         self.state[tid] = RUNNING
@@ -366,7 +370,7 @@ class ASHA:
         keys = None if key is None else key(tids)
         if keys is None:  # no model: the highest rung reached, then the better value there
             sign = 1.0 if self.maximize else -1.0
-            order = [(self.reached[t], sign * self.values[self.reached[t]][t]) for t in tids]
+            order = [(self.reached[t], sign * self.latest(t)) for t in tids]
         else:
             order = [(float(v) if math.isfinite(float(v)) else -math.inf, self.reached[t]) for v, t in zip(keys, tids)]
         i = max(range(len(tids)), key=lambda j: (order[j], -tids[j]))

@@ -219,7 +219,7 @@ class SegmentLoop:
         pred = self.opt.predict_top(configs)
         if pred is None:
             return None
-        own = [self.sched.values[self.sched.reached[t]][t] for t in tids]
+        own = [self.sched.latest(t) for t in tids]
         if self.opt.direction == "minimize":
             return [-min(p, v) for p, v in zip(pred, own)]
         return list(self.opt.score_of(configs, [max(p, v) for p, v in zip(pred, own)]))
